@@ -7,11 +7,11 @@ import torch
 
 from bbuvl.config import ConfigError, load_config
 from bbuvl.model.checkpoint import load_model
-from bbuvl.rl.rollouts import completion_logprobs, draw_rollouts
 from bbuvl.rl.trainer import build_grpo_run, make_grpo_trainer, read_grpo_inputs
 from bbuvl.train.trainer import train
 from tests.diagnostics.conftest import one_thread  # noqa: F401 - one torch thread, as the training tests
 from tests.lora_runs import one_step_lora
+from tests.rl.reference_check import assert_reference_is_the_start
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -56,13 +56,7 @@ def test_grpo_from_a_lora_checkpoint_trains_its_adapters_against_them_as_loaded(
     moved = [n for n, p in adapters(run.model).items() if not torch.equal(p, loaded[n])]
     assert moved and any("lora_B" in n for n in moved)
     assert all(torch.equal(p, loaded[n]) for n, p in adapters(trainer.reference).items())
-    run.model.eval()
-    drawn = draw_rollouts(run.predictor, run.train_dataset[:2], cfg.grpo, run.scorer, seed=7, step=0)
-    batch = run.collator_for_rollouts(drawn.samples)
-    reference = trainer.reference_logprobs(batch, drawn.allowed)
-    with torch.no_grad():
-        start_logp, mask = completion_logprobs(start, batch, cfg.grpo.temperature, drawn.allowed)
-    assert torch.allclose(reference[mask], start_logp[mask], rtol=0, atol=1e-6), (reference - start_logp).abs().max()
+    assert_reference_is_the_start(run, trainer, start, cfg)
 
 
 def test_grpo_without_lora_from_a_lora_checkpoint_is_refused_naming_both_ways_on(lora_checkpoint, small_dataset,

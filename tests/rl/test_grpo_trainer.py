@@ -10,10 +10,10 @@ from bbuvl.cli import app
 from bbuvl.config import dump_config, load_config
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.checkpoint import load_model
-from bbuvl.rl.rollouts import completion_logprobs, draw_rollouts
 from bbuvl.rl.trainer import METRICS, build_grpo_run, make_grpo_trainer, no_spread_warning, train_grpo
 from bbuvl.train.weight_average import AVERAGE_FILE
 from tests.callbacks import StopAt
+from tests.rl.reference_check import assert_reference_is_the_start
 from tests.train.test_resume_records import scalars
 from tests.train.test_run_inputs import _tree
 from tests.diagnostics.conftest import one_thread  # noqa: F401 - one torch thread, as the training tests
@@ -187,13 +187,7 @@ def test_lora_grpo_measures_its_kl_against_the_start_though_the_vision_positions
     assert not torch.equal(run.model.vision_positions.proj.weight, start.vision_positions.proj.weight)
     head = run.model.detection_head.state_dict()
     assert all(torch.equal(v, head[k]) for k, v in start.detection_head.state_dict().items())
-    run.model.eval()
-    drawn = draw_rollouts(run.predictor, run.train_dataset[:2], cfg.grpo, run.scorer, seed=7, step=0)
-    batch = run.collator_for_rollouts(drawn.samples)
-    reference = trainer.reference_logprobs(batch, drawn.allowed)
-    with torch.no_grad():
-        start_logp, mask = completion_logprobs(start, batch, cfg.grpo.temperature, drawn.allowed)
-    assert torch.allclose(reference[mask], start_logp[mask], rtol=0, atol=1e-6), (reference - start_logp).abs().max()
+    assert_reference_is_the_start(run, trainer, start, cfg)
     # The reference holds what trains, not a second copy of the base weights peft froze
     frozen = {p.data_ptr() for p in run.model.vlm.parameters() if not p.requires_grad}
     assert frozen and frozen <= {p.data_ptr() for p in trainer.reference.vlm.parameters()}
