@@ -248,6 +248,7 @@ def data(
     errors, warnings = len(report.errors), len(report.problems) - len(report.errors)
     if json_out:
         write_text_atomic(json_out, dumps_json({
+            "errors": errors, "warnings": warnings,  # the counts the last line prints
             "problems": [{"file": p.file, "line": p.line, "severity": p.severity, "message": p.message} for p in report.problems],
             "tokens": {t.file: {"per_sample": t.per_sample, "over_budget": t.over_budget} for t in report.tokens}
             if report.counted else None,
