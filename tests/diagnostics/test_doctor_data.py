@@ -244,9 +244,11 @@ def test_what_training_refuses_in_a_record_is_an_error_naming_file_and_line(tmp_
     Image.new("RGB", (40, 30), (90, 120, 60)).save(tmp_path / "a.png")
     Image.new("RGB", (40, 30), (10, 20, 30)).save(tmp_path / "b.png")
     ok = {"images": ["a.png"], "width": 40, "height": 30, "objects": [{"bbox_2d": [0, 0, 10, 10], "desc": "线缆"}]}
-    lines = [ok, {**ok, "objects": [{"bbox_2d": [0, 0, 100, 100], "desc": "线缆"}]},
-             {**ok, "objects": [{"bbox_2d": [5, 5, 5, 9], "desc": "线缆"}]},
-             {**ok, "objects": [ok["objects"][0], ok["objects"][0]]},
+    for name, colour in (("c", (200, 40, 40)), ("d", (40, 200, 40)), ("e", (40, 40, 200))):  # a photo a line: one photo
+        Image.new("RGB", (40, 30), colour).save(tmp_path / f"{name}.png")  # twice is an error of its own (data check's)
+    lines = [ok, {**ok, "images": ["c.png"], "objects": [{"bbox_2d": [0, 0, 100, 100], "desc": "线缆"}]},
+             {**ok, "images": ["d.png"], "objects": [{"bbox_2d": [5, 5, 5, 9], "desc": "线缆"}]},
+             {**ok, "images": ["e.png"], "objects": [ok["objects"][0], ok["objects"][0]]},
              {"teachers": [{**ok, "images": ["b.png"]}], "student": {**ok, "images": ["b.png"]}}]
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
@@ -306,3 +308,51 @@ def test_without_the_runs_config_the_unchecked_labels_are_said(small_dataset, tm
     [said] = [p for p in report.problems if p.file == "<prompt>"]
     assert said.severity == "warning" and said.message.startswith("the data's labels were not checked against the prompt")
     assert "data.train data/train.jsonl and data.val data/val.jsonl: no such file here" in said.message
+
+
+@pytest.mark.parametrize("how", ["path", "content"])
+def test_the_same_photo_twice_is_the_error_data_check_finds_and_the_json_holds_the_counts_printed(small_dataset, tmp_path,
+                                                                                                 how):
+    from bbuvl.data.check import check_dataset
+
+    data = tmp_path / "dup.jsonl"
+    lines = (small_dataset / "val.jsonl").read_text(encoding="utf-8").splitlines()
+    first = read_records(small_dataset / "val.jsonl")[0]
+    again = first.model_copy(update={"images": [str(small_dataset / first.image)]})
+    if how == "content":  # the same bytes under another name
+        shutil.copy(small_dataset / first.image, tmp_path / "copy.jpg")
+        again = again.model_copy(update={"images": ["copy.jpg"]})
+    lines = [json.dumps({**json.loads(line), "images": [str(small_dataset / json.loads(line)["images"][0])]})
+             for line in lines]
+    data.write_text("\n".join([*lines, again.model_dump_json(exclude_none=True)]) + "\n", encoding="utf-8")
+    out = tmp_path / "findings.json"
+    result = CliRunner().invoke(app, ["data", str(data), "--config", str(_config_file(small_dataset, tmp_path)),
+                                      "--json", str(out)])
+    # Before: "doctor data: 0 error(s)", exit 0, where `data check` (and training) refuse the file.
+    assert result.exit_code == 1, result.output
+    checked = [(p.line, p.message) for p in check_dataset(data) if p.severity == "error"]
+    assert checked and [(p["line"], p["message"]) for p in json.loads(out.read_text(encoding="utf-8"))["problems"]
+                        if p["severity"] == "error"] == checked
+    assert "the same photo twice" in checked[0][1] and checked[0][0] == len(lines) + 1
+    saved = json.loads(out.read_text(encoding="utf-8"))
+    printed = result.output.strip().splitlines()[-1]
+    assert printed == f"doctor data: {saved['errors']} error(s), {saved['warnings']} warning(s)", (printed, saved)
+    assert saved["errors"] == sum(p["severity"] == "error" for p in saved["problems"])
+
+
+def test_boxes_written_0_to_1000_on_large_photos_are_named_as_data_check_names_them(small_dataset, tmp_path):
+    from bbuvl.data.check import check_dataset
+
+    records = read_records(small_dataset / "train.jsonl")
+    large = []
+    for i, r in enumerate(records):  # each photo 1600 px wide, its boxes written 0-1000 of each side
+        Image.open(small_dataset / r.image).resize((1600, 1200)).save(tmp_path / f"{i}.jpg")
+        large.append(r.model_copy(update={"images": [f"{i}.jpg"], "width": 1600, "height": 1200, "objects": [
+            o.model_copy(update={"bbox_2d": [round(v / s * 1000) for v, s in zip(o.bbox_2d, (r.width, r.height) * 2)]})
+            for o in r.objects]}))
+    data = tmp_path / "train.jsonl"
+    write_dataset(data, large)
+    report = diagnose_data(data, load_config(_config_file(small_dataset, tmp_path)))
+    # Before: 0 errors, 0 warnings; every box fits in the photo's top-left corner.
+    [said] = [p for p in report.problems if "0-1000 of each side" in p.message]
+    assert said.severity == "warning" and said in check_dataset(data)

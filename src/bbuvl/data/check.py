@@ -562,6 +562,108 @@ def empty_file_problem(path: Path, file: Path) -> Problem:
                    "warning" if optional else "error")
 
 
+RELATIVE_SIDE = 1000  # the 0-1000 frame Qwen3-VL answers in (data/coords.py), which exports often write boxes in
+# A photo this much larger than the relative frame on a side leaves boxes room past 1000 there: a file of them whose
+# boxes all stop at 1000 is in that frame (0-1000 boxes on smaller photos lie outside them, and say so themselves).
+LARGE_SIDE = 1.25 * RELATIVE_SIDE
+# Boxes on such photos before their all stopping at 1000 says something: a pixel box on a 1792x1344 photo stays within
+# 1000 on both axes about 4 times in 10, so 8 of them all within it 1 time in 1,000 or so.
+FRAME_EVIDENCE = 8
+OUTSIDE_SHARE = 0.25  # of a file's boxes outside their photo, before 0-1000 boxes are named the likely cause
+NO_FRAME_OPTION = ("fix the tool that wrote the file, or rewrite bbox_2d before training (no `bbuvl data` option "
+                   "rewrites them; bbox_2d is [x1, y1, x2, y2] in the photo's own pixels: README.md, \"Dataset folder\")")
+
+
+def _swapped(box: Sequence[float]) -> list[float]:
+    return [box[1], box[0], box[3], box[2]]
+
+
+def _frame_problem(boxes: list[tuple[int, ImageRecord, Sequence[float]]]) -> tuple[int, str] | None:
+    """(line, why) when one file's boxes look written in another convention than pixels [x1, y1, x2, y2] of their photo:
+    x and y swapped, or 0-1000 of each side; None when nothing points there."""
+    outside = [(line, record, box) for line, record, box in boxes if not box_inside(box, record.size, BOX_TOLERANCE)]
+    if outside and (len(outside) > 1 or len(boxes) == 1) and all(
+            record.width != record.height and box_inside(_swapped(box), record.size, BOX_TOLERANCE)
+            for _, record, box in outside):
+        return outside[0][0], (f"{len(outside)} of this file's {len(boxes)} boxes lie outside their photo, and every one "
+                               "of them fits inside once x and y are swapped: the file likely writes [y1, x1, y2, x2]; "
+                               "bbuvl reads [x1, y1, x2, y2], x across the photo; " + NO_FRAME_OPTION)
+    if not all(0 <= v <= RELATIVE_SIDE for _, _, box in boxes for v in box):
+        return None
+    if len(outside) >= max(2, OUTSIDE_SHARE * len(boxes)):
+        return outside[0][0], (f"{len(outside)} of this file's {len(boxes)} boxes lie outside their photo, and every "
+                               f"coordinate of the file is within 0-{RELATIVE_SIDE}: its boxes are likely written 0-"
+                               f"{RELATIVE_SIDE} of each side (Qwen3-VL's answers, some exports), not in the photo's "
+                               f"pixels: x times width/{RELATIVE_SIDE}, y times height/{RELATIVE_SIDE} gives pixels; "
+                               + NO_FRAME_OPTION)
+    large = [(line, record) for line, record, _ in boxes if max(record.size) >= LARGE_SIDE]
+    if len(large) >= FRAME_EVIDENCE:
+        widest = max((record.size for _, record in large), key=lambda size: size[0] * size[1])
+        return large[0][0], (f"every coordinate of this file's {len(boxes)} boxes is within 0-{RELATIVE_SIDE}, though "
+                             f"{len(large)} of them are on photos up to {widest[0]}x{widest[1]}, where boxes in pixels "
+                             f"would reach past {RELATIVE_SIDE}: they are likely written 0-{RELATIVE_SIDE} of each side "
+                             "(Qwen3-VL's answers, some exports), not in the photo's pixels, and each one lands in the "
+                             f"photo's top-left corner: x times width/{RELATIVE_SIDE}, y times height/{RELATIVE_SIDE} "
+                             "gives pixels; " + NO_FRAME_OPTION)
+    return None
+
+
+def box_frame_problems(rows: list[tuple[Path, int, Sample]]) -> list[Problem]:
+    """A warning per file whose boxes look written in another convention than pixels [x1, y1, x2, y2] of their photo:
+    x and y swapped (every box outside its photo fits once swapped), or 0-1000 of each side (outside boxes all within
+    0-1000, or on large photos no box past 1000). Each outside box is an error of its own, "lies outside the image",
+    which names no cause; on photos larger than 1000 pixels a side, 0-1000 boxes all fit, and nothing was said."""
+    per_file: dict[Path, list[tuple[int, ImageRecord, Sequence[float]]]] = {}
+    for file, line, sample in rows:
+        for _, record in sample_records(sample):
+            per_file.setdefault(file, []).extend((line, record, o.bbox_2d) for o in record.objects)
+    return [Problem(str(file), line, why, "warning") for file, boxes in per_file.items() if boxes
+            and (found := _frame_problem(boxes)) is not None for line, why in [found]]
+
+
+@dataclass
+class ProbedPhotos:
+    """What each photo of a dataset gave: its size (or why it cannot be used), the digest of its image data and its
+    print (data/near_copies.py), for the checks across lines (`dataset_problems`)."""
+
+    infos: dict[Path, ImageInfo | str]
+    digests: dict[Path, str]
+    prints: dict[Path, np.ndarray]
+
+
+def probe_photos(images: Sequence[Path], decode: bool = True, workers: int | None = None,
+                 on_progress: Callable[[int, int], None] | None = None) -> ProbedPhotos:
+    """Probe every photo once, on a thread pool (Pillow releases the GIL while decoding) of `workers` threads, at most
+    one per usable core (data/workers.py); `on_progress(done, total)` is called after each photo."""
+    probed = ProbedPhotos({}, {}, {})
+    # Automatic: a thread per core, at most 8 (beyond that the disk, not the decoder, is what waits).
+    threads = bound_workers(workers) if workers else min(8, worker_limit())
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for done, (p, (info, digest, found)) in enumerate(zip(images, pool.map(lambda p: _probe(p, decode), images)), 1):
+            probed.infos[p] = info
+            if digest is not None:
+                probed.digests[p] = digest
+            if found is not None:
+                probed.prints[p] = found
+            if on_progress:
+                on_progress(done, len(images))
+    return probed
+
+
+def dataset_problems(rows: list[tuple[Path, int, Sample]], probed: ProbedPhotos, hierarchy: Hierarchy) -> list[Problem]:
+    """The checks across lines and files, which no single record shows: the same photo twice or on both sides of the
+    split, near-copies, validation photos shown as teachers, a teacher that is its student, tiles of one photo on both
+    sides, one label in two languages, names one letter case apart, and boxes written in another convention than the
+    photo's pixels. `bbuvl data check` and `bbuvl doctor data` both run this one list, so they cannot drift apart."""
+    digests, prints = probed.digests, probed.prints
+    return [*duplicate_photos(rows, digests), *near_copy_photos(rows, prints, digests),
+            *validation_teachers(rows, digests), *near_copy_teachers(rows, prints, digests), *split_tiles(rows),
+            *two_languages(rows, hierarchy), *case_twins(rows),
+            *[Problem(str(file), line, why) for file, line, sample in rows
+              if (why := teacher_is_student(file, sample, digests)) is not None],
+            *box_frame_problems(rows)]
+
+
 def check_dataset(
     path: Path,
     hierarchy: Hierarchy | None = None,
@@ -571,8 +673,7 @@ def check_dataset(
 ) -> list[Problem]:
     """Every problem in a JSONL dataset or a dataset folder, in file and line order.
 
-    Images are probed on a thread pool (Pillow releases the GIL while decoding) of `workers` threads, at most one per
-    usable core (data/workers.py); `on_progress(done, total)` is called after each image.
+    Images are probed with `workers` threads (`probe_photos`); `on_progress(done, total)` is called after each image.
     """
     path = Path(path)
     hierarchy = hierarchy or Hierarchy.load()
@@ -595,30 +696,9 @@ def check_dataset(
             problems.append(empty_file_problem(path, file))
 
     images = sorted({resolve_image(f, img) for f, _, s in rows for _, r in sample_records(s) for img in r.images})
-    infos: dict[Path, ImageInfo | str] = {}
-    digests: dict[Path, str] = {}
-    prints: dict[Path, np.ndarray] = {}
-    # Automatic: a thread per core, at most 8 (beyond that the disk, not the decoder, is what waits).
-    threads = bound_workers(workers) if workers else min(8, worker_limit())
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        probed = pool.map(lambda p: _probe(p, decode_images), images)
-        for done, (p, (info, digest, found)) in enumerate(zip(images, probed), 1):
-            infos[p] = info
-            if digest is not None:
-                digests[p] = digest
-            if found is not None:
-                prints[p] = found
-            if on_progress:
-                on_progress(done, len(images))
-    problems += duplicate_photos(rows, digests)
-    problems += near_copy_photos(rows, prints, digests)
-    problems += validation_teachers(rows, digests)
-    problems += near_copy_teachers(rows, prints, digests)
-    problems += split_tiles(rows)
-    problems += two_languages(rows, hierarchy)
-    problems += case_twins(rows)
-    problems += [Problem(str(file), line, why) for file, line, sample in rows
-                 if (why := teacher_is_student(file, sample, digests)) is not None]
+    probed = probe_photos(images, decode_images, workers, on_progress)
+    infos = probed.infos
+    problems += dataset_problems(rows, probed, hierarchy)
 
     for file, line, sample in rows:
         for prefix, record in sample_records(sample):

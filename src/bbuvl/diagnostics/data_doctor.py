@@ -4,8 +4,10 @@
   named (a 256x364 photo became 896 tokens and memory climbed every batch: docs/design.md), the worst batch
   beside `model.max_vision_tokens_per_batch`, and that budget as `bbuvl train` checks it (a batch of full-size
   photos must fit);
-- what `bbuvl train` refuses in a record: boxes outside the photo, without area or given twice, a teacher that is
-  its student's photo;
+- what `bbuvl train` refuses in a record: boxes outside the photo, without area or given twice;
+- the checks across lines `bbuvl data check` runs, the same list (data/check.py `dataset_problems`): one photo twice
+  or on both sides of the split (by path or content), near-copies, a teacher that is its student's photo or a
+  validation photo, boxes that look written with x and y swapped or 0-1000 of each side;
 - image files that cannot be decoded (a truncated JPEG), whose size is not the record's, and EXIF-rotated files (their stored pixels are not the upright ones bbuvl reads);
 - labels the data uses that the prompt never names, and prompt labels no photo has (docs/design.md).
 
@@ -22,8 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bbuvl.config import Config, ConfigOrigin, batch_budget_problems
-from bbuvl.data.check import (ImageInfo, Problem, check_boxes, check_size, dataset_files, empty_file_problem, probe_image,
-                              teacher_is_student)
+from bbuvl.data.check import (ImageInfo, Problem, check_boxes, check_size, dataset_files, dataset_problems,
+                              empty_file_problem, probe_image, probe_photos)
 from bbuvl.data.coords import ROTATING_ORIENTATIONS, CoordinateContract
 from bbuvl.data.families import Family
 from bbuvl.data.labels import Hierarchy
@@ -102,12 +104,10 @@ def _label_problems(report: DataReport, first_seen: dict[str, tuple[str, int]], 
 
 
 def record_problems(file: Path, line: int, sample: Sample) -> list[Problem]:
-    """What `bbuvl train` refuses in a sample before any photo is read: boxes outside their photo, without area or given
-    twice, and a teacher that is its student's photo (train/dataset.py). Left unsaid here, doctor passed a file training
-    then refused."""
+    """What `bbuvl train` refuses in a sample's boxes before any photo is read: outside their photo, without area or
+    given twice (train/dataset.py). Left unsaid here, doctor passed a file training then refused. A teacher that is its
+    student's photo is one of the checks across lines (`dataset_problems`), by path and by content."""
     found = []
-    if sample.teachers and (problem := teacher_is_student(file, sample, {})) is not None:
-        found.append(Problem(str(file), line, problem))
     for prefix, record in _records(sample):
         found += [Problem(str(file), line, prefix + message, severity) for message, severity in check_boxes(record)]
     return found
@@ -145,6 +145,21 @@ def photo_problems(file: Path, line: int, prefix: str, record: ImageRecord, cfg:
     return tokens, found
 
 
+def _read_rows(path: Path, file: Path, report: DataReport) -> list[tuple[int, Sample]]:
+    """The samples of one dataset file with their lines; a malformed line, or a file with none, is a problem of the
+    report (`path`: what was checked, the file itself or its folder)."""
+    rows, lines = [], 0
+    for row in iter_dataset(file):
+        lines += 1
+        if row.error is not None:
+            report.problems.append(Problem(row.error.path, row.error.line, row.error.message))
+        else:
+            rows.append((row.line, row.sample))
+    if lines == 0:  # as `data check` says
+        report.problems.append(empty_file_problem(path, file))
+    return rows
+
+
 def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None = None,
                   hierarchy: Hierarchy | None = None, origin: ConfigOrigin | None = None) -> DataReport:
     """Check a dataset JSONL or folder against a run config.
@@ -165,32 +180,35 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
     report = DataReport(problems=list(problems), batch_size=cfg.training.per_device_batch_size, counted=family is not None)
     report.prompt_labels = list(prompt_labels) if prompt_labels is not None else data_labels((cfg.data.train, cfg.data.val), hierarchy)
     first_seen: dict[str, tuple[str, int]] = {}
-    infos: dict[Path, ImageInfo | str] = {}
     teacher_tokens: list[int] = []
-    for file in files:
+    start = len(report.problems)
+    read = [(file, _read_rows(path, file, report)) for file in files]
+    rows = [(file, line, sample) for file, found in read for line, sample in found]
+    # Every photo once, for its size and for the checks across lines (the same photo twice, a validation photo in
+    # training...), the list `bbuvl data check` runs: called on each line alone, doctor said "0 error(s)" of a file
+    # holding one photo twice, which data check and training refuse.
+    probed = probe_photos(sorted({resolve_image(f, img) for f, _, s in rows for _, r in _records(s) for img in r.images}))
+    infos: dict[Path, ImageInfo | str] = dict(probed.infos)
+    report.problems.extend(dataset_problems(rows, probed, hierarchy))
+    for file, found in read:
         summary = TokenSummary(str(file))
-        rows = 0
-        for row in iter_dataset(file):
-            rows += 1
-            if row.error is not None:
-                report.problems.append(Problem(row.error.path, row.error.line, row.error.message))
-                continue
-            report.problems.extend(record_problems(file, row.line, row.sample))
+        for line, sample in found:
+            report.problems.extend(record_problems(file, line, sample))
             total = 0
-            for prefix, record in _records(row.sample):
+            for prefix, record in _records(sample):
                 for obj in record.objects:
                     report.labels[obj.desc] = report.labels.get(obj.desc, 0) + 1
-                    first_seen.setdefault(obj.desc, (str(file), row.line))
-                tokens, found = photo_problems(file, row.line, prefix, record, cfg, contract, infos)
-                report.problems.extend(found)
+                    first_seen.setdefault(obj.desc, (str(file), line))
+                tokens, problems = photo_problems(file, line, prefix, record, cfg, contract, infos)
+                report.problems.extend(problems)
                 summary.over_budget += tokens > limit
                 total += tokens
             summary.per_sample.append(total)
             if file.name == TEACHERS:
                 teacher_tokens.append(total)
-        if rows == 0:  # as `data check` says
-            report.problems.append(empty_file_problem(path, file))
         report.tokens.append(summary)
+    order = {str(f): i for i, f in enumerate(files)}  # in file and line order, as `data check` lists them
+    report.problems[start:] = sorted(report.problems[start:], key=lambda p: (order.get(p.file, -1), p.line))
     _label_problems(report, first_seen, hierarchy)
     if not report.prompt_labels and report.labels:
         # Said: "0 in the prompt vocabulary" alone read as a prompt naming nothing, where no label had been checked
