@@ -117,3 +117,34 @@ def test_a_checkpoint_missing_a_file_transformers_loads_fails_the_load_check_nam
     assert [(c.name, c.status, c.detail) for c in report.checks][1:] == [
         ("load", "fail", f"{broken}: incomplete or damaged checkpoint ({said} missing); use another checkpoint or re-copy it")]
     assert report.checks[0].name == "saved files" and f"gone: {name} " in report.checks[0].detail
+
+
+def test_a_head_file_the_config_does_not_load_is_a_warning_naming_the_file_and_the_key(trained_checkpoint, tmp_path):
+    import yaml
+
+    copy = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, copy)
+    saved = yaml.safe_load((copy / "bbuvl.yaml").read_text(encoding="utf-8"))
+    saved["detection"]["enabled"] = False  # an edit for a head-less run: generate mode reads no head
+    (copy / "bbuvl.yaml").write_text(yaml.safe_dump(saved, allow_unicode=True), encoding="utf-8")
+    checks = {c.name: c for c in diagnose_model(copy).checks}
+    # Before: only "bbuvl.yaml changed since training saved it", the head file's being left out unsaid.
+    said = checks["module files"]
+    assert said.status == "warn" and said.detail.startswith(f"{copy / 'detection_head.safetensors'}: saved by training, "
+                                                             f"but {copy / 'bbuvl.yaml'} sets detection.enabled false")
+    assert "generate mode runs without the head" in said.detail
+
+
+def test_vision_positions_the_config_does_not_load_fail_the_load_check_naming_the_file(trained_checkpoint, tmp_path):
+    import yaml
+
+    copy = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, copy)
+    saved = yaml.safe_load((copy / "bbuvl.yaml").read_text(encoding="utf-8"))
+    saved["model"]["vision_positions"] = False
+    (copy / "bbuvl.yaml").write_text(yaml.safe_dump(saved, allow_unicode=True), encoding="utf-8")
+    result = CliRunner().invoke(app, ["model", str(copy)], env={"COLUMNS": "400"})
+    # Before: "all checks passed", exit 0, the trained positions not loaded.
+    assert result.exit_code == 1, result.output
+    flat = "".join(c for c in result.output if not c.isspace() and c != "│")
+    assert "".join(f"{copy / 'vision_positions.safetensors'}: the checkpoint holds trained vision positions".split()) in flat

@@ -6,6 +6,7 @@ import re
 import shutil
 
 import pytest
+import yaml
 from safetensors.torch import load_file, save_file
 
 from bbuvl.data.coords import CoordinateContract
@@ -207,3 +208,38 @@ def test_a_head_of_another_run_beside_a_whole_bbuvl_yaml_is_still_named_so(train
     save_file({k: v for k, v in head.items() if not k.startswith("encoder.")}, other / "detection_head.safetensors")
     with pytest.raises(CheckpointError, match="come from different runs"):
         load_model(other, device="cpu")
+
+
+def _with_setting(checkpoint, tmp_path, section: str, key: str, value):
+    """A copy of `checkpoint` whose bbuvl.yaml sets `section.key` to `value` (as a user's edit would)."""
+    copy = tmp_path / "ckpt"
+    shutil.copytree(checkpoint, copy)
+    saved = yaml.safe_load((copy / "bbuvl.yaml").read_text(encoding="utf-8"))
+    saved[section][key] = value
+    (copy / "bbuvl.yaml").write_text(yaml.safe_dump(saved, allow_unicode=True), encoding="utf-8")
+    return copy
+
+
+def test_trained_vision_positions_a_config_turns_off_are_refused_naming_the_file_and_the_key(trained_checkpoint, tmp_path):
+    from bbuvl.infer.predictor import Predictor
+
+    assert (trained_checkpoint / "vision_positions.safetensors").is_file()
+    copy = _with_setting(trained_checkpoint, tmp_path, "model", "vision_positions", False)
+    # Before: loaded without them, every mode seeing each photo otherwise than it trained, and not a word.
+    with pytest.raises(CheckpointError) as said:
+        Predictor.load(copy, device="cpu")
+    assert str(said.value).startswith(f"{copy / 'vision_positions.safetensors'}: the checkpoint holds trained vision "
+                                      f"positions, but {copy / 'bbuvl.yaml'} sets model.vision_positions false")
+    assert "set model.vision_positions: true there" in str(said.value)
+
+
+def test_a_head_file_a_config_turns_off_leaves_generate_mode_running_and_the_head_modes_refused(trained_checkpoint,
+                                                                                               tmp_path):
+    from bbuvl.infer.predictor import Predictor
+
+    copy = _with_setting(trained_checkpoint, tmp_path, "detection", "enabled", False)
+    predictor = Predictor.load(copy, device="cpu")  # generate mode reads no head: a head-less use is the user's to make
+    assert predictor.model.detection_head is None and predictor.model.vision_positions is not None
+    predictor.check_mode("generate")
+    with pytest.raises(ValueError, match="needs a checkpoint with a detection head"):
+        predictor.check_mode("head")

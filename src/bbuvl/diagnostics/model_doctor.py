@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from bbuvl.config import Config
+from bbuvl.config import CONFIG_FILE, Config
 from bbuvl.data.families import IMAGE_TOKEN
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.images import load_image
@@ -31,7 +31,8 @@ from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.diagnostics.probe import detection_outputs, image_batch, prepare_named
 from bbuvl.encode.chat import SPAN_STUDENT, Turn
 from bbuvl.infer.predictor import Predictor
-from bbuvl.model.checkpoint import EXPORT_FRAME_FILE, ModelFolder, is_plain_model_folder, read_model_folder, start_folder_problem
+from bbuvl.model.checkpoint import (EXPORT_FRAME_FILE, HEAD_FILE, READOUT_FILE, ModelFolder, is_plain_model_folder,
+                                    read_model_folder, start_folder_problem, unbuilt_modules)
 from bbuvl.model.checkpoint_files import TEMPLATE_FILE
 from bbuvl.model.processor import saved_pixel_range
 from bbuvl.model.export import LABELS_FILE as EXPORT_LABELS
@@ -150,6 +151,19 @@ def check_stored_tensors(directory: Path, model: Any) -> list[Check]:
     if not checks:
         checks.append(Check("stored tensors", "ok", f"all {len(stored)} stored tensors match the model's parameters"))
     return checks
+
+
+def check_module_files(directory: Path, model: Any) -> list[Check]:
+    """A detection head or coordinate read-out file in the checkpoint that its config builds no module for (an edited
+    bbuvl.yaml), so it is not loaded: a warning each, saying what still runs. Vision positions left so are refused when
+    the checkpoint loads (model/checkpoint.py `unbuilt_positions_problem`): every mode reads them."""
+    said = {HEAD_FILE: "generate mode runs without the head, and the modes that read it (head, name) are refused",
+            READOUT_FILE: "it is a training loss's read-out, which no prediction reads; a run resumed from here "
+                          "would train without it"}
+    return [Check("module files", "warn", f"{file}: saved by training, but {directory / CONFIG_FILE} sets {key} "
+                  f"{'false' if key.endswith('enabled') else 'to 0'}, so it is not loaded: {said[file.name]}; set {key} "
+                  "back to what the run trained with if that was not your choice")
+            for file, key in unbuilt_modules(model, directory) if file.name in said]
 
 
 def check_finite(model: torch.nn.Module) -> list[Check]:
@@ -445,7 +459,8 @@ def diagnose_model(checkpoint: str | Path, cfg: Config | None = None, image: str
         prepare_named(predictor, image)  # a photo no model frame holds is the user's to fix, named, not a check's crash
     checks, report.groups = check_groups(predictor.model, run_cfg)
     hierarchy = Hierarchy.load(run_cfg.data.hierarchy)
-    for part in (checks, check_stored_tensors(directory, predictor.model), check_finite(predictor.model),
+    for part in (checks, check_stored_tensors(directory, predictor.model), check_module_files(directory, predictor.model),
+                 check_finite(predictor.model),
                  check_tokens(predictor.model, predictor.processor), template_checks(predictor, picture, directory),
                  check_head(predictor, picture), check_contract(directory, predictor, cfg), check_prompt(predictor, hierarchy)):
         report.checks.extend(part)
