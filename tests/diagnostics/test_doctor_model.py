@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +18,7 @@ from tests.model_folders import remove_file
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
+SRC = str(Path(__file__).resolve().parents[2] / "src")  # the code under test, for the command run in a shell
 EXPECTED = ["saved files", "parameter groups", "stored tensors", "finite weights", "special tokens", "image-pad tokens", "chat template",
             "tokenizer round trip", "detection head", "coordinate contract", "prompt labels"]
 
@@ -60,7 +63,7 @@ def test_a_weight_holding_nan_fails_naming_the_tensor_and_the_changed_file(train
     assert checks["finite weights"].status == "fail" and "(3 of " in checks["finite weights"].detail
     assert name.split(".")[-2] in checks["finite weights"].detail, checks["finite weights"].detail
     saved = checks["saved files"]
-    assert saved.status == "warn" and "changed since training saved them: model.safetensors" in saved.detail, saved.detail
+    assert saved.status == "fail" and "changed since training saved them: model.safetensors" in saved.detail, saved.detail
     (broken / "prompt.json").unlink()  # now it cannot load at all: the saved files still say what changed
     report = diagnose_model(broken)
     assert [c.name for c in report.checks] == ["saved files", "load"]
@@ -148,3 +151,30 @@ def test_vision_positions_the_config_does_not_load_fail_the_load_check_naming_th
     assert result.exit_code == 1, result.output
     flat = "".join(c for c in result.output if not c.isspace() and c != "│")
     assert "".join(f"{copy / 'vision_positions.safetensors'}: the checkpoint holds trained vision positions".split()) in flat
+
+
+def test_another_runs_contract_fails_naming_the_changed_file_and_the_frames_and_the_printed_record_command_runs(
+        trained_checkpoint, tmp_path):
+    import json
+    import re
+    import subprocess
+    import sys
+
+    copy = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, copy)
+    contract = json.loads((copy / "coordinate_contract.json").read_text(encoding="utf-8"))
+    theirs = {**contract, "min_pixels": 50176, "max_pixels": 50176, "max_vision_tokens": 64}  # another run's frame
+    (copy / "coordinate_contract.json").write_text(json.dumps(theirs, indent=2) + "\n", encoding="utf-8")
+    checks = {c.name: c for c in diagnose_model(copy).checks}
+    # Before: two warnings and "all checks passed": predict then read every photo in the other run's frame.
+    saved, own = checks["saved files"], checks["checkpoint config"]
+    assert saved.status == "fail" and "changed since training saved them: coordinate_contract.json" in saved.detail
+    assert own.status == "fail" and own.detail.startswith(f"{copy / 'bbuvl.yaml'}, the config the run trained with, has "
+                                                          f"min_pixels={contract['min_pixels']}, ")
+    assert f"{copy / 'coordinate_contract.json'}, the frame `bbuvl predict` reads, has min_pixels=50176, " in own.detail
+    # A deliberate edit: the command the check prints records the files as they are, and the config check still
+    # says that the checkpoint's two frames disagree.
+    command = re.search(r"record the files as they are now: python -c (.*)$", saved.detail).group(1)
+    subprocess.run(f"{sys.executable} -c {command}", shell=True, check=True, env={**os.environ, "PYTHONPATH": SRC})
+    checks = {c.name: c for c in diagnose_model(copy).checks}
+    assert checks["saved files"].status == "ok" and checks["checkpoint config"].status == "fail"

@@ -12,6 +12,7 @@ and a prompt that does not list the labels the model must name (docs/design.md).
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from bbuvl.config import CONFIG_FILE, Config
+from bbuvl.data.coords import CONTRACT_FILE
 from bbuvl.data.families import IMAGE_TOKEN
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.images import load_image
@@ -31,8 +33,8 @@ from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.diagnostics.probe import detection_outputs, image_batch, prepare_named
 from bbuvl.encode.chat import SPAN_STUDENT, Turn
 from bbuvl.infer.predictor import Predictor
-from bbuvl.model.checkpoint import (EXPORT_FRAME_FILE, HEAD_FILE, READOUT_FILE, ModelFolder, is_plain_model_folder,
-                                    read_model_folder, start_folder_problem, unbuilt_modules)
+from bbuvl.model.checkpoint import (EXPORT_FRAME_FILE, HEAD_FILE, POSITIONS_FILE, READOUT_FILE, ModelFolder,
+                                    is_plain_model_folder, read_model_folder, start_folder_problem, unbuilt_modules)
 from bbuvl.model.checkpoint_files import TEMPLATE_FILE
 from bbuvl.model.processor import saved_pixel_range
 from bbuvl.model.export import LABELS_FILE as EXPORT_LABELS
@@ -183,9 +185,24 @@ def check_finite(model: torch.nn.Module) -> list[Check]:
                   "(see 'saved files') or the run diverged before it saved")]
 
 
+def answer_files(name: str) -> bool:
+    """Whether a checkpoint file decides where every box lands: its coordinate contract (the frame predict reads) and
+    its weights (the VLM's, the head's, the vision positions'). Changed, the checkpoint predicts otherwise than it
+    trained: another run's contract copied in cost the demo's head a third of its AP50 (0.839 -> 0.522 on 8 photos)."""
+    return name in (CONTRACT_FILE, HEAD_FILE, POSITIONS_FILE) or (
+        name.startswith(("model", "adapter_model")) and name.endswith(".safetensors"))
+
+
+def record_again(directory: Path) -> str:
+    """The command that records a checkpoint's files as they are now in its content_digest.json (a deliberate edit)."""
+    code = f"from bbuvl.model.identity import record_digests; record_digests({json.dumps(str(directory.absolute()))})"
+    return f"python -c {shlex.quote(code)}"
+
+
 def check_saved_files(directory: Path) -> list[Check]:
     """The files `bbuvl train` recorded when it saved the checkpoint (`content_digest.json`) that are gone or changed
-    since; nothing for a folder that recorded none (an export, a base model)."""
+    since, failed when one decides where boxes land (`answer_files`), else warned; nothing for a folder that
+    recorded none (an export, a base model)."""
     recorded = {name: d for name, d in recorded_digests(directory).items() if name not in CHOSEN_LATER}
     if not recorded:
         return []
@@ -194,8 +211,13 @@ def check_saved_files(directory: Path) -> list[Check]:
         return [Check("saved files", "ok", f"all {len(recorded)} files as training saved them ({DIGEST_FILE})")]
     said = ([f"changed since training saved them: {', '.join(changed)}"] if changed else []) + (
         [f"gone: {', '.join(gone)}"] if gone else [])
-    return [Check("saved files", "warn", f"{'; '.join(said)} ({DIGEST_FILE} records each file's SHA-256 as saved): "
-                  "copy the checkpoint again, unless the change is an edit of your own")]
+    deciding = [name for name in changed + gone if answer_files(name)]
+    # A warning alone passed a checkpoint holding another run's contract ("all checks passed", exit 0).
+    why = (f"{', '.join(deciding)} decide{'s' if len(deciding) == 1 else ''} where every box lands, so the checkpoint "
+           "no longer predicts as it trained: copy it again" if deciding else "copy the checkpoint again")
+    return [Check("saved files", "fail" if deciding else "warn",
+                  f"{'; '.join(said)} ({DIGEST_FILE} records each file's SHA-256 as saved): {why}; if the change is "
+                  f"an edit of your own, made on purpose, record the files as they are now: {record_again(directory)}")]
 
 
 # --- tokens, template, head --------------------------------------------------------------------
@@ -360,11 +382,30 @@ def check_contract(directory: Path, predictor: Predictor, cfg: Config | None) ->
     elif stored is not None and stored != (c.min_pixels, c.max_pixels):
         checks.append(Check("processor pixels", "warn", f"preprocessor_config.json has min/max pixels {stored}, the contract "
                             f"{(c.min_pixels, c.max_pixels)}: inference uses the contract, other tools would use the processor's"))
-    if cfg is not None and (cfg.model.min_pixels, cfg.model.max_pixels) != (c.min_pixels, c.max_pixels):
-        checks.append(Check("config pixels", "fail", f"the config's model.min_pixels/max_pixels ({cfg.model.min_pixels}, "
-                            f"{cfg.model.max_pixels}) differ from the checkpoint's contract ({c.min_pixels}, {c.max_pixels}): "
-                            "training on with this config would move every box"))
+    if not plain and (own := frame_difference(predictor.cfg, c)) is not None:
+        # Compared only with --config: another run's contract copied in passed, and predict lost a third of its AP50.
+        checks.append(Check("checkpoint config", "fail", f"{directory / CONFIG_FILE}, the config the run trained with, "
+                            f"has {own[0]}, but {directory / CONTRACT_FILE}, the frame `bbuvl predict` reads, has "
+                            f"{own[1]}: one of the two is not this run's (a file copied from another checkpoint?), and "
+                            "every photo is predicted in another frame than the one the model trained in; copy the "
+                            "checkpoint again ('saved files' names the file that changed)"))
+    if cfg is not None and (given := frame_difference(cfg, c)) is not None:
+        checks.append(Check("config pixels", "fail", f"the config's {given[0]} differ from the checkpoint's contract "
+                            f"({given[1]}): training on with this config would move every box"))
     return checks
+
+
+def frame_difference(cfg: Config, contract: Any) -> tuple[str, str] | None:
+    """(the config's, the contract's) pixel bounds and vision-token budget in words where they differ, else None."""
+    ours = (cfg.model.min_pixels, cfg.model.max_pixels, cfg.model.max_vision_tokens)
+    theirs = (contract.min_pixels, contract.max_pixels, contract.max_vision_tokens)
+    if ours == theirs:
+        return None
+
+    def said(v: tuple[int, int, int | None]) -> str:
+        return f"min_pixels={v[0]}, max_pixels={v[1]}, max_vision_tokens={v[2]}"
+
+    return said(ours), said(theirs)
 
 
 def check_prompt(predictor: Predictor, hierarchy: Hierarchy) -> list[Check]:
