@@ -177,3 +177,30 @@ def trained_checkpoint(tiny_model_dir, small_dataset, tmp_path_factory) -> Path:
         "inference.max_new_tokens=48", "inference.objectness_threshold=0.0", "inference.batch_size=2",
     ])
     return Path(train(cfg, progress=False)["final"])
+
+
+@pytest.fixture(scope="session")
+def diverged_checkpoint(tiny_model_dir, small_dataset, tmp_path_factory) -> Path:
+    """The newest checkpoint of a run (with a detection head) at a learning rate of 1e8: step 1's update blows the
+    weights up, the loss is NaN from step 2 on, and the non-finite guard stops the run after 2 such steps in a row,
+    having saved a checkpoint at each (the run folder's health.json and each checkpoint's trainer_state.json say so)."""
+    from bbuvl.config import load_config
+    from bbuvl.train.callbacks import TrainingDiverged
+    from bbuvl.train.run_dir import numbered_checkpoints
+    from bbuvl.train.trainer import train
+
+    out = tmp_path_factory.mktemp("diverged") / "run"
+    cfg = load_config(None, [
+        f"model.path={tiny_model_dir}", "model.dtype=float32", "model.min_pixels=12544", "model.max_pixels=50176",
+        f"data.train={small_dataset / 'train.jsonl'}", f"data.val={small_dataset / 'val.jsonl'}", "data.teachers=null",
+        "data.num_workers=0", f"training.output_dir={out}", "training.per_device_batch_size=2", "training.max_steps=8",
+        "training.gradient_accumulation_steps=1", "training.bf16=false", "training.gradient_checkpointing=false",
+        "training.use_cpu=true", "training.save_steps=1", "training.logging_steps=1", "training.eval_steps=100",
+        "training.warmup_ratio=0", "training.max_grad_norm=1e30", "training.max_consecutive_nan=2",
+        *(f"training.lr.{group}=1e8" for group in ("vision", "merger", "llm", "detection", "adapter")),
+        "detection.num_queries=8", "detection.num_heads=4", "detection.caption_layers=1", "detection.decoder_layers=1",
+        "detection.caption_refit.steps=0", "inference.max_new_tokens=16",
+    ])
+    with pytest.raises(TrainingDiverged):
+        train(cfg, progress=False)
+    return numbered_checkpoints(out)[-1]

@@ -19,8 +19,9 @@ from tests.model_folders import remove_file
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")  # the code under test, for the command run in a shell
-EXPECTED = ["saved files", "parameter groups", "stored tensors", "finite weights", "special tokens", "image-pad tokens", "chat template",
-            "tokenizer round trip", "detection head", "coordinate contract", "prompt labels"]
+EXPECTED = ["saved files", "training losses", "parameter groups", "stored tensors", "finite weights", "language model",
+            "special tokens", "image-pad tokens", "chat template", "tokenizer round trip", "detection head",
+            "coordinate contract", "prompt labels"]
 
 
 def test_tiny_checkpoint_passes_every_check(trained_checkpoint, tiny_family):
@@ -33,6 +34,11 @@ def test_tiny_checkpoint_passes_every_check(trained_checkpoint, tiny_family):
     # The run's first photo, 224x168: 8 x 6 merged patches of 28 px (Qwen2.5-VL), 7 x 5 of 32 px (the others).
     n = {"qwen2_5_vl": 48}.get(tiny_family, 35)
     assert f"contract {n}, processor pads {n}" in pads.detail
+    checks = {c.name: c for c in report.checks}
+    # final/ carries no trainer_state.json: its run's history.json beside it is read
+    assert checks["training losses"].status == "ok"
+    assert checks["training losses"].detail.endswith(f"({trained_checkpoint.parent / 'history.json'})")
+    assert "finite, spread" in checks["language model"].detail
 
 
 def test_checkpoint_with_a_stored_parameter_outside_all_groups_fails_naming_it(trained_checkpoint, tmp_path):
@@ -106,7 +112,9 @@ def test_a_checkpoint_without_its_chat_template_fails_that_check_naming_the_file
     checks = diagnose_model(broken).checks  # the CLI's table wraps the detail's long path over its rows
     detail = next(c.detail for c in checks if c.name == "chat template")
     assert detail.startswith(f"{broken / 'chat_template.jinja'}: missing, so the processor has no chat template"), detail
-    assert [c.name for c in checks] == [n for n in EXPECTED if n not in ("image-pad tokens", "tokenizer round trip")]
+    # a copy out of its run folder: no training losses to read
+    left_out = ("image-pad tokens", "tokenizer round trip", "training losses")
+    assert [c.name for c in checks] == [n for n in EXPECTED if n not in left_out]
 
 
 @pytest.mark.parametrize("name", ["config.json", "preprocessor_config.json", "tokenizer_config.json"])

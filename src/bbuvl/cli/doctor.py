@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, claim_outputs, command_group, console, err_console, fail, finite_range, int_range,
+from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, claim_outputs, command_group, console, fail, finite_range, int_range,
                               print_first, user_errors)
 from bbuvl.config import Config, ConfigError, ConfigOrigin, load_located_config
 from bbuvl.data.jsonfile import dumps_json
@@ -108,6 +108,16 @@ def _refuse_unfinished(checkpoint: Path) -> None:
 
     if (why := unfinished_save(checkpoint)) is not None:
         fail(why)
+
+
+def _refuse_diverged(checkpoint: Path, found: str) -> None:
+    """End a doctor command that met NaN or inf in what the checkpoint computes (`found`, in words) with status 1 and
+    why, as far as the run's records tell (`divergence_cause`): one guard for features, attention and landscape.
+    Attention printed a table of NaN (its peak patch the argmax of NaN), wrote its plot and exited 0, and the others
+    sent the user to `doctor model`, which then said its weights were finite."""
+    from bbuvl.diagnostics.model_doctor import divergence_cause
+
+    fail(f"{checkpoint}: {found}: {divergence_cause(checkpoint)}", code=1)
 
 
 def _check_given(inputs: dict[str, Path | None]) -> None:
@@ -384,7 +394,10 @@ def features(
     device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
     overwrite: bool = OVERWRITE,
 ) -> None:
-    """Activation statistics and dead units per layer of the detection head and its adapters."""
+    """Activation statistics and dead units per layer of the detection head and its adapters.
+
+    Exits with status 1 when an activation is NaN or inf (the run diverged, or the weights are damaged).
+    """
     from bbuvl.diagnostics.features import feature_stats
     from bbuvl.diagnostics.plots import plot_features
     from bbuvl.diagnostics.probe import encode_rows
@@ -413,10 +426,8 @@ def features(
 
     if broken := [s for s in stats if s.nonfinite]:
         # NaN read as "dead 0" on every layer, exit 0, and a note blaming the probe photos for the idle captions
-        err_console.print(f"[bold red]error:[/] {len(broken)} of {len(stats)} layers hold NaN or inf activations (the "
-                          f"first: {escape(broken[0].name)}, {broken[0].nonfinite:,} values): the weights are damaged or "
-                          "the run diverged before it saved; `bbuvl doctor model` names the tensors", soft_wrap=True)
-        raise typer.Exit(1)
+        _refuse_diverged(checkpoint, f"{len(broken)} of {len(stats)} layers hold NaN or inf activations (the first: "
+                                     f"{broken[0].name}, {broken[0].nonfinite:,} values)")
     if idle := [n for n, _, _ in probed_layers(predictor.model.detection_head) if n not in {s.name for s in stats}]:
         console.print(f"note: no value reached {escape(', '.join(idle))} on these photos (the caption decoder reads only "
                       "queries matched to an object of their ground truth): probe photos with objects", soft_wrap=True)
@@ -434,7 +445,10 @@ def attention(
     device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
     overwrite: bool = OVERWRITE,
 ) -> None:
-    """Decoder cross-attention of the top queries over the image, with their boxes and captions."""
+    """Decoder cross-attention of the top queries over the image, with their boxes and captions.
+
+    Exits with status 1 when the head's objectness or attention is NaN or inf (nothing is drawn then).
+    """
     from bbuvl.data.images import open_image
     from bbuvl.diagnostics.attention import cross_attention
     from bbuvl.diagnostics.plots import plot_attention
@@ -451,6 +465,10 @@ def attention(
     predictor = _predictor(checkpoint, device, "attention", needs_head=True)
     with user_errors(OSError, ValueError):
         maps = cross_attention(predictor, image, top_k, layer)
+    if bad := [q.query for q in maps.queries if not (math.isfinite(q.score) and math.isfinite(q.vision_share)
+                                                     and bool(q.heat.isfinite().all()))]:
+        _refuse_diverged(checkpoint, f"the head's objectness or attention is NaN or inf for {len(bad)} of the "
+                                     f"{len(maps.queries)} queries shown, so there is no map to draw")
     if font.warning:
         console.print(f"[yellow]warning[/]: {escape(font.warning)}")
     if top_k > len(maps.queries):
@@ -476,7 +494,10 @@ def coordinates(
     device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
     overwrite: bool = OVERWRITE,
 ) -> None:
-    """Whether the LLM knows each box's coordinates before it writes them: cross-validated R² of a linear probe per layer."""
+    """Whether the LLM knows each box's coordinates before it writes them: cross-validated R² of a linear probe per layer.
+
+    A measurement, not a check: exits 0 whatever the R² (its verdict on generate mode is printed).
+    """
     from bbuvl.diagnostics.coordinates import COORDINATES, probe_coordinates
     from bbuvl.diagnostics.probe import encode_rows
 
@@ -549,7 +570,10 @@ def landscape(
     device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
     overwrite: bool = OVERWRITE,
 ) -> None:
-    """Loss along two random filter-normalised directions around the checkpoint (parameters restored exactly)."""
+    """Loss along two random filter-normalised directions around the checkpoint (parameters restored exactly).
+
+    Exits with status 1 when the loss at the checkpoint itself is NaN or inf.
+    """
     from bbuvl.diagnostics.landscape import MAX_STEPS, loss_landscape
     from bbuvl.diagnostics.plots import plot_landscape
     from bbuvl.diagnostics.probe import encode_rows
@@ -573,9 +597,8 @@ def landscape(
             land = loss_landscape(predictor.model, photos.batches, chosen, steps, span, seed,
                                   on_progress=lambda done, total: progress.update(task, completed=done))
     if not math.isfinite(land.center):  # "loss at the checkpoint nan", exit 0, and a plot of nothing before
-        fail(f"{checkpoint}: the loss at the checkpoint itself is {land.center} on these photos, so there is no "
-             "landscape around it: the weights are damaged or the run diverged before it saved; `bbuvl doctor model` "
-             "names the tensors", code=1)
+        _refuse_diverged(checkpoint, f"the loss at the checkpoint itself is {land.center} on these photos, so there is "
+                                     "no landscape around it")
     flat = [v for row in land.losses for v in row if v == v] or [float("nan")]  # NaN: a diverged grid point
     console.print(f"loss at the checkpoint {land.center:.4g}; over the grid {min(flat):.4g} .. {max(flat):.4g}, spread "
                   f"{max(flat) - min(flat):.3g} "

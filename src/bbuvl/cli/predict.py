@@ -17,8 +17,9 @@ from bbuvl.atomic import written_path
 from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, console, fail, finite_range, hold_outputs, int_range,
                               print_first, refuse_unused, require_file, user_errors)
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
-                                 TILES, ZOOM_INTO, check_mode_name, checkpoint_folder_problem, describe_tiles, mode_help,
-                                 plain_labels, plain_model_mode, read_folder, read_through_config, tile_options, typed)
+                                 TILES, ZOOM_INTO, check_mode_name, checkpoint_folder_problem, describe_tiles,
+                                 diverged_warning, mode_help, plain_labels, plain_model_mode, read_folder,
+                                 read_through_config, tile_options, typed)
 from bbuvl.cli.stops import keeps_now
 from bbuvl.outputs import refuse_inputs_being_written, refuse_outputs_being_read
 from bbuvl.paths import real_path
@@ -201,6 +202,8 @@ def predict(
                          "--tile-refine / inference.tile_refine")
         # The resume key hashed the checkpoint's files already: a copied checkpoint (its recorded digests' stats
         # no longer match) was hashed again for the chosen files' check, seconds for a 3B model.
+        if (diverged := diverged_warning(checkpoint)) is not None:
+            console.print(f"[yellow]warning[/]: {escape(diverged)}", soft_wrap=True)
         predictor = Predictor.load(folder, device=device, known={f.name: f for f in job.key.checkpoint_files})
         check_unchanged(job, checkpoint, cfg)
     if mode == "teachers":

@@ -135,6 +135,20 @@ def read_folder(checkpoint: Path, labels: Path | None, lang: str) -> "ModelFolde
 
 
 
+def diverged_warning(checkpoint: Path) -> str | None:
+    """What `bbuvl predict` and `bbuvl serve` warn of a checkpoint whose run's last loss logged before it was saved was
+    not finite (train/run_health.py), else None. A warning, not a refusal: the non-finite guard skips such steps, so
+    their weights may still be whole; `bbuvl doctor model` runs the model and says. Unsaid, a run dead of NaN answered
+    `[]` for every photo, each judged "pass"."""
+    from bbuvl.train.run_health import loss_record
+
+    record = loss_record(checkpoint)
+    if record is None or not record.diverged:
+        return None
+    return (f"{checkpoint}: its run had diverged when it saved it: {record.said()}. A dead model finds nothing, and "
+            f"every photo would pass: `bbuvl doctor model {checkpoint}` says whether it still answers")
+
+
 def read_through_config(checkpoint: Path, cfg, mode: str | None = None,  # noqa: ANN001 - a Config
                         teachers: Path | None = None) -> dict[str, Path | None]:
     """What predicting with `checkpoint` reads where its run config, not the command line, names it (for

@@ -14,8 +14,8 @@ from rich.markup import escape
 from bbuvl.cli.common import (PATH_OR_ID, check_device, console, fail, finite_range, int_range, one_of,
                               refuse_unused, require_file, user_errors)
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
-                                 TILES, ZOOM_INTO, check_mode_name, mode_help, plain_labels, plain_model_mode, read_folder,
-                                 read_through_config, tile_options, typed)
+                                 TILES, ZOOM_INTO, check_mode_name, diverged_warning, mode_help, plain_labels,
+                                 plain_model_mode, read_folder, read_through_config, tile_options, typed)
 
 # pyproject.toml's [serve] extra, which a plain `pip install bbuvl` leaves out: each distribution, and the modules it may
 # be imported as (python-multipart's is `python_multipart` since 0.0.13, `multipart` before)
@@ -175,6 +175,8 @@ def serve(
         check_containers(tiled.get("zoom_containers", folder.cfg.inference.zoom_containers), folder.prompt.labels)
         check_containers(tiled.get("tile_refine", folder.cfg.inference.tile_refine) or [], folder.prompt.labels,
                          "--tile-refine / inference.tile_refine")
+        if (diverged := diverged_warning(checkpoint)) is not None:
+            console.print(f"[yellow]warning[/]: {escape(diverged)}", soft_wrap=True)
         predictor = Predictor.load(folder, device=device)
         engine = Engine(predictor, mode, served_name(checkpoint), rescorer, overrides=tiled)
     settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, timeout_s=timeout,

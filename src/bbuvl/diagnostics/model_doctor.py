@@ -5,8 +5,10 @@ owns, weights stored but never loaded (or parameters never stored, so randomly i
 special-token ids the model and tokenizer disagree on, an `<|image_pad|>` count that is not
 the processor's patch count, a conversation encoder that drifts from the chat template,
 a detection head that is missing, untied or fed placeholder embeddings instead of image features
-(docs/design.md), a coordinate contract that differs from the processor's or the config's pixel range,
-and a prompt that does not list the labels the model must name (docs/design.md).
+(docs/design.md), a coordinate contract that differs from the processor's or the config's pixel range (the
+checkpoint's own bbuvl.yaml's too), a contract or weights file changed since training saved it, a prompt that does
+not list the labels the model must name (docs/design.md), a run whose loss was no longer finite when it saved, and an
+LLM whose next-token logits are non-finite or all equal (a run dead of NaN keeps finite weights that answer nothing).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from bbuvl.outputs import writer_at
 from bbuvl.paths import real_path
 from bbuvl.train.param_groups import GROUPS, GroupSummary, freeze_zero_lr_groups, group_of, summarize_groups
 from bbuvl.train.run_dir import CHECKPOINT, checkpoint_incomplete, numbered_checkpoints
+from bbuvl.train.run_health import loss_record
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -183,6 +186,64 @@ def check_finite(model: torch.nn.Module) -> list[Check]:
     return [Check("finite weights", "fail", f"{len(bad)} tensor(s) hold NaN or inf, so every answer is garbage: "
                   f"{', '.join(bad[:5])}" + (" ..." if len(bad) > 5 else "") + "; the file storing them is damaged "
                   "(see 'saved files') or the run diverged before it saved")]
+
+
+def check_losses(directory: Path) -> list[Check]:
+    """The losses the run logged up to this checkpoint's save (train/run_health.py): failed when the last one was not
+    finite (the run was diverging when it saved), warned when earlier ones were (the guard skipped those steps);
+    nothing for a folder that carries no record (an export, a base model, a final/ copied out of its run)."""
+    record = loss_record(directory)
+    if record is None:
+        return []
+    if not record.nonfinite and not record.alarms:
+        said = (f"{len(record.logged)} logged loss(es) up to step {record.logged[-1]}, all finite" if record.logged
+                else "no loss logged before this save, and no non-finite alarm")
+        return [Check("training losses", "ok", f"{said} ({record.source})")]
+    if record.diverged:
+        # "all checks passed" on a run whose loss had been NaN for 4 steps when it saved: its answers were [] on
+        # every photo, each judged "pass"
+        return [Check("training losses", "fail", f"{record.said()}: the run had diverged when it saved this checkpoint, "
+                      "so what it answers is not to be trusted (see 'language model'); train again with a lower "
+                      "learning rate (training.lr), or from a checkpoint saved before the first non-finite step")]
+    return [Check("training losses", "warn", f"{record.said()}: the non-finite guard skipped those steps, so the "
+                  "weights are those of the finite ones; 'language model' says whether they still answer")]
+
+
+def divergence_cause(checkpoint: Path) -> str:
+    """Why a checkpoint's head or loss is NaN or inf, as far as its training records tell, and what to do: what the
+    doctor commands that meet one say (they sent the user to `doctor model`, which passed its weights as finite)."""
+    record = loss_record(checkpoint)
+    if record is not None and (record.nonfinite or record.alarms):
+        return (f"the run diverged before it saved: {record.said()}; train again with a lower learning rate "
+                "(training.lr), or from a checkpoint saved before it diverged")
+    known = ("no training record beside it says which" if record is None
+             else f"{record.source} records every logged loss finite")
+    return (f"its weights are damaged, or the run diverged before it saved ({known}): `bbuvl doctor model {checkpoint}` "
+            "checks every tensor, the files as saved and the language model's answer")
+
+
+def check_language_model(predictor: Predictor, image: Image.Image) -> list[Check]:
+    """One forward pass of the LLM on the sample image: its next-token logits must be finite and must differ. A run
+    gone NaN leaves finite weights of 1e8 behind whose logits are all equal (std 0.0, the demo checkpoint's 1.48):
+    greedy decoding then writes the same answer for every photo, `[]`, and each photo passed."""
+    model = predictor.model
+    batch, _ = image_batch(predictor, [image])
+    with torch.no_grad():
+        _, hidden = model.vlm_pass(batch.to(next(model.parameters()).device), input_embeds=False)
+        logits = model.vlm.get_output_embeddings()(hidden[:, -1])[0].float()
+    where = f"the next-token logits of the LLM on the sample image ({image.width}x{image.height}, {logits.numel():,} tokens)"
+    if not bool(torch.isfinite(logits).all()):
+        return [Check("language model", "fail", f"{where} hold NaN or inf, so every answer is garbage: the weights are "
+                      "damaged (see 'finite weights', 'saved files') or the run diverged (see 'training losses')")]
+    spread, peak = float(logits.max() - logits.min()), float(logits.abs().max())
+    if spread <= 1e-6 * max(1.0, peak):
+        largest = max(float(t.detach().abs().max()) for t in model.parameters() if t.is_floating_point() and t.numel())
+        return [Check("language model", "fail", f"{where} are all equal ({logits[0]:.4g}; its largest weight is "
+                      f"{largest:.3g}): it answers the same whatever it sees, and predict finds nothing on any photo; "
+                      "the run diverged before it saved (see 'training losses' and the run's health.json)")]
+    first = predictor.tokenizer.decode([int(logits.argmax())])
+    return [Check("language model", "ok", f"{where}: finite, spread {spread:.3g}, std {float(logits.std()):.3g}; the "
+                  f"likeliest first token {first!r}")]
 
 
 def answer_files(name: str) -> bool:
@@ -340,9 +401,14 @@ def check_head(predictor: Predictor, image: Image.Image) -> list[Check]:
         problems.append("the head's vision memory is the <|image_pad|> placeholder embedding, not image features (docs/design.md)")
     boxes, logits = det.boxes.float(), det.objectness_logits.float()
     q = head.num_queries
-    if tuple(boxes.shape) != (1, q, 4) or not torch.isfinite(boxes).all() or not torch.isfinite(logits).all():
-        problems.append(f"boxes {tuple(boxes.shape)} (expected (1, {q}, 4)) finite={bool(torch.isfinite(boxes).all())}, "
-                        f"objectness finite={bool(torch.isfinite(logits).all())}")
+    if tuple(boxes.shape) != (1, q, 4):
+        problems.append(f"boxes of shape {tuple(boxes.shape)}, expected (1, {q}, 4)")
+    if not bool(torch.isfinite(boxes).all()) or not bool(torch.isfinite(logits).all()):
+        # "finite=False" named no cause, beside "finite weights: ok"
+        bad_boxes, bad_scores = int((~torch.isfinite(boxes)).sum()), int((~torch.isfinite(logits)).sum())
+        problems.append(f"non-finite boxes/objectness ({bad_boxes:,} of {boxes.numel():,} box values, {bad_scores:,} of "
+                        f"{logits.numel():,} objectness logits NaN or inf): the run diverged before it saved (see "
+                        "'training losses' and the run's health.json), or its weights are damaged (see 'finite weights')")
     ids, _ = head.generate_captions(det.query_hidden[0, :1], max_tokens=4)
     detail = (f"{q} queries, d_model {head.d_model}, {n_vision} vision tokens in memory, box format {head.box_format}, "
               f"objectness {logits.sigmoid().min():.3f}..{logits.sigmoid().max():.3f}, caption of query 0 starts "
@@ -480,6 +546,7 @@ def diagnose_model(checkpoint: str | Path, cfg: Config | None = None, image: str
         report.checks.append(Check("load", "fail", f"{directory}: {problem}"))  # before transformers names a header or a video processor
         return report
     report.checks.extend(check_saved_files(directory))  # before loading: a damaged file may be why it does not load
+    report.checks.extend(check_losses(directory))  # files alone: said whether or not the model loads
     try:
         if is_plain_model_folder(directory) and cfg is None:
             # Read as `bbuvl predict` reads it: its own processor's frame, generate mode, and an export's own labels.
@@ -501,7 +568,7 @@ def diagnose_model(checkpoint: str | Path, cfg: Config | None = None, image: str
     checks, report.groups = check_groups(predictor.model, run_cfg)
     hierarchy = Hierarchy.load(run_cfg.data.hierarchy)
     for part in (checks, check_stored_tensors(directory, predictor.model), check_module_files(directory, predictor.model),
-                 check_finite(predictor.model),
+                 check_finite(predictor.model), check_language_model(predictor, picture),
                  check_tokens(predictor.model, predictor.processor), template_checks(predictor, picture, directory),
                  check_head(predictor, picture), check_contract(directory, predictor, cfg), check_prompt(predictor, hierarchy)):
         report.checks.extend(part)
