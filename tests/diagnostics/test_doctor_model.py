@@ -186,3 +186,20 @@ def test_another_runs_contract_fails_naming_the_changed_file_and_the_frames_and_
     subprocess.run(f"{sys.executable} -c {command}", shell=True, check=True, env={**os.environ, "PYTHONPATH": SRC})
     checks = {c.name: c for c in diagnose_model(copy).checks}
     assert checks["saved files"].status == "ok" and checks["checkpoint config"].status == "fail"
+
+
+def test_a_checkpoint_whose_older_bbuvl_yaml_lacks_a_frame_key_is_compared_by_the_keys_it_holds(trained_checkpoint,
+                                                                                                  tmp_path):
+    import json
+
+    import yaml
+
+    copy = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, copy)
+    saved = yaml.safe_load((copy / "bbuvl.yaml").read_text(encoding="utf-8"))
+    contract = json.loads((copy / "coordinate_contract.json").read_text(encoding="utf-8"))
+    del saved["model"]["max_vision_tokens"]  # written before the key existed: read back as today's default
+    (copy / "bbuvl.yaml").write_text(yaml.safe_dump(saved, allow_unicode=True), encoding="utf-8")
+    (copy / "coordinate_contract.json").write_text(json.dumps({**contract, "max_vision_tokens": 7}), encoding="utf-8")
+    checks = {c.name: c for c in diagnose_model(copy).checks}
+    assert "checkpoint config" not in checks, checks["checkpoint config"]

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from bbuvl.config import CONFIG_FILE, Config
+from bbuvl.config import CONFIG_FILE, Config, holds_key
 from bbuvl.data.coords import CONTRACT_FILE
 from bbuvl.data.families import IMAGE_TOKEN
 from bbuvl.data.jsonfile import read_json
@@ -448,7 +448,7 @@ def check_contract(directory: Path, predictor: Predictor, cfg: Config | None) ->
     elif stored is not None and stored != (c.min_pixels, c.max_pixels):
         checks.append(Check("processor pixels", "warn", f"preprocessor_config.json has min/max pixels {stored}, the contract "
                             f"{(c.min_pixels, c.max_pixels)}: inference uses the contract, other tools would use the processor's"))
-    if not plain and (own := frame_difference(predictor.cfg, c)) is not None:
+    if not plain and (own := frame_difference(predictor.cfg, c, held_only=True)) is not None:
         # Compared only with --config: another run's contract copied in passed, and predict lost a third of its AP50.
         checks.append(Check("checkpoint config", "fail", f"{directory / CONFIG_FILE}, the config the run trained with, "
                             f"has {own[0]}, but {directory / CONTRACT_FILE}, the frame `bbuvl predict` reads, has "
@@ -461,17 +461,18 @@ def check_contract(directory: Path, predictor: Predictor, cfg: Config | None) ->
     return checks
 
 
-def frame_difference(cfg: Config, contract: Any) -> tuple[str, str] | None:
-    """(the config's, the contract's) pixel bounds and vision-token budget in words where they differ, else None."""
-    ours = (cfg.model.min_pixels, cfg.model.max_pixels, cfg.model.max_vision_tokens)
-    theirs = (contract.min_pixels, contract.max_pixels, contract.max_vision_tokens)
+FRAME_KEYS = ("min_pixels", "max_pixels", "max_vision_tokens")
+
+
+def frame_difference(cfg: Config, contract: Any, held_only: bool = False) -> tuple[str, str] | None:
+    """(the config's, the contract's) pixel bounds and vision-token budget in words where they differ, else None.
+    `held_only`: only the keys the config's YAML holds (a checkpoint an older bbu-vl wrote lacks the keys added since,
+    which read as this version's defaults, not as what it trained with: config.py `absent_keys`)."""
+    keys = [k for k in FRAME_KEYS if not held_only or holds_key(cfg, f"model.{k}")]
+    ours, theirs = ([getattr(x, k) for k in keys] for x in (cfg.model, contract))
     if ours == theirs:
         return None
-
-    def said(v: tuple[int, int, int | None]) -> str:
-        return f"min_pixels={v[0]}, max_pixels={v[1]}, max_vision_tokens={v[2]}"
-
-    return said(ours), said(theirs)
+    return (", ".join(f"{k}={v}" for k, v in zip(keys, ours)), ", ".join(f"{k}={v}" for k, v in zip(keys, theirs)))
 
 
 def check_prompt(predictor: Predictor, hierarchy: Hierarchy) -> list[Check]:
