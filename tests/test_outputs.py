@@ -11,16 +11,17 @@ import signal
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from tests.reliability.faults import held_elsewhere, small_tmpfs
+from tests.reliability.faults import held_elsewhere, small_tmpfs, unremovable
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.infer.output import OutputError, discard_output, manifest_path
 from bbuvl.outputs import (LEDGER, OutputConflict, check_not_inputs, claim_outputs, lock_path, refuse_strangers,
-                           same_path, writer_of)
+                           replacing, same_path, writer_of)
 from bbuvl.synthetic.dataset import written_by_synth
 
 
@@ -360,3 +361,39 @@ def _refusal(out: Path, *named_after_it: Path) -> OutputConflict | None:
     except OutputConflict as e:
         return e
     return None
+
+
+def test_a_failed_run_whose_half_cannot_be_removed_keeps_the_earlier_outputs_and_raises_its_own_error(tmp_path, caplog):
+    images, records = tmp_path / "images", tmp_path / "train.jsonl"
+    images.mkdir()
+    (images / "old.jpg").write_text("old photo", encoding="utf-8")
+    records.write_text("old records\n", encoding="utf-8")
+    with ExitStack() as undo, pytest.raises(RuntimeError, match="the run failed") as raised:
+        with replacing([images, records]):
+            images.mkdir()
+            (images / "new.jpg").write_text("new photo", encoding="utf-8")
+            records.write_text("new records\n", encoding="utf-8")
+            undo.enter_context(unremovable(images / "new.jpg"))  # until the test is done with it, not just the block
+            raise RuntimeError("the run failed")
+    # The half that could not go was first; the records after it are put back all the same
+    assert records.read_text(encoding="utf-8") == "old records\n"
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith(".images.")]
+    assert [p.suffix for p in kept] == [".kept"]  # not a .tmp: the next writer of images/ would remove it
+    assert (kept[0] / "images" / "old.jpg").read_text(encoding="utf-8") == "old photo"
+    told = [n for n in getattr(raised.value, "__notes__", []) if str(kept[0] / "images") in n]
+    assert len(told) == 1 and "mv " in told[0] and str(images) in told[0]
+    assert any(str(kept[0] / "images") in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+def test_a_failed_run_puts_back_every_earlier_output_and_leaves_nothing_aside(tmp_path):
+    images, records = tmp_path / "images", tmp_path / "train.jsonl"
+    images.mkdir()
+    (images / "old.jpg").write_text("old photo", encoding="utf-8")
+    records.write_text("old records\n", encoding="utf-8")
+    with pytest.raises(RuntimeError):
+        with replacing([images, records]):
+            images.mkdir()
+            (images / "new.jpg").write_text("new photo", encoding="utf-8")
+            raise RuntimeError("the run failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "train.jsonl"]
+    assert [p.name for p in images.iterdir()] == ["old.jpg"] and records.read_text(encoding="utf-8") == "old records\n"

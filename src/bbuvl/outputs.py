@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import socket
 import stat
@@ -819,6 +820,7 @@ def replacing(outputs: Iterable[Path]) -> Iterator[None]:
     and the killed run's unrecorded half under the real names, which the same command then redoes (see above). Not
     atomic.py's `.old`, which the next writer of one name puts back: outputs set aside together must come back
     together, and one put back alone would stand beside another's half from the killed run (docs/outputs.md).
+    An output that cannot be put back after a failure is kept whole, never deleted (`_put_back`).
     """
     paths = [output_path(p) for p in outputs]
     for path in paths:
@@ -838,18 +840,67 @@ def replacing(outputs: Iterable[Path]) -> Iterator[None]:
             mark_set_aside(path)
         started = True
         yield
-    except BaseException:
-        for path in paths:  # what this run wrote goes (nothing, when setting aside failed); what was there comes back
-            if started:
-                remove_path(path)
-            if path in aside:
-                folder = aside.pop(path)
-                os.rename(folder / path.name, path)
-                folder.rmdir()
+    except BaseException as error:
+        _put_back(paths, aside, started, error)
         raise
-    finally:
-        for folder in aside.values():
-            shutil.rmtree(folder, ignore_errors=True)
+    for folder in aside.values():  # only once the block succeeded: on a failure what was not put back is kept
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _put_back(paths: list[Path], aside: Mapping[Path, Path], ran: bool, error: BaseException) -> None:
+    """Undo `replacing` after `error`: remove what the run wrote under each of `paths` (when it `ran`) and put back what
+    was set aside in `aside`, every path tried whatever fails. An output that cannot be put back stays whole in a
+    folder no writer removes, named in a warning and in a note on `error`, which stays the error raised: a writer
+    never destroys a file it did not write (docs/outputs.md)."""
+    for path in paths:
+        problem = _put_back_one(path, aside.get(path), ran)
+        if problem is not None:
+            log.warning("%s", problem)
+            error.add_note(problem)
+
+
+def _put_back_one(path: Path, folder: Path | None, ran: bool) -> str | None:
+    """Remove this run's `path` and put back the earlier one from `folder` (None: nothing was set aside); what went
+    wrong and what to do, or None when all is as it was before the run."""
+    removal = None
+    if ran:
+        try:
+            remove_path(path)
+        except OSError as e:  # an immutable file, a busy mount point, no descriptor left to list a folder with
+            removal = e
+    if folder is None:
+        return None if removal is None else (f"{path}: what this failed run wrote there could not be removed "
+                                             f"({_why(removal)}); remove it by hand")
+    try:
+        os.rename(folder / path.name, path)
+    except OSError as e:
+        return _kept_aside(path, folder, removal or e)
+    try:
+        folder.rmdir()
+    except OSError:  # an empty temporary, removed by the next writer of `path` as a dead writer's
+        pass
+    return None
+
+
+def _why(e: OSError) -> str:
+    """What OSError `e` says, with the file it names: rmtree names a file by its name in its folder alone."""
+    return f"{e.strerror or e}: {e.filename}" if e.filename is not None else str(e.strerror or e)
+
+
+def _kept_aside(path: Path, folder: Path, why: OSError) -> str:
+    """Keep `folder`, holding the earlier run's `path` that could not be put back, under a name no writer removes (a
+    `.tmp` is a dead writer's temporary to the next run); the warning saying where it is and how to put it back."""
+    kept = folder.with_suffix(".kept")
+    try:
+        os.rename(folder, kept)
+    except OSError:
+        kept = folder
+    earlier = kept / path.name
+    told = (f"{path}: the earlier run's output could not be put back ({_why(why)}); it is kept whole as {earlier}. To "
+            f"put it back, remove what stands at {path}, then: mv {shlex.quote(str(earlier))} {shlex.quote(str(path))}")
+    if kept == folder:
+        told += " (move it now: the next run writing it removes it as a dead writer's temporary)"
+    return told
 
 
 def _holder_of(lock_text: str) -> tuple[str, str]:

@@ -63,6 +63,23 @@ def small_tmpfs(path: Path, kib: int) -> Iterator[Path]:
 
 
 @contextmanager
+def unremovable(file: Path) -> Iterator[Path]:
+    """Make `file` one nobody may remove, root included: immutable (chattr +i) as root, else its folder without write
+    permission; skipped where neither holds (a file system without the attribute)."""
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(file)], capture_output=True).returncode != 0:
+            pytest.skip("cannot make a file immutable here (chattr +i)")
+        undo = ["chattr", "-i", str(file)]
+    else:
+        file.parent.chmod(0o500)
+        undo = ["chmod", "700", str(file.parent)]
+    try:
+        yield file
+    finally:
+        subprocess.run(undo, check=False)
+
+
+@contextmanager
 def file_size_limit(limit: int) -> Iterator[None]:
     """Files this process writes stop at `limit` bytes, as under `ulimit -f`: a write past it fails with EFBIG (Python
     ignores SIGXFSZ). Needs no root, unlike `small_tmpfs`."""
