@@ -171,7 +171,7 @@ def test_a_photo_with_20000_predictions_draws_in_seconds_keeping_faults_errors_a
     best = {"bbox_2d": [100, 380, 150, 430], "label": "线缆", "score": 1.0}
     objects = [*crowd, lowest, fault, best]
     name = LabelNamer(NO_CJK)
-    boxes = prediction_boxes(objects, None, None, name, is_fault=lambda label: label == "fault")
+    boxes = prediction_boxes(objects, None, None, name, counts=lambda label, score: label == "fault")
     shown = select_boxes(boxes)
     drawn = draw_boxes(Image.new("RGB", (640, 480)), shown, NO_CJK)
     assert len(shown) == MAX_BOXES and drawn.getpixel((400, 75)) == (0, 0, 0)  # the lowest-scored is left out
@@ -370,3 +370,38 @@ def test_a_predictions_manifest_damaged_since_the_metrics_is_named_in_the_page_w
     header = html.unescape(page[page.index("<h1>"):page.index("</p>")])
     assert f"{tmp_path / 'ds' / 'pred.jsonl'} against " in header and "the model is not known: " in header
     assert str(manifest) in header
+
+
+def test_a_fault_label_below_its_photos_review_threshold_is_not_framed_as_a_fault(tmp_path):
+    # A head's alternatives (labels_per_box) give many a screw a fault label near 0: the report framed each in magenta,
+    # and a photo its verdict passed looked covered in faults. Only the verdict's faults are framed, by the thresholds
+    # that judged each photo: here 0.3 for the photo predicted in one pass, 0.05 for the one predicted through tiles.
+    import json
+
+    from bbuvl.infer.verdict import FramedThresholds, VerdictThresholds
+
+    ok, wrong = "螺丝连接点/BBU安装螺丝/连接正确", "螺丝连接点/BBU安装螺丝/连接错误"
+    rows, lines = [], []
+    for name, tiled in (("whole.png", False), ("tiled.png", True)):
+        Image.new("RGB", (64, 48), (60, 60, 60)).save(tmp_path / name)
+        rows.append({"images": [name], "width": 64, "height": 48, "objects": [{"bbox_2d": [10, 10, 30, 30], "desc": ok}]})
+        lines.append({"image": name, "width": 64, "height": 48, "raw": None, "error": None, "tiled": tiled,
+                      "objects": [{"bbox_2d": [10, 10, 30, 30], "label": ok, "score": 0.9},
+                                  {"bbox_2d": [10, 10, 30, 30], "label": wrong, "score": 0.1}]})
+    gt, pred = tmp_path / "val.jsonl", tmp_path / "pred.jsonl"
+    gt.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    pred.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines), encoding="utf-8")
+    judged = FramedThresholds(VerdictThresholds(0.3, 0.6), VerdictThresholds(0.05, 0.6))
+    evaluation = evaluate_predictions(read_records(gt), gt, read_predictions(pred), pred, thresholds=judged)
+    assert evaluation.faults.photo_verdicts == ["pass", "review"]
+    report = write_report(evaluation, tmp_path / "report", NO_CJK, worst=2)
+
+    def magenta_in_predictions(stem: str) -> int:
+        (png,) = (report.parent / "worst").glob(f"*_{stem}.png")
+        picture = Image.open(png).convert("RGB")
+        right = picture.crop((picture.width // 2, 0, picture.width, picture.height))
+        return sum(n for n, color in right.getcolors(1 << 20) if color == MAGENTA)
+
+    assert magenta_in_predictions("whole") == 0  # passed: its fault label at 0.1 is below review 0.3
+    assert magenta_in_predictions("tiled") > 0  # sent to review by it: 0.1 is above the tiled photos' 0.05
+    assert "on the prediction side only one the photo's verdict counts" in report.read_text(encoding="utf-8")

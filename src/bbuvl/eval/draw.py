@@ -4,25 +4,31 @@ Used by the evaluation report and by `bbuvl viz`. Boxes are in pixels of the sto
 record's width x height); pictures are shrunk to `max_side` for the report, boxes with them.
 Colours on the prediction side follow the error buckets of `bbuvl.eval.matching`:
 green right, orange wrong label, yellow mislocated, red extra; on the ground-truth side green found,
-yellow mislocated, red missed. A fault (a label the hierarchy marks, data/faults.py) also gets a thick magenta
-frame around its box and a magenta caption starting with "!", on both sides, whatever its outcome colour.
+yellow mislocated, red missed. A fault also gets a thick magenta frame around its box and a magenta caption starting
+with "!", whatever its outcome colour: on the ground-truth side a label the hierarchy marks (data/faults.py); on the
+prediction side one of the photo's verdict faults, a fault label scoring at least the review threshold that judged the
+photo (infer/verdict.py `at_review`). A head's alternatives (`labels_per_box`) give many a box a fault label at a score
+near 0: below the review threshold it is drawn as any other box, as the server's page draws it (docs/eval.md).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from PIL import Image, ImageDraw
 
 from bbuvl.data.images import ImageError, load_image
+from bbuvl.data.faults import Faults
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.schema import ImageRecord
 from bbuvl.data.text import same_label
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.matching import ImageMatch
+from bbuvl.infer.verdict import VerdictThresholds, at_review
 
 RGB = tuple[int, int, int]
 GREEN: RGB = (20, 180, 60)
@@ -32,6 +38,7 @@ RED: RGB = (225, 35, 35)
 BLUE: RGB = (40, 110, 230)
 MAGENTA: RGB = (200, 0, 200)  # faults: no outcome colour is near it
 FAULT_LEGEND = "magenta frame and caption: a fault"
+COUNTED_LEGEND = "magenta frame and caption: a fault its verdict counts (review ≥ {review:g})"
 PREDICTION_LEGEND = "green right · orange wrong label · yellow mislocated · red extra"
 TRUTH_LEGEND = "green found · yellow mislocated · red missed"
 MIN_SIDE = 480  # small photos are enlarged so captions stay readable
@@ -225,17 +232,24 @@ def _box(box: Sequence[float], text: str, color: RGB, label: str, is_fault: Call
 
 def prediction_boxes(
     objects: Sequence[dict[str, Any]], record: ImageRecord | None, match: ImageMatch | None, name: LabelNamer,
-    is_fault: Callable[[str], bool] | None = None,
+    counts: Callable[[str, float], bool] | None = None,
 ) -> list[DrawBox]:
-    """Predicted boxes coloured by outcome (all blue when there is no ground truth to compare with); faults framed."""
+    """Predicted boxes coloured by outcome (all blue when there is no ground truth to compare with); those `counts`
+    (label, score) says the verdict counts as faults framed."""
     color: dict[int, RGB] = {}
     if match is not None and record is not None:
         for p, g, _ in match.matched:
             color[p] = GREEN if same_label(objects[p]["label"], record.objects[g].desc) else ORANGE
         color.update({p: YELLOW for p, _, _ in match.mislocated})
         color.update({p: RED for p in match.extra})
-    return [_box(o["bbox_2d"], name(o["label"], o.get("score")), color.get(i, BLUE), o["label"], is_fault, o.get("score"))
-            for i, o in enumerate(objects)]
+    return [_box(o["bbox_2d"], name(o["label"], o.get("score")), color.get(i, BLUE), o["label"],
+                 _scored(counts, o.get("score")), o.get("score")) for i, o in enumerate(objects)]
+
+
+def _scored(counts: Callable[[str, float], bool] | None, score: float | None) -> Callable[[str], bool] | None:
+    """`counts` for one box's label at its `score`; a box without a score is judged as scoring 1, as a line
+    without scores is read (eval/predictions.py)."""
+    return None if counts is None else lambda label: counts(label, 1.0 if score is None else score)
 
 
 def _panel(photo: Image.Image, boxes: Sequence[DrawBox], font: FontChoice, scale: float,
@@ -248,23 +262,33 @@ def _panel(photo: Image.Image, boxes: Sequence[DrawBox], font: FontChoice, scale
 def compare_picture(
     record: ImageRecord, image_path: Path, objects: Sequence[dict[str, Any]] | None, match: ImageMatch | None,
     font: FontChoice, name: LabelNamer, max_side: int = 800, prediction_title: str = "prediction",
-    is_fault: Callable[[str], bool] | None = None,
+    faults: Faults | None = None, verdict: VerdictThresholds | None = None,
 ) -> tuple[Image.Image, str | None]:
     """Ground truth on the left and, when `objects` is given, predictions on the right, both on the photo; with
-    `is_fault`, faults framed in magenta. Also why the photo could not be read (drawn on a grey placeholder), or None."""
+    `faults`, the ground truth's faults framed in magenta, and with `verdict` too (the thresholds that judged the
+    photo) the predictions its verdict counts as faults (infer/verdict.py `at_review`). Also why the photo could not be
+    read (drawn on a grey placeholder), or None."""
+    is_fault = None if faults is None else faults.is_fault
     photo, scale, problem = open_photo(image_path, record.size, max_side, MIN_SIDE)
     compared = objects is not None and match is not None
-    faults = f" · {FAULT_LEGEND}" if is_fault is not None else ""
+    fault_legend = f" · {FAULT_LEGEND}" if faults is not None else ""
+    counts = None if faults is None or verdict is None else partial(_counted, faults, verdict)
+    counted = f" · {COUNTED_LEGEND.format(review=verdict.review)}" if counts is not None and verdict else ""
     left, truth_count = _panel(photo, truth_boxes(record, match if compared else None, name, is_fault), font, scale,
                                "ground truth")
-    truth_title = truth_count + (f"\n{TRUTH_LEGEND}{faults}" if compared else "")
+    truth_title = truth_count + (f"\n{TRUTH_LEGEND}{fault_legend}" if compared else "")
     panels = [(truth_title if problem is None else f"{problem}\n{truth_count}", left)]
     if objects is not None:
-        right, count = _panel(photo, prediction_boxes(objects, record, match, name, is_fault), font, scale,
+        right, count = _panel(photo, prediction_boxes(objects, record, match, name, counts), font, scale,
                               prediction_title)
-        legend = f"\n{PREDICTION_LEGEND}{faults}" if compared else ""
+        legend = f"\n{PREDICTION_LEGEND}{counted}" if compared else ""
         panels.append((count + legend, right))
     return side_by_side(panels, font), problem
+
+
+def _counted(faults: Faults, verdict: VerdictThresholds, label: str, score: float) -> bool:
+    """Whether a predicted (label, score) is one of its photo's verdict faults (`at_review`, by `verdict`)."""
+    return at_review(label, score, faults, verdict)
 
 
 def prediction_picture(

@@ -145,6 +145,8 @@ class FaultMetrics:
     # per photo, whether no usable answer came back (an error, an unreadable or cut answer) or a box's label may be a
     # fault the hierarchy cannot read: review at any threshold
     photo_unusable: list[bool] = field(default_factory=list, repr=False)
+    # per photo, the thresholds that judged it (its framing's): what its pictures frame as a fault by
+    photo_judged_by: list[VerdictThresholds] = field(default_factory=list, repr=False)
 
     def one_pair(self) -> VerdictThresholds | None:
         """The thresholds that judged every photo, when one pair did (None when each framing had its own)."""
@@ -239,7 +241,7 @@ def fault_metrics(records: Sequence[ImageRecord], predictions: Sequence[Sequence
     states = _state_confusions(faults, ids, gt, pred, kind_match)
     return FaultMetrics(sorted(faults.labels), framed.whole, objects, photos, states, truth, best, verdicts,
                         (gt_faults - found_per_photo).tolist(), faults, notes + photo_notes, sum(tiled),
-                        framed.of(True) if any(tiled) else None, anyway)
+                        framed.of(True) if any(tiled) else None, anyway, judging)
 
 
 def _unjudged(predictions: Sequence[Sequence[dict[str, Any]]], faults: Faults) -> list[bool]:

@@ -131,7 +131,9 @@ def _write_report(evaluation: Evaluation, out_dir: Path, faults_dir: Path, worst
     hierarchy = hierarchy or Hierarchy.load()
     name = LabelNamer(font, hierarchy)
     faults = evaluation.faults
-    is_fault = faults.judged_with.is_fault
+    # A photo's pictures frame the predictions its verdict counts, by the thresholds that judged it (its framing's,
+    # chosen anew under --choose-thresholds): a head's fault-label alternatives near 0 covered a passed photo in faults.
+    index = {id(result): i for i, result in enumerate(evaluation.images)}
 
     fault_curve = plot_fault_curve(faults)
     # id of an image's result -> its picture as the page embeds it, and its first file. Kept encoded, not as pixels:
@@ -147,7 +149,8 @@ def _write_report(evaluation: Evaluation, out_dir: Path, faults_dir: Path, worst
             write_bytes_atomic(file, first.read_bytes())
             return uri
         picture, problem = compare_picture(result.record, result.image_path, result.objects, result.match, font, name,
-                                           is_fault=is_fault)  # an unreadable photo is named on its placeholder
+                                           faults=faults.judged_with,  # an unreadable photo is named on its placeholder
+                                           verdict=faults.photo_judged_by[index[id(result)]])
         if problem is not None:
             unreadable.append(problem)
             problems[id(result)] = problem
@@ -335,7 +338,9 @@ def _faults_html(evaluation: Evaluation, curve: Image.Image, pictures: list[tupl
     items = _shown(len(pictures), len(f.photos_to_check(len(evaluation.images))), "photos to check",
                    "No fault missed and no clean photo flagged.") + items
     return (f"<h2>Faults</h2><p>{o.gt} faults in {p.faulty} of {p.photos} photos; found = a box with the same kind and "
-            f"state at IoU ≥ {o.iou:g}; {_escape(_verdict_rule(f))}; {_escape(FAULT_LEGEND)} in the pictures.</p>"
+            f"state at IoU ≥ {o.iou:g}; {_escape(_verdict_rule(f))}; {_escape(FAULT_LEGEND)} in the pictures, "
+            "on the prediction side only one the photo's verdict counts (a fault label scoring at least the review "
+            "threshold that judged the photo; below it, a box like any other).</p>"
             f"<div class='grid'><div><h3>Fault objects</h3>{objects}</div><div><h3>Photo verdict</h3>{verdicts}{counts}</div>"
             f"<div><h3>State given kind</h3>{states}</div></div>"
             f"<img alt='fault precision-recall' src='{_data_uri(curve, 'PNG')}'>"
