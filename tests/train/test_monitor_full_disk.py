@@ -8,6 +8,8 @@ is `ulimit -f`, for any user."""
 from __future__ import annotations
 
 import errno
+import re
+import shutil
 import subprocess
 
 import pytest
@@ -72,9 +74,10 @@ def test_a_checkpoint_past_the_file_size_limit_is_one_line_saying_how_to_go_on(t
     out = tmp_path / "run"
     with file_size_limit(10 * 2**20):  # the weights fit, optimizer.pt does not
         code, said = train(tiny_model_dir, small_dataset, out)
-    assert code == 2 and f"error: {out / 'checkpoint-1'}: saving failed (File too large); lift the file-size limit " \
-                          "(ulimit -f)" in said, said
-    assert "run the same command again with --overwrite: no checkpoint was saved whole" in said, said
+    assert code == 2 and f"error: {out / 'checkpoint-1'}: saving failed (File too large). To go on, first lift the " \
+                          "file-size limit (ulimit -f), or write the run where files may be larger (FAT32 stops at 4 " \
+                          "GiB); it saved no checkpoint whole, so the run starts over: run it again with --overwrite " \
+                          "(it removes" in said, said
     assert "Traceback" not in said and not (out / "checkpoint-1").exists()
     code, said = train(tiny_model_dir, small_dataset, out, "--overwrite")
     assert code == 0 and (out / "final").is_dir(), said
@@ -84,9 +87,34 @@ def test_a_checkpoint_the_disk_has_no_room_for_is_one_line_and_the_run_resumes(t
     with small_tmpfs(tmp_path / "disk", kib=44 * 1024) as disk:  # room for checkpoint-1, not for checkpoint-2 beside it
         out = disk / "run"
         code, said = train(tiny_model_dir, small_dataset, out)
-        assert code == 2 and f"error: {out / 'checkpoint-2'}: saving failed (No space left on device); free space on " \
-                              f"that disk, then re-run with --resume: it continues from {out / 'checkpoint-1'}" in said, said
+        assert code == 2 and f"error: {out / 'checkpoint-2'}: saving failed (No space left on device). To go on, first " \
+                              f"free space on that disk; its whole checkpoints are kept, a half-saved one removed; run " \
+                              f"it again with --resume to go on from the newest, {out / 'checkpoint-1'}" in said, said
         assert "Traceback" not in said and not (out / "checkpoint-2").exists() and (out / "checkpoint-1").is_dir()
         subprocess.run(["mount", "-o", "remount,size=128m", str(disk)], check=True)  # space freed
         code, said = train(tiny_model_dir, small_dataset, out, "--resume")
         assert code == 0 and (out / "final").is_dir(), said
+
+
+def test_a_run_resumed_from_another_folder_that_saved_nothing_whole_is_told_a_way_on_that_is_accepted(
+        tiny_model_dir, small_dataset, tmp_path):
+    first = tmp_path / "a" / "run"
+    first.parent.mkdir()
+    code, said = train(tiny_model_dir, small_dataset, first, "training.max_steps=1")
+    assert code == 0, said
+    out = tmp_path / "b" / "run"
+    out.parent.mkdir()
+    resumed = ["--resume-from", str(first / "checkpoint-1")]
+    with file_size_limit(10 * 2**20):  # checkpoint-2's weights fit, its optimizer.pt does not
+        code, said = train(tiny_model_dir, small_dataset, out, *resumed)
+    assert code == 2 and f"error: {out / 'checkpoint-2'}: saving failed (File too large)" in said, said
+    # Before: "run the same command again with --overwrite", which --resume-from refuses; what it names is removed
+    # here as the line says, and the same command is then run again
+    assert "--overwrite" not in said, said
+    listed = re.search(rf"where a re-run refuses what it wrote \((.+)\) as another run's: remove that, then run it "
+                       rf"again to go on from {re.escape(resumed[-1])}$", said)
+    assert listed, said
+    for name in listed.group(1).split(", "):
+        shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink()
+    code, said = train(tiny_model_dir, small_dataset, out, *resumed)
+    assert code == 0 and (out / "final").is_dir(), said

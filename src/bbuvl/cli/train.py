@@ -97,7 +97,8 @@ def train(
             fail("--overwrite replaces the run that --resume would continue: pass one of them")
         from bbuvl.rl.trainer import train_grpo
 
-        with user_errors(ValueError, OSError, TrainingDiverged), no_room_is_resumable(Path(cfg.training.output_dir)):
+        with user_errors(ValueError, OSError, TrainingDiverged), \
+                no_room_is_resumable(Path(cfg.training.output_dir), resume_from):
             result = train_grpo(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite,
                                 accept_code=accept_reward_code, callbacks=saves)
         if not _main_process():
@@ -119,8 +120,8 @@ def train(
         return
     if overwrite and (resume or resume_from):
         fail("--overwrite replaces the run that --resume would continue: pass one of them")
-    with user_errors(ValueError, OSError, TrainingDiverged), no_room_is_resumable(Path(cfg.training.output_dir)), \
-            budgets_located(origin):
+    with user_errors(ValueError, OSError, TrainingDiverged), \
+            no_room_is_resumable(Path(cfg.training.output_dir), resume_from), budgets_located(origin):
         result = run_train(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite,
                            announce=print_fault_counts, callbacks=saves)
     if not _main_process():
@@ -277,9 +278,9 @@ MAKE_ROOM = {errno.ENOSPC: "free space on that disk", errno.EDQUOT: "free space 
 
 
 @contextmanager
-def no_room_is_resumable(output_dir: Path) -> Iterator[None]:
+def no_room_is_resumable(output_dir: Path, resume_from: Path | None) -> Iterator[None]:
     """A save that found no room (a full disk, a used-up quota, a file past the size limit) becomes one line naming the
-    file and why, and saying how to go on: make room, then --resume."""
+    file and why, and saying how to go on: make room, then what a stop at that point would say (`how_to_go_on`)."""
     try:
         yield
     except Exception as e:
@@ -292,15 +293,15 @@ def no_room_is_resumable(output_dir: Path) -> Iterator[None]:
             said = error_text(e)
         else:
             said = f"{output_dir}: saving failed ({os.strerror(code)})"
-        fail(f"{said}; {MAKE_ROOM[code]}, then {_how_to_go_on(output_dir)}")
+        fail(f"{said}. To go on, first {MAKE_ROOM[code]}; {how_to_go_on(output_dir, resume_from)}")
 
 
-def _how_to_go_on(output_dir: Path) -> str:
-    """How the run that stopped goes on: resumed from its newest whole checkpoint, or started over where it saved none
-    whole (--resume refuses then)."""
+def how_to_go_on(output_dir: Path, resume_from: Path | None) -> str:
+    """What a run that stopped saving keeps and how to go on, in the words a stop says (`say_what_a_stop_keeps`), from
+    the whole checkpoints in `output_dir`: a save is reached only once `--overwrite` has cleared the folder, so each
+    is this run's. `RESUMES` from the newest; else `before_a_checkpoint`, whose advice for a run of `--resume-from`
+    is no `--overwrite` (refused with it)."""
     from bbuvl.train.run_dir import checkpoint_incomplete, numbered_checkpoints
 
     newest = next((p for p in reversed(numbered_checkpoints(output_dir)) if checkpoint_incomplete(p) is None), None)
-    if newest is None:
-        return "run the same command again with --overwrite: no checkpoint was saved whole, so the run starts over"
-    return f"re-run with --resume: it continues from {newest}"
+    return before_a_checkpoint(output_dir, resume_from) if newest is None else f"{RESUMES}, {newest}"
