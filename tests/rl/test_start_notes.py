@@ -116,3 +116,50 @@ def test_grpo_from_a_plain_model_folder_builds_nothing_for_sfts_losses_and_recor
     assert saved.loss.number_token == 0 and saved.loss.coordinate_regression == 0  # not recorded as if they trained it
     assert saved.detection.caption_refit.steps == 0
     assert not (final / "coordinate_readout.safetensors").exists()  # an untrained read-out was saved
+
+
+@pytest.fixture(scope="module")
+def lora_checkpoint(tiny_model_dir, small_dataset, tmp_path_factory) -> Path:
+    """One LoRA step of SFT (r 4, alpha 8) over the tiny model: its final/ holds adapters."""
+    from bbuvl.train.trainer import train
+    from tests.lora_runs import one_step_lora
+
+    out = tmp_path_factory.mktemp("lora") / "run"
+    train(load_config(None, one_step_lora(tiny_model_dir, small_dataset, out, save_steps=100)), progress=False)
+    return out / "final"
+
+
+def _check(config: Path, *overrides: str) -> tuple[int, str]:
+    """`bbuvl config check`'s exit code and output, on one line."""
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    r = CliRunner().invoke(app, ["config", "check", str(config), *overrides], env={"COLUMNS": "400"})
+    return r.exit_code, " ".join(r.output.split())
+
+
+def test_config_check_says_what_a_grpo_start_from_a_lora_checkpoint_says_of_its_adapters(
+        lora_checkpoint, small_dataset, tmp_path, caplog):
+    from bbuvl.config import ConfigError
+    from bbuvl.rl.trainer import read_grpo_inputs
+
+    shipped = Path(__file__).resolve().parents[2] / "configs" / "grpo.yaml"  # model.lora.enabled: false
+    given = [f"model.path={lora_checkpoint}", f"data.train={small_dataset / 'train.jsonl'}", "model.dtype=float32",
+             f"training.output_dir={tmp_path / 'grpo'}", "data.num_workers=0"]
+    with pytest.raises(ConfigError) as refused:  # the start's refusal, before any weights load
+        read_grpo_inputs(load_config(shipped, given))
+    # Before: "ok: ... is valid", and the run's start refused it
+    code, said = _check(shipped, *given)
+    line = next(i + 1 for i, text in enumerate(shipped.read_text("utf-8").splitlines()) if "enabled: false" in text)
+    assert code == 2 and f"{shipped}:{line}: {refused.value}" in said and "bbuvl model merge-lora" in said, said
+    assert "is valid" not in said, said
+    with caplog.at_level(logging.WARNING, logger="bbuvl.rl.trainer"):
+        read_grpo_inputs(load_config(shipped, [*given, "model.lora.enabled=true", "model.lora.r=8"]))
+    started = [r.getMessage() for r in caplog.records if "LoRA checkpoint" in r.getMessage() or "adapters" in
+               r.getMessage()]
+    assert len(started) == 2 and "(r 4, alpha 8)" in started[0] and "model.lora.r 8 (the checkpoint's: 4)" in started[1]
+    code, said = _check(shipped, *given, "model.lora.enabled=true", "model.lora.r=8")
+    assert code == 0 and "is valid" in said, said
+    assert f"note: model.path={lora_checkpoint} (override): {started[0]}" in said, said
+    assert f"note: model.lora.r=8 (override): {started[1]}" in said, said

@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 
 from bbuvl.cli.common import command_group, console, fail
-from bbuvl.config import (Config, ConfigError, ConfigOrigin, batch_budget_problems, dump_config, load_config,
-                          load_located_config, not_a_checkpoint, run_conflicts, run_notes)
+from bbuvl.config import (BudgetError, Config, ConfigError, ConfigOrigin, batch_budget_problems, dump_config,
+                          load_config, load_located_config, not_a_checkpoint, run_conflicts, run_notes)
 from bbuvl.data.input_paths import file_kind
 from bbuvl.paths import looks_local
 
@@ -67,14 +67,17 @@ def report_valid(config: Path, cfg: Config, origin: ConfigOrigin) -> None:
     if packing := _packing_problem(cfg):
         problems = "\n".join(filter(None, (problems, f"{origin.locate(('data.collator',))}: {packing}")))
     problems = "\n".join(filter(None, (problems, *_broken_here(cfg, origin))))
+    notes = run_notes(cfg)
+    if cfg.training.method == "grpo":  # what its start says too (rl/trainer.py `read_grpo_inputs`)
+        from bbuvl.rl.start_notes import start_notes
+
+        try:
+            notes += start_notes(cfg)
+        except BudgetError as e:  # what the start refuses in its starting checkpoint (a LoRA one without LoRA)
+            problems = "\n".join(filter(None, (problems, origin.describe(e.problems))))
     if problems:
         fail(problems)
     console.print(f"[green]ok[/]: {escape(str(config))} is valid")
-    notes = run_notes(cfg)
-    if cfg.training.method == "grpo":  # what its start says too (rl/trainer.py `build_grpo_run`)
-        from bbuvl.rl.start_notes import start_notes
-
-        notes += start_notes(cfg)
     for note in [*(f"{origin.locate(n.keys)}: {n}" for n in notes), *_not_here(cfg, origin)]:
         console.print(f"note: {escape(note)}", soft_wrap=True)  # a path broken across lines is not one to copy
 

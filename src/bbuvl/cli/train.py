@@ -97,7 +97,8 @@ def train(
             fail("--overwrite replaces the run that --resume would continue: pass one of them")
         from bbuvl.rl.trainer import train_grpo
 
-        with user_errors(ValueError, OSError, TrainingDiverged), \
+        # a start refused for its starting checkpoint names the key's file:line, as `config check` does
+        with user_errors(ValueError, OSError, TrainingDiverged), budgets_located(origin), \
                 no_room_is_resumable(Path(cfg.training.output_dir), resume_from):
             result = train_grpo(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite,
                                 accept_code=accept_reward_code, callbacks=saves)

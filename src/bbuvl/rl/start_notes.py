@@ -1,5 +1,6 @@
 """What a GRPO run's start says of its config before any weights load, and what `bbuvl config check` says of it too:
-the settings GRPO reads nothing from, and, from a plain model folder, the model it builds (docs/grpo.md)."""
+the settings GRPO reads nothing from, from a plain model folder the model it builds, and from a LoRA checkpoint the
+adapters it trains on (docs/grpo.md)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bbuvl.config import PREDICT_MODES, BudgetProblem, Config
-from bbuvl.model.checkpoint import is_plain_model_folder
+from bbuvl.config import PREDICT_MODES, BudgetError, BudgetProblem, Config
+from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder
 
 
 # Every key of config.py's schema a GRPO run reads, whatever it starts from; a key ending in "." names its whole
@@ -192,8 +193,49 @@ def _reset(cfg: Config, entry: str) -> None:
     setattr(section, name, copy.deepcopy(default))  # a section's default is one object, shared by every config
 
 
+def adapter_start(cfg: Config, start: Config) -> list[BudgetProblem]:
+    """What a GRPO run from a LoRA checkpoint (config `start`) says at its start: the adapters it trains on, and each
+    `model.lora` key of `cfg` the loaded adapters are not built as. BudgetError (a ConfigError locating
+    model.lora.enabled) when `cfg` trains without LoRA."""
+    path, ours, theirs = cfg.model.path, cfg.model.lora, start.model.lora
+    if not ours.enabled:
+        # peft froze the base and the adapters loaded frozen: such a run trained the vision positions alone, and said
+        # nothing. Training the whole model needs the adapters merged into it first (docs/grpo.md, "From LoRA").
+        raise BudgetError([BudgetProblem(
+            f"model.path {path} is a LoRA checkpoint (adapters over the base model {start.model.path}), but "
+            "model.lora.enabled is false, which trains the whole model: set model.lora.enabled: true to train its "
+            f"adapters on, or merge them into the base first (bbuvl model merge-lora {path} OUT) and start from OUT "
+            "to train the whole model", ("model.lora.enabled", "model.path"))])
+    notes = [BudgetProblem(f"model.path {path} is a LoRA checkpoint: this run trains its adapters on from their values "
+                           f"there (r {theirs.r}, alpha {theirs.alpha}), and the KL term's reference is them as loaded",
+                           ("model.path",))]
+    shape = ("r", "alpha", "dropout", "target_modules", "vision")
+    differ = {f"model.lora.{k}": f"model.lora.{k} {getattr(ours, k)} (the checkpoint's: {getattr(theirs, k)})"
+              for k in shape if k in ours.model_fields_set and getattr(ours, k) != getattr(theirs, k)}
+    if differ:
+        notes.append(BudgetProblem(
+            f"the loaded adapters are built as the checkpoint built them, so the config's {'; '.join(differ.values())} "
+            "do not apply and its checkpoints record the starting checkpoint's; remove these keys, or set them to the "
+            "checkpoint's", tuple(differ)))
+    return notes
+
+
+def checkpoint_start(cfg: Config) -> list[BudgetProblem]:
+    """What a GRPO run's start says of the bbu-vl checkpoint at `cfg.model.path` before its weights load: from a LoRA
+    checkpoint, `adapter_start` (BudgetError where the start refuses it). Nothing for a plain model folder or one that
+    cannot be read here (`bbuvl config check` names that apart, the run's start refuses it)."""
+    if is_plain_model_folder(cfg.model.path):
+        return []
+    try:
+        folder = read_model_folder(cfg.model.path)
+    except (OSError, ValueError):
+        return []
+    return adapter_start(cfg, folder.cfg) if folder.adapter else []
+
+
 def start_notes(cfg: Config) -> list[BudgetProblem]:
     """What a GRPO run's start says of `cfg` before any weights load: each setting it ignores (`grpo_ignores`, said as
-    such) and, from a plain model folder here, each default it builds the model with (`plain_start`)."""
+    such) and, from a plain model folder here, each default it builds the model with (`plain_start`), or from a LoRA
+    checkpoint here, the adapters it trains on (`checkpoint_start`: BudgetError where the start refuses them)."""
     notes = [BudgetProblem(f"training.method grpo ignores {n}", n.keys) for n in grpo_ignores(cfg)]
-    return notes + (plain_start(cfg)[1] if is_plain_model_folder(cfg.model.path) else [])
+    return notes + (plain_start(cfg)[1] if is_plain_model_folder(cfg.model.path) else checkpoint_start(cfg))

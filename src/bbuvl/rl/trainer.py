@@ -41,7 +41,7 @@ from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.rl.objective import StepCounts, grpo_loss
 from bbuvl.rl.evaluate import photos_reward
 from bbuvl.rl.rewards import RewardScorer
-from bbuvl.rl.start_notes import grpo_ignores, plain_start, schema_values, unread_reason
+from bbuvl.rl.start_notes import adapter_start, grpo_ignores, plain_start, schema_values, unread_reason
 from bbuvl.rl.rollouts import (Augmentation, Photo, PhotoBatch, completion_logprobs, draw_rollouts, free_banned_ids,
                                photos_of)
 from bbuvl.train.callbacks import LogWindow, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
@@ -343,29 +343,6 @@ def kept_from_checkpoint(cfg: Config, start: Config) -> list[str]:
             if value != theirs:
                 kept.append(f"{key} {value} (the checkpoint's: {theirs})")
     return kept
-
-
-def adapter_start(cfg: Config, start: Config) -> list[str]:
-    """What a GRPO run from a LoRA checkpoint (config `start`) says at its start: the adapters it trains on, and each
-    `model.lora` key of `cfg` the loaded adapters are not built as. ConfigError when `cfg` trains without LoRA."""
-    path, ours, theirs = cfg.model.path, cfg.model.lora, start.model.lora
-    if not ours.enabled:
-        # peft froze the base and the adapters loaded frozen: such a run trained the vision positions alone, and said
-        # nothing. Training the whole model needs the adapters merged into it first (docs/grpo.md, "From LoRA").
-        raise ConfigError(f"model.path {path} is a LoRA checkpoint (adapters over the base model {start.model.path}), "
-                          f"but model.lora.enabled is false, which trains the whole model: set "
-                          "model.lora.enabled: true to train its adapters on, or merge them into the base first "
-                          f"(bbuvl model merge-lora {path} OUT) and start from OUT to train the whole model")
-    notes = [f"model.path {path} is a LoRA checkpoint: this run trains its adapters on from their values there "
-             f"(r {theirs.r}, alpha {theirs.alpha}), and the KL term's reference is them as loaded"]
-    shape = ("r", "alpha", "dropout", "target_modules", "vision")
-    differ = [f"model.lora.{k} {getattr(ours, k)} (the checkpoint's: {getattr(theirs, k)})" for k in shape
-              if k in ours.model_fields_set and getattr(ours, k) != getattr(theirs, k)]
-    if differ:
-        notes.append(f"the loaded adapters are built as the checkpoint built them, so the config's {'; '.join(differ)} "
-                     "do not apply and its checkpoints record the starting checkpoint's; remove these keys, or set "
-                     "them to the checkpoint's")
-    return notes
 
 
 def run_inference(cfg: Config, start: Config) -> InferenceConfig:
