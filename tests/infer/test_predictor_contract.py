@@ -37,7 +37,7 @@ def _spy(monkeypatch, name: str) -> list:
 def test_generate_mode_maps_model_frame_boxes_through_the_contract(predictor, photos, monkeypatch):
     # The tiny checkpoint's answers are not JSON yet: every answer parses to one known model-frame box.
     monkeypatch.setattr(generate_mode, "parse_detections",
-                        lambda text: ParseResult(objects=[{"bbox_2d": MODEL_FRAME_BOX, "label": "x", "span": (0, 1)}], ok=True))
+                        lambda text, keep_repeats=False: ParseResult(objects=[{"bbox_2d": MODEL_FRAME_BOX, "label": "x", "span": (0, 1)}], ok=True))
     calls = _spy(monkeypatch, "to_stored")
     results = predictor.predict(photos, mode="generate", max_new_tokens=4)
     assert [r.objects[0].bbox_2d for r in results] == [out for out, _ in calls]
