@@ -29,8 +29,9 @@ def _burst(client, photos, n: int) -> tuple[list, list[threading.Thread]]:
 
 
 # SIGHUP: a closed terminal or ssh session, which killed the server with every request in flight cut off
-@pytest.mark.parametrize("stop", ["SIGTERM", pytest.param("SIGHUP", marks=pytest.mark.skipif(
-    not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this OS"))])
+# (slow: the default run has SIGHUP's handling in tests/test_entry_hangup.py, and the drain here is SIGTERM's code)
+@pytest.mark.parametrize("stop", ["SIGTERM", pytest.param("SIGHUP", marks=[pytest.mark.slow, pytest.mark.skipif(
+    not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this OS")])])
 def test_sigterm_or_sighup_answers_every_accepted_request_then_exits_0(trained_checkpoint, photos, tmp_path, stop):
     log = tmp_path / "serve.log"
     # A long gathering window holds the burst inside the server when SIGTERM comes.
