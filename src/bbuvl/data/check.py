@@ -412,7 +412,7 @@ def near_copy_teachers(rows: list[tuple[Path, int, Sample]], prints: dict[Path, 
                 continue
             if file.name != VAL:
                 shown.setdefault(path, []).append((file, line, i, teacher.image))
-            if student in prints and not _one_photo(path, student, digests):
+            if student in prints and one_photo(path, student, digests) is None:
                 # The two alone, compared as every pair is (turned, mirrored, greyscale, darker, less contrast): a
                 # student made darker and shown as its own teacher holds its answer as much as one saved again.
                 for pair in near_copies([prints[student], prints[path]]):
@@ -429,7 +429,7 @@ def near_copy_teachers(rows: list[tuple[Path, int, Sample]], prints: dict[Path, 
             continue
         val_file, val_line, val_image, val_path = held_out[pair.first]
         path = teachers[pair.second - len(held_out)]
-        if _one_photo(path, val_path, digests) or path not in shown:
+        if one_photo(path, val_path, digests) is not None or path not in shown:
             continue  # the same photo: `validation_teachers`' error
         how = f" {pair.how}" if pair.how else ""
         for file, line, i, image in shown.pop(path):  # the earliest validation photo it copies, named once
@@ -439,11 +439,6 @@ def near_copy_teachers(rows: list[tuple[Path, int, Sample]], prints: dict[Path, 
                                     "its answer would be in a training prompt, and validation scores a photo the model "
                                     "was shown solved; choose teachers among the training photos", "warning"))
     return problems
-
-
-def _one_photo(a: Path, b: Path, digests: dict[Path, str]) -> bool:
-    """Whether two image paths are one photo: the same file, or the same image data."""
-    return a == b or (a in digests and digests[a] == digests.get(b))
 
 
 def split_tiles(rows: list[tuple[Path, int, Sample]]) -> list[Problem]:
