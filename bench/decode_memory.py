@@ -6,7 +6,7 @@
 Each kind (8-bit RGB, RGBA with transparency, 16-bit grey, 32-bit integer grey, float grey) is written once as a
 deflated TIFF, then decoded by `bbuvl.serve.images.decode_image` in a fresh process of its own, which reports its
 peak resident memory above what it held before decoding (Linux's VmHWM, reset just before). Printed: bytes a pixel
-at the peak, and the ratio to 8-bit RGB's, the number `serve/images.py`'s `_read_cost` charges each kind against
+at the peak, and the ratio to 8-bit RGB's, the number `data/read_cost.py`'s `read_cost` charges each kind against
 the pixel limit.
 """
 

@@ -1,5 +1,5 @@
 """bench/decode_memory.py: reading a wide or transparent photo costs no more, against an 8-bit photo's, than the
-server charges it against the pixel limit (serve/images.py)."""
+server charges it against the pixel limit (data/read_cost.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bbuvl.serve.images import _read_cost
+from bbuvl.data.read_cost import read_cost
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "decode_memory.py"
 MODES = {"RGBA": Image.fromarray(np.zeros((2, 2, 4), np.uint8)), "16-bit grey": Image.fromarray(np.zeros((2, 2), np.uint16)),
@@ -27,6 +27,6 @@ def test_each_kind_peaks_within_what_the_server_charges_it(tmp_path):
     peaks = json.loads(out.read_text(encoding="utf-8"))
     assert set(peaks) == {"8-bit RGB", *MODES} and all(v > 0 for v in peaks.values())
     for kind, image in MODES.items():
-        cost, _ = _read_cost(image)
+        cost = read_cost(image).per_pixel
         assert peaks[kind] <= cost * peaks["8-bit RGB"], (kind, peaks)
     assert "bytes a pixel" in run.stdout

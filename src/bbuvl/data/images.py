@@ -19,6 +19,7 @@ from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 from bbuvl.data.coords import oriented_size
 from bbuvl.data.input_paths import NOTHING_THERE, file_kind, name_problem, spelling_note
 from bbuvl.data.names import url_scheme, windows_drive
+from bbuvl.data.read_cost import ReadCost, read_cost
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,8 +42,16 @@ class ImageError(ValueError):
     """An image that cannot be used; the message names the file."""
 
 
+# What to do with a JPEG whose decoder holds its whole size at any scale (data/read_cost.py)
+BASELINE_ADVICE = "save it as a baseline JPEG, or at a lower resolution, first"
+
+
 class JpegTooLarge(Image.DecompressionBombError):
     """A JPEG past a pixel limit even at the smallest scale it decodes at."""
+
+    def __init__(self, message: str, advice: str = "save it at a lower resolution first"):
+        super().__init__(message)
+        self.advice = advice  # what to do, in words
 
 
 @dataclass
@@ -212,7 +221,8 @@ def _opened(path: Path, decode: bool, at_least: tuple[int, int] | None) -> Itera
         stored = im.size
         if decode:
             with _named_errors(path, "decode image"):
-                need = jpeg_scale(stored) if im.format in ("JPEG", "MPO") else 1
+                cost = read_cost(im)
+                need = jpeg_scale(stored, cost=cost) if im.format in ("JPEG", "MPO") else 1
                 scale = need
                 if at_least is not None and im.format in ("JPEG", "MPO"):
                     # A 12 MP photo decoded in full to draw an 800-px picture took 0.33 s; at 1/4 of its size, 0.10 s
@@ -225,8 +235,32 @@ def _opened(path: Path, decode: bool, at_least: tuple[int, int] | None) -> Itera
                     if im.size == stored and need > 1:  # a JPEG Pillow cannot draft: decoded whole, past the limit
                         raise JpegTooLarge(f"{stored[0]}x{stored[1]} pixels, and Pillow cannot decode this JPEG at a "
                                            "reduced scale")
+                check_read_cost(im, path, cost, stored)
                 im.load()
         yield im, stored
+
+
+def check_read_cost(im: Image.Image, path: Path, cost: ReadCost, stored: tuple[int, int]) -> None:
+    """ImageError naming `path` when reading the photo `im` (of `stored` size, its `cost` read before any draft) at
+    the size it is set to decode at costs past Pillow's limit (`pillow_limit`), or when its file cannot hold the
+    pixels its header claims (`ReadCost.short`)."""
+    limit = pillow_limit()
+    if limit is not None and cost.at(im.size) > limit:
+        w, h = im.size
+        if cost.held:
+            what, advice = f"{cost.words(stored)}, past the limit of {limit}", BASELINE_ADVICE
+        else:
+            what = (f"{w}x{h} = {w * h} pixels of {cost.kind} ({cost.mode}), which take {cost.per_pixel} times an 8-bit "
+                    f"photo's memory to read: past the limit of {limit // cost.per_pixel} pixels of it")
+            advice = "save it as an 8-bit JPEG or PNG first, or at a lower resolution"
+        raise ImageError(_too_large(path, what, advice))
+    if cost.short is not None:
+        raise ImageError(f"{path}: cannot decode image: {cost.short}")
+
+
+def _too_large(path: Path, what: str, advice: str) -> str:
+    """The error for a photo too large to decode safely: what it is, then what to do."""
+    return f"{path}: image too large to decode safely ({what}): {advice}; no model frame holds more than a few megapixels"
 
 
 def pillow_limit() -> int | None:
@@ -235,16 +269,20 @@ def pillow_limit() -> int | None:
     return None if Image.MAX_IMAGE_PIXELS is None else 2 * Image.MAX_IMAGE_PIXELS
 
 
-def jpeg_scale(size: tuple[int, int], limit: int | None = None) -> int:
+def jpeg_scale(size: tuple[int, int], limit: int | None = None, cost: ReadCost | None = None) -> int:
     """The smallest of 1, 2, 4, 8 that a JPEG of `size` is divided by to decode within `limit` pixels (by default
-    Pillow's, `pillow_limit`); JpegTooLarge (a DecompressionBombError) when even 1/8 is past it."""
+    Pillow's, `pillow_limit`), counting what `cost` (`read_cost`) holds at any scale; JpegTooLarge (a
+    DecompressionBombError) when even 1/8 is past it."""
     limit = pillow_limit() if limit is None else limit
     if limit is None:
         return 1
+    held = cost.held if cost is not None else 0
     for s in JPEG_SCALES:
-        if -(-size[0] // s) * -(-size[1] // s) <= limit:
+        if -(-size[0] // s) * -(-size[1] // s) + held <= limit:
             return s
     w, h = -(-size[0] // 8), -(-size[1] // 8)
+    if held and w * h <= limit:  # what the decoder holds for the whole photo is past the limit at any scale
+        raise JpegTooLarge(f"{cost.words(size)}, past the limit of {limit}", BASELINE_ADVICE)
     raise JpegTooLarge(f"{size[0]}x{size[1]} pixels; even decoded at 1/8 of its size, {w}x{h} = {w * h} pixels are "
                        f"past the limit of {limit}")
 
@@ -289,9 +327,9 @@ def _named_errors(path: Path, doing: str) -> Iterator[None]:
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image (no photo format recognised in its bytes)") from None
     except Image.DecompressionBombError as e:  # a PNG, TIFF or WebP past Pillow's limit: a JPEG is read at a reduced scale
-        also = "" if isinstance(e, JpegTooLarge) else ", or as a JPEG (read at a reduced scale)"
-        raise ImageError(f"{path}: image too large to decode safely ({e}): save it at a lower resolution first{also}; "
-                         "no model frame holds more than a few megapixels") from None
+        advice = (e.advice if isinstance(e, JpegTooLarge) else
+                  "save it at a lower resolution first, or as a JPEG (read at a reduced scale)")
+        raise ImageError(_too_large(path, str(e), advice)) from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated / corrupt data, or a name no file can have
         if (why := name_problem(path)) is not None:
             raise ImageError(f"{path}: {why}") from None

@@ -60,7 +60,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from bbuvl.data.images import ImageError, exif_orientation, open_image, to_rgb, upright
+from bbuvl.data.images import ImageError, check_read_cost, exif_orientation, open_image, to_rgb, upright
+from bbuvl.data.read_cost import read_cost
 from bbuvl.data.workers import worker_limit
 
 PRINT_SIDE = 8
@@ -146,14 +147,19 @@ def photo_print(path: str | Path) -> np.ndarray | None:
     without detail. ImageError naming the file when it cannot be decoded."""
     with open_image(path, decode=False) as im:
         try:
+            stored, cost = im.size, read_cost(im)
+            if im.format in ("JPEG", "MPO"):
+                im.draft("YCbCr", (PRINT_SIDE * DRAFT_PER_VALUE,) * 2)
+            # Refused as `load_image` refuses it: a progressive JPEG's decoder holds its whole size at any scale
+            check_read_cost(im, Path(path), cost, stored)
             try:
                 orientation = exif_orientation(im)  # a PNG's EXIF may follow its pixels: reading it decodes them
             except ValueError:  # a tag that is no number: `data check` names it; the pixels are still the photo's
                 orientation = 1
-            if im.format in ("JPEG", "MPO"):
-                im.draft("YCbCr", (PRINT_SIDE * DRAFT_PER_VALUE,) * 2)
             # As every reader takes it (images.to_rgb): Pillow's own convert clips a 16-bit PNG almost white.
             return print_of(upright(to_rgb(im), orientation))
+        except ImageError:
+            raise
         except (OSError, SyntaxError, ValueError) as e:  # a truncated or corrupt file
             raise ImageError(f"{path}: cannot decode image: {e}") from None
 

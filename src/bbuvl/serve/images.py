@@ -1,9 +1,11 @@
 """Turning uploaded bytes into an upright RGB photo, refusing anything unsafe with a 4xx that names the problem.
 
-The pixel count is read from the header and checked before a single pixel is decoded: a small file that
-inflates to gigapixels (a decompression bomb) costs nothing. The limit comes from the checkpoint's coordinate
-contract (`pixel_limit`); a JPEG past it (a phone's 200 MP mode) is decoded at a reduced scale within it. Orientation and colour follow `bbuvl.data.images`, so an upload and the same file
-given to `bbuvl predict` reach the model as the same pixels.
+What a photo costs to read is told from its header and checked before a single pixel is decoded (data/read_cost.py):
+a small file that inflates to gigapixels (a decompression bomb) costs nothing, nor does a progressive JPEG whose
+decoder would hold the coefficients of its whole stored size whatever scale it is decoded at. The limit comes from
+the checkpoint's coordinate contract (`pixel_limit`); a JPEG past it (a phone's 200 MP mode) is decoded at a reduced
+scale within it. Orientation and colour follow `bbuvl.data.images`, so an upload and the same file given to
+`bbuvl predict` reach the model as the same pixels.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from bbuvl.data.coords import MAX_ASPECT, oriented_size
 from bbuvl.data.images import (JpegTooLarge, LoadedImage, convert_to_rgb, exif_orientation, jpeg_scale, open_photo,
                                pillow_limit, unsupported_format, upright)
+from bbuvl.data.read_cost import ReadCost, read_cost
 from bbuvl.serve.errors import ApiError, cut
 
 # A photo may have this many times the model frame's largest pixel count: a 12 MP phone photo is 12x the
@@ -42,9 +45,10 @@ def decode_image(data: bytes | memoryview, max_pixels: int, on_size: Callable[[i
 def decode_upload(data: bytes | memoryview, max_pixels: int,
                   on_size: Callable[[int, int], None] | None = None) -> LoadedImage:
     """An uploaded file's upright (EXIF-applied) 8-bit RGB pixels and its stored size; ApiError 400/413 when it cannot
-    be used. A JPEG past `max_pixels` (a phone's 200 MP mode) is decoded at the largest of 1/2, 1/4, 1/8 of its size
-    within them, as `bbuvl predict` reads the file (data/images.py); its `size` is still the stored photo's. `on_size`
-    is told the size it decodes at, before a pixel is decoded (and may refuse it by raising ApiError)."""
+    be used. A JPEG whose reading costs past `max_pixels` (`read_cost`: a phone's 200 MP mode) is decoded at the
+    largest of 1/2, 1/4, 1/8 of its size within them, as `bbuvl predict` reads the file (data/images.py); its `size` is
+    still the stored photo's. `on_size` is told the size it decodes at, before a pixel is decoded (and may refuse it by
+    raising ApiError)."""
     if not data:
         raise ApiError(400, "empty_image", "the image is empty (0 bytes)")
     try:
@@ -52,18 +56,18 @@ def decode_upload(data: bytes | memoryview, max_pixels: int,
             if (why := unsupported_format(im.format)) is not None:
                 raise ApiError(415, "unsupported_image_format", why)
             w, h = stored = im.size
+            cost = read_cost(im)
             limit = max_pixels if (pillow := pillow_limit()) is None else min(max_pixels, pillow)
-            if w * h > limit and im.format in ("JPEG", "MPO"):
-                _draft_within(im, limit)
+            if cost.at(stored) > limit and im.format in ("JPEG", "MPO"):
+                _draft_within(im, limit, cost)
                 w, h = im.size
             if w * h > max_pixels:
                 raise ApiError(413, "image_too_large", f"the image is {w}x{h} = {w * h} pixels; this server accepts "
                                f"at most {max_pixels} (a decompression bomb, or a photo to scale down first)")
-            cost, kind = _read_cost(im)
-            if w * h * cost > max_pixels:
-                raise ApiError(413, "image_too_large", f"the image is {w}x{h} = {w * h} pixels of {kind} ({im.mode}), "
-                               f"which take {cost} times an 8-bit photo's memory to read; this server accepts at most "
-                               f"{max_pixels // cost} pixels of it: save it as an 8-bit JPEG or PNG, or scale it down")
+            if cost.at((w, h)) > max_pixels:
+                raise ApiError(413, "image_too_large", _costly(cost, stored, (w, h), max_pixels))
+            if cost.short is not None:
+                raise ApiError(400, "corrupt_image", f"the image cannot be decoded: {cost.short}")
             sw, sh = stored
             if max(sw, sh) > MAX_ASPECT * min(sw, sh):  # no model frame holds it: the client's photo, not the model, fails
                 raise ApiError(400, "bad_aspect_ratio", f"the image is {sw}x{sh}, {max(sw, sh) / min(sw, sh):.1f} times as "
@@ -125,33 +129,30 @@ class _View(io.RawIOBase):
         return self._at
 
 
-def _draft_within(im: Image.Image, limit: int) -> None:
+def _draft_within(im: Image.Image, limit: int, cost: ReadCost) -> None:
     """Set a JPEG to decode at the largest of 1/2, 1/4, 1/8 of its size within `limit` pixels (the server's
-    `max_pixels` or Pillow's own limit, the lower); ApiError 413 when even 1/8 is past them."""
+    `max_pixels` or Pillow's own limit, the lower), counting what its decoder holds at any scale (`cost`); ApiError 413
+    when even 1/8 is past them."""
     w, h = im.size
     try:
-        scale = jpeg_scale((w, h), limit)
+        scale = jpeg_scale((w, h), limit, cost)
     except JpegTooLarge:
-        raise ApiError(413, "image_too_large", f"the image is {w}x{h} = {w * h} pixels; this server decodes at most "
-                       f"{limit}, and even decoded at 1/8 of its size it holds {-(-w // 8) * -(-h // 8)}") from None
+        raise ApiError(413, "image_too_large", _costly(cost, (w, h), (-(-w // 8), -(-h // 8)), limit)) from None
     im.draft(None, (w // scale, h // scale))
 
 
-def _read_cost(im: Image.Image) -> tuple[int, str]:
-    """How many times an 8-bit RGB photo's memory per pixel `im` takes to read into 8-bit RGB, and what it is.
-
-    `bench/decode_memory.py`, the peak bytes a pixel of `decode_image` on 4 MP and 25 MP TIFFs: 8-bit RGB 9.6 and 8.2,
-    16-bit grey 16.2 and 10.0, 32-bit and float grey 20.2 and 13.9 (rescaled to 8 bits a few rows at a time,
-    data/images.py; 38-40 on 25 MP when the whole photo was widened to 64-bit floats at once). Colour with
-    transparency is composited on white through a second image: 14.6 and 13.3, charged 3 as measured before.
-    """
-    if im.mode.startswith("I;16"):
-        return 2, "16-bit"
-    if im.mode.startswith("I") or im.mode == "F":
-        return 3, "float" if im.mode == "F" else "32-bit"
-    if im.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (im.mode == "P" and "transparency" in im.info):
-        return 3, "colour with transparency"
-    return 1, "8-bit colour"
+def _costly(cost: ReadCost, stored: tuple[int, int], size: tuple[int, int], limit: int) -> str:
+    """Why a photo of `stored` size read at `size` costs past `limit` pixels of an 8-bit photo, and what to do."""
+    w, h = size
+    if cost.held:
+        return (f"the image is {cost.words(stored)}; this server accepts at most {limit} with the pixels it decodes "
+                f"({w}x{h} at the least): save it as a baseline JPEG, or scale it down")
+    if cost.per_pixel > 1:
+        return (f"the image is {w}x{h} = {w * h} pixels of {cost.kind} ({cost.mode}), which take {cost.per_pixel} "
+                f"times an 8-bit photo's memory to read; this server accepts at most {limit // cost.per_pixel} pixels "
+                "of it: save it as an 8-bit JPEG or PNG, or scale it down")
+    return (f"the image is {stored[0]}x{stored[1]} = {stored[0] * stored[1]} pixels; this server decodes at most {limit}, "
+            f"and even decoded at 1/8 of its size it holds {w * h}")
 
 
 def _orientation(im: Image.Image) -> int:

@@ -1,0 +1,177 @@
+"""What reading a photo into 8-bit RGB costs, told from its header before a pixel is decoded (docs/serving.md, "Bad
+input"): the one measure every pixel limit counts in, the server's (serve/images.py) and Pillow's for every command
+that reads photos (data/images.py)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from PIL import Image
+
+# The bytes one pixel of an 8-bit photo takes at the peak of reading it into RGB: the unit a pixel limit counts in.
+# Measured at 8.2-9.6 for 8-bit TIFFs (bench/decode_memory.py) and 8.0-8.3 for colour JPEGs (bench/jpeg_memory.py):
+# the low end, so that what a decoder holds besides the pixels is charged as at least as many pixels as it costs.
+PIXEL_BYTES = 8
+# libjpeg keeps 64 coefficients of 2 bytes for each 8x8 block of each component, for the whole stored photo and
+# whatever scale it is decoded at, when a JPEG is coded in several scans (progressive, or sequential with a component
+# scanned on its own): 2 bytes a sample, 3 a pixel of a common (4:2:0) colour photo, measured by bench/jpeg_memory.py.
+# A JPEG read in one scan holds a few rows of blocks.
+BLOCK_BYTES = 128
+# Start-of-frame markers (the second byte): the frame's coding, and with it the photo's size and components
+FRAMES = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+PROGRESSIVE_FRAMES = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+ARITHMETIC_FRAMES = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+# A JPEG coded with Huffman tables (all but arithmetic coding) holds at least 1 bit for each block of each component
+# (its DC code): 2.0 bits for a photo of one flat colour, 6.9 at the least and 60.9 in the middle of the image data
+# of the demo's 2,514 JPEGs (docs/serving.md, "Bad input"). A file with under 1/8 of a bit for each is not the photo
+# its header claims: a header written over (a 16x16 photo claiming 16000x16000) or a file cut far short. An
+# arithmetic-coded JPEG of one colour takes 0.002 bits a block, so it is never judged by its bytes.
+LEAST_BITS_PER_BLOCK = 1 / 8
+
+
+@dataclass(frozen=True)
+class JpegLayout:
+    """What a JPEG's markers say up to its first scan: how its frame is coded and what its scans hold."""
+
+    frame: int  # the start-of-frame marker's second byte (0xC0 baseline, 0xC2 progressive, ...)
+    first_scan: int  # the components the first scan holds
+    scan_bytes: int  # the bytes from the first scan's header to the end of the file
+
+
+@dataclass(frozen=True)
+class ReadCost:
+    """What reading a photo into 8-bit RGB costs, in pixels of an 8-bit photo (`PIXEL_BYTES` each)."""
+
+    per_pixel: int = 1  # for each pixel decoded: 2 for 16-bit, 3 for 32-bit, float or transparent
+    kind: str = "8-bit colour"
+    mode: str = "RGB"
+    held: int = 0  # held whatever scale it is decoded at: the coefficients of a JPEG coded in several scans
+    held_by: str = ""  # what holds them, in words ("a progressive JPEG")
+    short: str | None = None  # why the file cannot hold the pixels its header claims
+
+    def at(self, size: tuple[int, int]) -> int:
+        """The pixels of an 8-bit photo that reading the photo at `size` (its stored size, or the reduced one a JPEG
+        is decoded at) costs."""
+        return size[0] * size[1] * self.per_pixel + self.held
+
+    def words(self, stored: tuple[int, int]) -> str:
+        """What the photo of `stored` size is and what its decoder holds at any scale, e.g. '16000x16000 pixels, a
+        progressive JPEG whose decoder holds the coefficients of all of them at any scale (488 MiB, as much as ...)'."""
+        return (f"{stored[0]}x{stored[1]} pixels, {self.held_by} whose decoder holds the coefficients of all of them at "
+                f"any scale ({self.held * PIXEL_BYTES / 2**20:.0f} MiB, as much as {self.held} pixels of an 8-bit photo)")
+
+
+def read_cost(im: Image.Image) -> ReadCost:
+    """What reading an opened photo (its header read, no pixel decoded) into 8-bit RGB costs: its mode's cost for
+    each pixel decoded, and for a JPEG coded in several scans, the coefficients of its whole stored size; a JPEG whose
+    bytes are too few for its size is told `short`."""
+    per_pixel, kind = _mode_cost(im)
+    if im.format not in ("JPEG", "MPO") or im.fp is None:
+        return ReadCost(per_pixel, kind, im.mode)
+    layout, layers = jpeg_layout(im.fp), getattr(im, "layer", [])
+    blocks = jpeg_blocks(im.size, [(h, v) for _, h, v, _ in layers])
+    held_by = _held_by(layout, len(layers))
+    held = -(-blocks * BLOCK_BYTES // PIXEL_BYTES) if held_by else 0
+    return ReadCost(per_pixel, kind, im.mode, held, held_by, _short(im.size, layout, blocks))
+
+
+def _held_by(layout: JpegLayout | None, components: int) -> str:
+    """What makes a JPEG's decoder hold every block's coefficients, in words ('' when nothing does: it is read in one
+    scan, a few rows of blocks at a time)."""
+    if layout is None:  # a layout its markers do not tell, which libjpeg may still read: charged as the costlier one
+        return "a JPEG whose scans its markers do not tell (charged as a progressive one)"
+    if layout.frame in PROGRESSIVE_FRAMES:
+        return "a progressive JPEG"
+    if layout.first_scan < components:
+        return "a JPEG whose components are scanned one by one"
+    return ""
+
+
+def _short(size: tuple[int, int], layout: JpegLayout | None, blocks: int) -> str | None:
+    """Why a JPEG of `size` and `blocks` cannot be the photo its header claims (`LEAST_BITS_PER_BLOCK`), or None."""
+    if layout is None or layout.frame in ARITHMETIC_FRAMES or layout.scan_bytes * 8 >= blocks * LEAST_BITS_PER_BLOCK:
+        return None
+    return (f"the file holds {layout.scan_bytes} bytes of image data, and a {size[0]}x{size[1]} JPEG holds at least "
+            f"{blocks // 8} ({blocks} blocks of 8x8 pixels, at least a bit each): its header claims pixels its data does "
+            "not hold (a file cut short, or a header written over)")
+
+
+def _mode_cost(im: Image.Image) -> tuple[int, str]:
+    """How many times an 8-bit RGB photo's memory per pixel `im`'s mode takes to read into 8-bit RGB, and what it is.
+
+    `bench/decode_memory.py`, the peak bytes a pixel of `decode_image` on 4 MP and 25 MP TIFFs: 8-bit RGB 9.6 and 8.2,
+    16-bit grey 16.2 and 10.0, 32-bit and float grey 20.2 and 13.9 (rescaled to 8 bits a few rows at a time,
+    data/images.py; 38-40 on 25 MP when the whole photo was widened to 64-bit floats at once). Colour with
+    transparency is composited on white through a second image: 14.6 and 13.3, charged 3 as measured before.
+    """
+    if im.mode.startswith("I;16"):
+        return 2, "16-bit"
+    if im.mode.startswith("I") or im.mode == "F":
+        return 3, "float" if im.mode == "F" else "32-bit"
+    if im.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (im.mode == "P" and "transparency" in im.info):
+        return 3, "colour with transparency"
+    return 1, "8-bit colour"
+
+
+def jpeg_blocks(size: tuple[int, int], sampling: list[tuple[int, int]]) -> int:
+    """The 8x8 blocks of all components of a JPEG of `size` whose components are sampled `sampling` ((horizontal,
+    vertical) factors each), as libjpeg lays out their coefficients."""
+    if not sampling:
+        return 0
+    most_h, most_v = (max(max(f[i] for f in sampling), 1) for i in (0, 1))
+    return sum(_padded_blocks(size[0], h, most_h) * _padded_blocks(size[1], v, most_v) for h, v in sampling)
+
+
+def _padded_blocks(side: int, factor: int, most: int) -> int:
+    """The blocks along one side of a component sampled `factor` of `most`, rounded up to whole sampling units."""
+    factor = max(factor, 1)
+    blocks = -(-(-(-side * factor // most)) // 8)
+    return -(-blocks // factor) * factor
+
+
+def jpeg_layout(fp: BinaryIO) -> JpegLayout | None:
+    """The layout of the JPEG in `fp` from its start, read marker by marker up to its first scan (`fp` left where it
+    was); None when its markers do not read as a JPEG's up to a scan."""
+    at = fp.tell()
+    try:
+        end = fp.seek(0, io.SEEK_END)
+        fp.seek(0)
+        return _walk(fp, end) if fp.read(2) == b"\xff\xd8" else None
+    finally:
+        fp.seek(at)
+
+
+def _walk(fp: BinaryIO, end: int) -> JpegLayout | None:
+    """`jpeg_layout` from just after the start-of-image marker."""
+    frame = None
+    while _to_marker(fp):
+        marker = fp.read(1)
+        while marker == b"\xff":  # fill bytes before a marker
+            marker = fp.read(1)
+        if not marker or marker[0] == 0xD9:  # the end, or the end of the image, before a scan
+            return None
+        if marker[0] in (0x00, 0x01) or 0xD0 <= marker[0] <= 0xD8:  # markers without a length
+            continue
+        length = int.from_bytes(fp.read(2), "big")  # counting its own 2 bytes: under 2, the file is no JPEG (and
+        if length < 2:  # a seek back by it would read the same marker for ever)
+            return None
+        if marker[0] == 0xDA:
+            count = fp.read(1)
+            return JpegLayout(frame, count[0], end - fp.tell() + 5) if count and frame is not None else None
+        if marker[0] in FRAMES and frame is None:
+            frame = marker[0]
+        fp.seek(length - 2, io.SEEK_CUR)
+    return None
+
+
+def _to_marker(fp: BinaryIO, chunk: int = 1 << 16) -> bool:
+    """Move `fp` past the next 0xFF byte, skipping what lies between segments as Pillow and libjpeg skip it (a chunk
+    at a time, not a byte at a time in Python); False at the end of the file."""
+    while block := fp.read(chunk):
+        found = block.find(b"\xff")
+        if found >= 0:
+            fp.seek(found + 1 - len(block), io.SEEK_CUR)
+            return True
+    return False
