@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bbuvl.data.schema import DatasetError, ImageRecord, ObjectAnn
-from bbuvl.eval.predictions import PredictionLine, align_predictions, read_predictions
+from bbuvl.eval.predictions import PredictionLine, align_predictions, read_ground_truth, read_predictions
 from bbuvl.infer.prediction_lines import _checked_object, _well_formed
 
 
@@ -243,7 +243,7 @@ def test_two_photos_named_alike_but_for_composition_pair_each_with_its_own_line(
              PredictionLine(3, "./" + NFD, 100, 80, [])]
     a = align_predictions(records, gt, preds)
     # Before: both records one photo (a repeat), and every line paired with the first.
-    assert [p.line if p else None for p in a.predictions] == [2, 3] and a.gt_repeats == []
+    assert [p.line if p else None for p in a.predictions] == [2, 3]  # and no repeat refused
     assert [p.line for p in a.repeated] == [1] and a.unmatched == []
 
 
@@ -251,8 +251,12 @@ def test_one_file_named_composed_and_decomposed_is_one_photo_named_twice(tmp_pat
     (tmp_path / "images").mkdir()
     (tmp_path / NFD).write_bytes(b"")  # only the decomposed name on disk: the composed one finds it (macOS wrote it)
     records = [record(NFC), record(NFD)]
-    a = align_predictions(records, tmp_path / "val.jsonl", [PredictionLine(1, NFD, 100, 80, [])])
-    assert a.gt_repeats == [(0, 1, NFD)] and [p.line if p else None for p in a.predictions] == [1, None]
+    with pytest.raises(DatasetError, match=f"image {NFD} \\(record 2\\): the same photo as record 1 \\(named {NFC} there\\)"):
+        align_predictions(records, tmp_path / "val.jsonl", [PredictionLine(1, NFD, 100, 80, [])])
+    gt = write_lines(tmp_path / "val.jsonl", [{"images": [name], "width": 100, "height": 80, "objects": []}
+                                              for name in (NFC, NFD)])
+    with pytest.raises(DatasetError, match=f"val.jsonl:2: image {NFD}: the same photo as line 1"):
+        read_ground_truth(gt)
     # A name no record spells exactly pairs in NFC, unless that spelling is shared by several photos' names.
     lone = align_predictions([record(NFC)], tmp_path / "val.jsonl", [PredictionLine(2, NFD, 100, 80, [])])
     assert lone.predictions[0].line == 2
@@ -275,4 +279,31 @@ def test_eval_scores_two_photos_named_alike_but_for_composition_each_on_its_own_
     # Before: exit 2, "these predictions were made on other photos ... predict on the ground truth's own photos".
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
-    assert metrics["AP50"] == 1.0 and metrics["errors"]["matched"] == 2 and metrics["errors"]["repeated_gt_images"] == 0
+    assert metrics["AP50"] == 1.0 and metrics["errors"]["matched"] == 2
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0)])
+def test_eval_refuses_a_ground_truth_naming_one_photo_twice_in_either_order(tmp_path, order):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    (tmp_path / "images").mkdir()
+    for name, colour in (("a.png", (200, 30, 30)), ("b.png", (30, 30, 200))):
+        Image.new("RGB", (100, 80), colour).save(tmp_path / "images" / name)
+    rows = [{"images": [image], "width": 100, "height": 80, "objects": [{"bbox_2d": box, "desc": "线缆"}]}
+            for image, box in (("images/a.png", [10, 10, 50, 40]), ("images/b.png", [10, 10, 50, 40]),
+                               ("./images/a.png", [60, 40, 90, 70]))]
+    # a blank line: the error names the file's lines, not the records' numbers
+    gt = write_lines(tmp_path / "val.jsonl", [json.dumps(rows[order[0]]), "", *(json.dumps(rows[i]) for i in order[1:])])
+    pred = write_lines(tmp_path / "pred.jsonl", [line(str(tmp_path / "images" / n), [{"bbox_2d": [10, 10, 50, 40],
+                                                                                     "label": "线缆", "score": 0.9}])
+                                                 for n in ("a.png", "b.png")])
+    out = tmp_path / "m.json"
+    r = CliRunner().invoke(app, ["eval", "--pred", str(pred), "--gt", str(gt), "--out", str(out)])
+    # Before: exit 0, AP50 0.663 (2 matched, 1 missed) in one order and 0.168 (1 matched, 2 missed) in the other
+    assert r.exit_code == 2 and not out.exists(), r.output
+    first, repeat = (rows[order[0]]["images"][0], rows[order[2]]["images"][0])
+    said = " ".join(r.output.split())
+    assert f"val.jsonl:4: image {repeat}: the same photo as line 1 (named {first} there)" in said, said

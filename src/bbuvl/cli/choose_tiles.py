@@ -73,9 +73,10 @@ def choose_tiles(
     predictions: a fault's score depends on the grid it was found in (docs/faults.md, "Thresholds per framing").
     """
     from bbuvl.data.faults import TILED_THRESHOLDS_FILE
-    from bbuvl.data.schema import read_records, require_photos
+    from bbuvl.data.schema import require_photos
     from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
     from bbuvl.eval.judging import choose_tiled_verdict
+    from bbuvl.eval.predictions import read_ground_truth
     from bbuvl.eval.tile_choice import choose_tile_scale, chosen_predictions, written_by_choose_tiles
     from bbuvl.infer.predictor import Predictor
     from bbuvl.infer.verdict import ChosenThresholds
@@ -94,7 +95,7 @@ def choose_tiles(
     check_device(device)
     with user_errors(ValueError, OSError):
         # A damaged or empty --gt is refused here, before the model loads, not after.
-        require_photos(read_records(gt), gt)
+        require_photos(read_ground_truth(gt), gt)
         # --out is rewritten whole: never the checkpoint (nor a folder around or inside it), nor a folder holding --gt's
         # photos (set aside while it ran, every one was 'image file not found'); beside them, as in a flat dataset, is fine.
         holding = {k: f for k, f in photo_folders(gt, "--gt").items() if real_path(f).is_relative_to(real_path(out))}

@@ -89,7 +89,6 @@ def evaluate(
     mode, tiles); --baseline refuses a METRICS.json whose settings differ, naming both values, other ground truth
     unless --baseline-other-gt, and names another model, mode or tiles in a note, one line each (docs/eval.md).
     """
-    from bbuvl.data.schema import read_records
     from bbuvl.eval.compare import (PREDICTIONS_KEY, SETTINGS_KEY, against_baseline, compare, not_comparable,
                                     predictions_record, read_metrics, run_settings, unknown_settings)
     from bbuvl.eval.fonts import find_cjk_font
@@ -99,7 +98,7 @@ def evaluate(
     from bbuvl.infer.output import rank_parts
     from bbuvl.infer.verdict import replaced_mode, thresholds_file, typed_thresholds_problem
     from bbuvl.eval.metrics import evaluate_predictions
-    from bbuvl.eval.predictions import read_predictions
+    from bbuvl.eval.predictions import read_ground_truth, read_predictions
     from bbuvl.eval.report import FAULT_CURVE_FILE, FAULTS_DIR, PR_CURVE_FILE, WORST_DIR
     from bbuvl.eval.size_buckets import size_metrics
 
@@ -174,7 +173,7 @@ def evaluate(
                 refuse_strangers_in_pictures(report)
     with user_errors(ValueError, OSError):
         base_metrics = read_metrics(baseline) if baseline is not None else None
-        records = read_records(gt)
+        records = read_ground_truth(gt)
         h = judged.faults.hierarchy
         font = find_cjk_font(font_path) if report else None
         settings = run_settings(gt, h, level, iou, min_score)

@@ -11,10 +11,9 @@ from bbuvl.config import CONFIG_FILE
 from bbuvl.data.digests import FileDigest, file_digest
 from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE, Faults
 from bbuvl.data.scale import TILE_SCALE_FILE
-from bbuvl.data.schema import read_records
 from bbuvl.eval.faults import CannotChoose, FaultMetrics, choose_thresholds
 from bbuvl.eval.metrics import Evaluation, evaluate_predictions
-from bbuvl.eval.predictions import predictions_manifest, read_predictions
+from bbuvl.eval.predictions import predictions_manifest, read_ground_truth, read_predictions
 from bbuvl.infer.output import NO_MANIFEST, Manifest, manifest_path
 from bbuvl.infer.resume_key import UNSOUND_RECORD
 from bbuvl.infer.verdict import (ChosenThresholds, FramedThresholds, VerdictThresholds, checkpoint_verdict, default_thresholds,
@@ -328,7 +327,7 @@ def choose_tiled_verdict(pred: str | Path, gt: str | Path, faults: Faults, thres
     lines = [line for line in read_predictions(pred) if line.tiled]
     if not lines:
         return None, f"{pred}: no photo was cut into tiles, so no thresholds were chosen for such photos"
-    evaluation = evaluate_predictions(read_records(gt), gt, lines, pred, faults=faults, thresholds=thresholds)
+    evaluation = evaluate_predictions(read_ground_truth(gt), gt, lines, pred, faults=faults, thresholds=thresholds)
     which = [i for i, r in enumerate(evaluation.images) if r.prediction is not None]
     try:
         return _chosen_among(evaluation.faults, which, faults, gt, target_recall, target_precision, True, "", mode), None

@@ -174,7 +174,6 @@ def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[Predi
         **totals.errors(),
         "images": len(records),
         "images_without_prediction": sum(p is None for p in alignment.predictions),
-        "repeated_gt_images": len(alignment.gt_repeats),
         "prediction_errors": sum(bool(p.error) for p in present),
         "parse_failures": failures,
         "cut_answers": sum(p.cut for p in present),  # closed by the token budget, not by the model

@@ -15,7 +15,7 @@ import torch
 
 from bbuvl.data.schema import read_lines, read_records, resolve_image
 from bbuvl.eval.metrics import evaluate_predictions
-from bbuvl.eval.predictions import read_predictions
+from bbuvl.eval.predictions import index_ground_truth, read_predictions
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.checkpoint import POSITIONS_FILE
 from bbuvl.model.export import PartCost, Scores
@@ -26,6 +26,7 @@ def generate_scores(predictor: Predictor, val: Path, batch_size: int = 4) -> tup
     and each photo's raw answer."""
     rows = read_lines(val)
     records = [sample.student for _, sample in rows]
+    index_ground_truth(records, val, [no for no, _ in rows])  # one photo twice: refused before the model answers
     if not records:
         raise ValueError(f"{val}: no photos to measure on")
     lines = []

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bbuvl.data.check import ImageInfo, check_size, probe_image
 from bbuvl.data.digests import FileDigest, file_digest
-from bbuvl.data.schema import DatasetError, ImageRecord, iter_json_lines, resolve_image
+from bbuvl.data.schema import DatasetError, ImageRecord, iter_json_lines, read_lines, resolve_image
 from bbuvl.data.text import file_name_key
 from bbuvl.eval.collector import collector_paused
 from bbuvl.infer.output import Manifest, input_root, manifest_path, read_manifest
@@ -70,16 +70,10 @@ class Alignment:
     predictions: list[PredictionLine | None]
     unmatched: list[PredictionLine] = field(default_factory=list)  # lines naming no ground-truth photo
     repeated: list[PredictionLine] = field(default_factory=list)  # earlier lines of a photo a later line paired with
-    gt_repeats: list[tuple[int, int, str]] = field(default_factory=list)  # (first record, repeat, image): one photo twice
 
     def notes(self) -> list[str]:
         """Sentences for the user about anything that did not pair cleanly."""
         out = []
-        if self.gt_repeats:
-            ex = ", ".join(f"{image} (records {a + 1} and {b + 1})" for a, b, image in self.gt_repeats[:3])
-            out.append(f"the ground truth lists {len(self.gt_repeats)} photo(s) more than once ({ex}): a prediction pairs "
-                       "with the first only, so every object of each repeat counts as missed; remove the repeats "
-                       "(`bbuvl data check` lists them)")
         missing = sum(p is None for p in self.predictions)
         if missing:
             out.append(f"{missing} ground-truth photo(s) have no prediction line: every object in them counts as missed")
@@ -146,22 +140,13 @@ def align_predictions(
     in NFC (`PhotoIndex`). File names alone never pair: two
     folders may both hold an IMG_0001.jpg. A paired line made on a photo of another size, or of other content than
     its manifest recorded (`check_same_photos`), is an error naming both: it was not made on this photo. Without
-    `pred_path`, line names are taken relative to the ground truth.
+    `pred_path`, line names are taken relative to the ground truth. Records naming one photo twice raise
+    DatasetError (`index_ground_truth`).
     """
     gt_root = real_path(gt_path).parent
     pred_root = predictions_root(pred_path) if pred_path is not None else gt_root
-    by_path, by_inside = PhotoIndex(), PhotoIndex()
+    by_path, by_inside = index_ground_truth(records, gt_path)
     result = Alignment(predictions=[None] * len(records))
-    for i, r in enumerate(records):
-        absolute, inside = photo_key(r.image, gt_root)
-        first = by_path.exact.get(absolute)
-        if first is None:
-            first = _same_photo_as(by_path, records, gt_path, absolute, i)
-        if first is not None:
-            result.gt_repeats.append((first, i, r.image))
-        by_path.add(absolute, i if first is None else first)  # a repeat's lines pair with the first record
-        by_inside.add(inside, i if first is None else first)
-
     for p in predictions:
         found = _record_of(p, pred_root, by_path, by_inside)
         if found is None:
@@ -184,6 +169,46 @@ def align_predictions(
             f"{pred_root}); lines pair with records by the photo's path inside each dataset: predict on the ground "
             f"truth (bbuvl predict -i {gt_path}) or on its images folder"))
     return result
+
+
+def read_ground_truth(path: str | Path) -> list[ImageRecord]:
+    """The records of ground truth `path`; DatasetError naming the file and both lines when two name one photo."""
+    rows = read_lines(path)
+    records = [sample.student for _, sample in rows]
+    index_ground_truth(records, path, [line for line, _ in rows])
+    return records
+
+
+def index_ground_truth(records: list[ImageRecord], gt_path: str | Path,
+                       lines: list[int] | None = None) -> tuple[PhotoIndex, PhotoIndex]:
+    """Records indexed by their photo's path and by its path inside the dataset (`align_predictions` pairs lines
+    through both); DatasetError at `gt_path`, naming both `lines` (else both record numbers), when two name one photo.
+
+    A prediction line pairs with one record of a photo: the other's objects all counted as missed, and which record
+    that was followed the file's order, so the same lines scored otherwise reordered (docs/eval.md, "Ties").
+    """
+    gt_root = real_path(gt_path).parent
+    by_path, by_inside = PhotoIndex(), PhotoIndex()
+    for i, r in enumerate(records):
+        absolute, inside = photo_key(r.image, gt_root)
+        first = by_path.exact.get(absolute)
+        if first is None:
+            first = _same_photo_as(by_path, records, gt_path, absolute, i)
+        if first is not None:
+            raise DatasetError(gt_path, lines[i] if lines else 0, _named_twice(records, lines, first, i))
+        by_path.add(absolute, i)
+        by_inside.add(inside, i)
+    return by_path, by_inside
+
+
+def _named_twice(records: list[ImageRecord], lines: list[int] | None, first: int, repeat: int) -> str:
+    """Why ground truth naming one photo in records `first` and `repeat` is refused, naming both as the file does."""
+    where = (f"line {lines[first]}" if lines else f"record {first + 1}")
+    also = "" if lines else f" (record {repeat + 1})"
+    spelt = "" if records[first].image == records[repeat].image else f" (named {records[first].image} there)"
+    return (f"image {records[repeat].image}{also}: the same photo as {where}{spelt}; a prediction pairs with one "
+            "line of a photo, so which of the two is scored, and which counts every object as missed, would follow "
+            "the lines' order: keep one line per photo (bbuvl data check lists every repeat)")
 
 
 def _record_of(line: PredictionLine, pred_root: Path, by_path: PhotoIndex, by_inside: PhotoIndex) -> int | None:

@@ -30,9 +30,9 @@ from typing import Callable, Sequence
 from bbuvl.atomic import name_or_temporary, write_text_atomic
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.scale import SCALE_DECIMALS
-from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.data.schema import resolve_image
 from bbuvl.eval.metrics import evaluate_predictions
-from bbuvl.eval.predictions import read_predictions
+from bbuvl.eval.predictions import read_ground_truth, read_predictions
 from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.predictor import Detection, ImageResult, Predictor
 from bbuvl.infer.tile_scale import REFINE_WITHIN, WITHIN, Candidate, ChosenTileScale, RefineScore
@@ -152,7 +152,7 @@ def choose_refine(predictor: Predictor, gt: Path, out: Path, scale: float, mode:
     """Predict `gt`'s photos at `scale` once more with every category the whole pass answers for refined by the tiles,
     score each such category (`metric` at the category level) with and without, and keep those that gain more than
     `within` jackknife standard errors; the predictions with the kept ones refined go to `refined_file`."""
-    records = read_records(gt)
+    records = read_ground_truth(gt)
     held = {label_at_level(o.desc, 1) for r in records for o in r.objects}
     candidates = [c for c in whole_categories(predictor, records[0].size, scale) if c in held]
     if not candidates:
@@ -240,7 +240,7 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
     if not factors or any(f <= 0 for f in factors):
         raise ValueError(f"the scale factors must be positive numbers, got {list(factors)}")
     gt, out = Path(gt), Path(out)
-    records = read_records(gt)
+    records = read_ground_truth(gt)
     if not records:
         raise ValueError(f"{gt}: no photos to choose the tile scale on")
     paths = [str(resolve_image(gt, r.images[0])) for r in records]

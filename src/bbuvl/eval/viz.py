@@ -18,7 +18,7 @@ from bbuvl.eval.draw import LabelNamer, compare_picture, file_stem, prediction_p
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.matching import match_image
 from bbuvl.eval.predictions import (PredictedPhotos, PredictionLine, align_predictions, predict_again, predictions_root,
-                                   read_predictions)
+                                   read_ground_truth, read_predictions)
 from bbuvl.infer.output import manifest_path
 
 
@@ -95,7 +95,8 @@ def prediction_title(line: PredictionLine | None) -> str:
 def _compared_pictures(gt: Path, pred: str | Path | None, font: FontChoice, name: LabelNamer, limit: int,
                        iou: float) -> list[Picture]:
     """The file name and drawing of each of the first `limit` records of `gt`, beside their predictions in `pred`."""
-    records = require_photos(read_records(gt), gt)
+    # With predictions, a photo listed twice pairs with one of its lines: refused, as eval refuses it
+    records = require_photos(read_ground_truth(gt) if pred else read_records(gt), gt)
     # Paired with every record, then cut: the lines of the first `limit` photos alone may be none of them. An empty
     # file is refused, as eval refuses it: every photo drawn with "prediction (0)" looks like a result.
     lines = (align_predictions(records, gt, require_photos(read_predictions(pred), pred), pred).predictions if pred
