@@ -110,6 +110,26 @@ def test_a_connection_trickling_its_headers_gets_408_and_is_closed_after_the_rea
     assert client.request("GET", "/readyz").status == 200
 
 
+def logged_ms(caplog, status: int) -> list[float]:
+    """The times of the access log's lines of answers of `status` (its last field, in ms)."""
+    lines = [r.getMessage() for r in caplog.records if r.name == "bbuvl.serve"]
+    return [float(line.split()[-2]) for line in lines if line.split()[-3:-2] == [str(status)]]
+
+
+def test_a_408_is_logged_with_the_time_from_its_requests_first_byte(serve, caplog):
+    client = serve(read_timeout_s=1.0)
+    with caplog.at_level(logging.INFO, logger="bbuvl.serve"):
+        for head in ("GET /readyz HTTP/1.1\r\nHost: x\r\n", upload_head(1_000) + "0" * 10):  # headers, a body stalled
+            s = raw(client.port, head)
+            assert reply(s)[0] == 408
+            s.close()
+        deadline = time.monotonic() + 5
+        while len(logged_ms(caplog, 408)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    # the header timeout was logged as '127.0.0.1 - - 408 0.0 ms' before: timed from its answer, not its first byte
+    assert len(logged_ms(caplog, 408)) == 2 and all(900 < ms < 5000 for ms in logged_ms(caplog, 408)), caplog.text
+
+
 def test_an_idle_connection_is_closed_after_the_read_timeout_without_an_answer(serve):
     client = serve(read_timeout_s=1.0)
     s = socket.create_connection(("127.0.0.1", client.port), timeout=5)

@@ -135,14 +135,14 @@ async def read_body(request: Request, limit: BodyLimit, pace: Pace,
                 # A client that asked to hear first (Expect: 100-continue, as curl asks for a file over 1 MB) has sent
                 # none of it yet: reading it away would answer "100 Continue", and the megabytes came only to be dropped
                 if "100-continue" not in request.headers.get("expect", "").lower():
-                    await _drain(pieces, int(declared), limit.size, arrived)
+                    await _drain(pieces, int(declared), 0, limit.size, arrived)
                 raise refused
             async for chunk in pieces:
                 arrived(len(chunk))
                 seen += len(chunk)
                 if seen > limit.size:
                     refused = limit.refusal(seen, declared=False)
-                    await _drain(pieces, seen, limit.size, arrived)
+                    await _drain(pieces, seen, seen, limit.size, arrived)
                     raise refused
                 take(len(chunk))
                 kept.write(chunk)
@@ -181,21 +181,24 @@ def client_gone() -> ApiError:
     return ApiError(499, "client_disconnected", "the client closed the connection before the request was answered")
 
 
-async def _drain(pieces: AsyncIterator[bytes], size: int, limit: int, arrived: Callable[[int], None]) -> None:
+async def _drain(pieces: AsyncIterator[bytes], size: int, read: int, limit: int, arrived: Callable[[int], None]) -> None:
     """Read and discard the rest of a refused body when it is not much larger than the limit.
 
     Closing a connection with unread request bytes makes the kernel send a reset, and a reset may destroy
     the 413 before the client reads it (RFC 9112, section 9.6): a body a little too large is read to its end
-    so its sender sees the answer; a huge one is cut off. `pieces` is the body's stream, `size` its bytes counted so
-    far; `arrived` is told each piece's size (it moves the read deadline on).
+    so its sender sees the answer; a huge one is cut off. `pieces` is the body's stream, `size` its size as declared
+    (else its bytes counted so far), `read` the bytes of it read already; `arrived` is told each piece's size (it
+    moves the read deadline on).
     """
-    if size > 2 * limit + (1 << 20):
+    most = 2 * limit + (1 << 20)
+    if size > most:
         return
-    seen = size
+    # Counted from the bytes read, not from the declared size: a body declared at 1.5-2x the limit was answered once
+    # its bytes read and its size together passed `most`, before its end came
     async for chunk in pieces:
         arrived(len(chunk))
-        seen += len(chunk)
-        if seen > 2 * limit + (1 << 20):
+        read += len(chunk)
+        if read > most:
             return
 
 

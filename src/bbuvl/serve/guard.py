@@ -46,6 +46,9 @@ SECURITY_HEADERS = [
 NO_STORE = b"no-store"
 PAGE_CACHE = b"private, no-cache"
 logger = logging.getLogger("bbuvl.serve")
+# Where the server's protocol (server.py) puts the perf_counter time a request's first byte came: its log line and
+# latency count from there, its headers' and body's arrival included
+REQUEST_BEGAN = "bbuvl.request_began"
 
 
 def _cache_control(path: str, status: int, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -114,7 +117,7 @@ class Guard:
 
 async def answered(app: Any, scope: dict, receive: Any, send: Any, metrics: ServeMetrics) -> None:
     """Answer one HTTP request with the ASGI `app`, its answer given the server's headers, then count and log it."""
-    start, status, begun = time.perf_counter(), [500], [False]
+    start, status, begun = scope.get("extensions", {}).get(REQUEST_BEGAN) or time.perf_counter(), [500], [False]
 
     async def watched(message: dict) -> None:
         if message["type"] == "http.response.start":

@@ -35,7 +35,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from bbuvl.serve.bodies import REFUSED_MID_BODY, Pace
 from bbuvl.serve.errors import ApiError, cut
 from bbuvl.serve.gone import SENDING_CLOSED
-from bbuvl.serve.guard import account
+from bbuvl.serve.guard import REQUEST_BEGAN, account
 from bbuvl.serve.metrics import ServeMetrics
 
 
@@ -267,6 +267,7 @@ def protocol(pace: Pace, max_connections: int, metrics: ServeMetrics) -> type[H1
         heard = 0.0  # loop time the client last sent bytes
         got = 0  # bytes the client sent on this connection
         answered_at, got_then = 0.0, 0  # loop time of the last answer, and `got` at that time
+        began: float | None = None  # perf_counter when the current request's first byte came (None: none came yet)
         unread: Any = None  # the timer closing the connection of a client that stopped reading its answer
         half_closed = False  # the client closed its sending side (its FIN came)
 
@@ -310,7 +311,9 @@ def protocol(pace: Pace, max_connections: int, metrics: ServeMetrics) -> type[H1
             """Count and log an answer this protocol gave itself, no request read (or none whole)."""
             metrics.errors.labels(answer.kind).inc()
             peer = self.transport.get_extra_info("peername") if self.transport is not None else None
-            account(metrics, {"path": "-", "method": "-", "client": peer or ("-",)}, answer.status, time.perf_counter())
+            # Timed from the request's first byte: a header timeout was logged as taking 0.0 ms
+            account(metrics, {"path": "-", "method": "-", "client": peer or ("-",)}, answer.status,
+                    time.perf_counter() if self.began is None else self.began)
 
         def _answer_and_close(self, answer: ApiError) -> None:
             """Write `answer` (counted) and close, dropping whatever the client sends meanwhile: the write side first,
@@ -332,6 +335,8 @@ def protocol(pace: Pace, max_connections: int, metrics: ServeMetrics) -> type[H1
         def data_received(self, data: bytes) -> None:
             if not self.refused:
                 self.heard, self.got = self.loop.time(), self.got + len(data)
+                if self.began is None and self.conn.their_state is h11.IDLE:  # not the rest of a body answered early
+                    self.began = time.perf_counter()
                 super().data_received(data)
 
         def pause_writing(self) -> None:
@@ -356,7 +361,9 @@ def protocol(pace: Pace, max_connections: int, metrics: ServeMetrics) -> type[H1
         def handle_events(self) -> None:
             super().handle_events()
             if self.cycle is not None:  # a request begun: where its route hears of the client's FIN (gone.py)
-                self.cycle.scope.setdefault("extensions", {}).setdefault(SENDING_CLOSED, asyncio.Event())
+                extensions = self.cycle.scope.setdefault("extensions", {})
+                extensions.setdefault(SENDING_CLOSED, asyncio.Event())
+                extensions.setdefault(REQUEST_BEGAN, self.began)  # where Guard times it from
 
         def eof_received(self) -> bool | None:
             # A client may close its sending side once its request is out (`nc -N`, a script's shutdown) and still
@@ -376,6 +383,9 @@ def protocol(pace: Pace, max_connections: int, metrics: ServeMetrics) -> type[H1
         def on_response_complete(self) -> None:
             self.answered += 1
             self.answered_at, self.got_then = self.loop.time(), self.got
+            # The next request begins with its first byte, or now when bytes of it wait already (pipelined)
+            waiting = self.conn.their_state is h11.DONE and bool(self.conn.trailing_data[0])
+            self.began = time.perf_counter() if waiting else None
             super().on_response_complete()  # a request pipelined behind it starts here
             if self.half_closed and not self._answering():
                 self.transport.close()  # nothing more can come from the client
