@@ -12,26 +12,30 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from bbuvl.atomic import WriteFailed
 from bbuvl.cli import app
+from bbuvl.data.convert import ConvertOptions, convert_dataset
 from bbuvl.synthetic.dataset import synthesize
 from tests.reliability.faults import file_size_limit, small_tmpfs
 
 BIG = "train_00001"
 
 
-def export_with_one_big_photo(folder: Path) -> Path:
-    """A platform export of four 320x240 photos, one of them made 1280x960 of noise (about 1 MB), its boxes scaled."""
-    synthesize(folder, 4, 0, seed=0, size=(320, 240), fmt="vendor", num_teachers=0, framing="closeup")
+def export_with_one_big_photo(folder: Path, photos: int = 4, size: tuple[int, int] = (320, 240)) -> Path:
+    """A platform export of `photos` photos of `size`, the second made 1280x960 of noise (about 1 MB), its boxes
+    scaled."""
+    synthesize(folder, photos, 0, seed=0, size=size, fmt="vendor", num_teachers=0, framing="closeup")
     noise = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
     Image.fromarray(noise).resize((1280, 960)).save(folder / "images" / f"{BIG}.jpg", quality=98)
     annotation = folder / "annotations" / f"{BIG}.json"
     data = json.loads(annotation.read_text(encoding="utf-8"))
 
     def scaled(value):
-        return [scaled(v) for v in value] if isinstance(value, list) else value * 4
+        return [scaled(v) for v in value] if isinstance(value, list) else value * 1280 / size[0]
 
     for feature in data["markResult"]["features"]:
         feature["geometry"]["coordinates"] = scaled(feature["geometry"]["coordinates"])
@@ -40,8 +44,8 @@ def export_with_one_big_photo(folder: Path) -> Path:
     return folder
 
 
-def convert(src: Path, out: Path) -> tuple[int, str]:
-    r = CliRunner().invoke(app, ["data", "convert", str(src), str(out), "--workers", "1", "--teachers", "0"])
+def convert(src: Path, out: Path, workers: int = 1) -> tuple[int, str]:
+    r = CliRunner().invoke(app, ["data", "convert", str(src), str(out), "--workers", str(workers), "--teachers", "0"])
     return r.exit_code, " ".join(r.output.split())
 
 
@@ -76,3 +80,29 @@ def test_a_photo_that_does_not_fit_on_the_disk_stops_the_command_and_the_rerun_c
         code, said = convert(src, out)
         assert code == 0 and "ok: dataset written" in said, said
         assert photos_in(out) == 4
+
+
+def test_with_workers_the_first_failed_write_stops_the_work_handed_out_and_the_rerun_converts_every_photo(tmp_path):
+    src = export_with_one_big_photo(tmp_path / "vendor", photos=64, size=(160, 120))
+    out = tmp_path / "ds"
+    with file_size_limit(500_000), pytest.raises(WriteFailed, match=f"images/{BIG}.jpg: writing failed"):
+        convert_dataset(src, out, ConvertOptions(workers=2, teachers=0))
+    written = sorted((out / "images").iterdir())
+    # Before: every chunk handed out was converted first, 63 photos of 64, and only then was the failure said
+    assert len(written) < 24, len(written)
+    for photo in written:  # each photo written is whole (bbuvl/atomic.py): no temporary, no JPEG cut short
+        with Image.open(photo) as image:
+            image.load()
+    convert_dataset(src, out, ConvertOptions(workers=2, teachers=0))  # the limit lifted: over what it wrote
+    assert photos_in(out) == 64
+
+
+def test_with_workers_a_photo_past_the_file_size_limit_stops_the_command_and_the_rerun_converts_every_photo(tmp_path):
+    src = export_with_one_big_photo(tmp_path / "vendor", photos=24, size=(160, 120))
+    out = tmp_path / "ds"
+    with file_size_limit(500_000):
+        code, said = convert(src, out, workers=2)
+    assert_stopped_on_the_photo(code, said, out, "File too large")
+    code, said = convert(src, out, workers=2)  # the same command again, no --overwrite
+    assert code == 0 and "ok: dataset written" in said, said
+    assert photos_in(out) == 24

@@ -52,7 +52,7 @@ from bbuvl.data.split import groups_in, split_by_origin
 from bbuvl.data.text import (file_name_key, gbk_hint, name_as_text, names_apart, not_text, quote_name, shell_word,
                              show_text)
 from bbuvl.data.vendor import VendorObject, parse_vendor
-from bbuvl.data.workers import bound_workers, process_pool, worker_deaths
+from bbuvl.data.workers import bound_workers, process_pool, stopping, worker_deaths
 from bbuvl.paths import real_path
 
 if TYPE_CHECKING:
@@ -496,9 +496,15 @@ def _fmt_size(box: list[float]) -> str:
 
 
 def _convert_chunk(pairs: list[Pair], ctx: _Context) -> list[PhotoResult]:
-    """Worker entry point: convert a run of photos in order."""
+    """Worker entry point: convert a run of photos in order, up to the pool's stop (then fewer: the command is
+    stopping, and drops them)."""
+    results: list[PhotoResult] = []
     with _reuse_image_memory():
-        return [convert_photo(p, ctx) for p in pairs]
+        for pair in pairs:
+            if stopping():
+                break
+            results.append(convert_photo(pair, ctx))
+    return results
 
 
 @contextmanager
@@ -551,6 +557,9 @@ def convert_pairs(pairs: list[Pair], ctx: _Context, workers: int, progress: bool
         futures = {pool.submit(_convert_chunk, chunk, ctx): len(chunk) for chunk in chunks}
         with _progress_bar(progress, len(pairs)) as advance:
             for done in as_completed(futures):
+                # A failed write (a full disk) is raised as it comes: the pool then drops the photos not begun and its
+                # workers stop at their next photo, where every chunk handed out was converted before it was said
+                done.result()
                 advance(futures[done])
         return [r for f in futures for r in f.result()]  # dicts keep submission order
 

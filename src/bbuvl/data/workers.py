@@ -9,6 +9,7 @@ time; `--workers 100000` forked that many processes.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.synchronize
 import os
 import signal
 import sys
@@ -65,22 +66,41 @@ def worker_deaths(doing: str, advice: str) -> Iterator[None]:
                                 f"out); {advice}") from None
 
 
+_stop: multiprocessing.synchronize.Event | None = None  # in a pool's worker: its pool's stop event (`stopping`)
+
+
+def stopping() -> bool:
+    """In a pool's worker: whether the command has stopped the pool (an error, a failed write, Ctrl-C), so a task of
+    many photos ends before its next one; False outside a pool."""
+    return _stop is not None and _stop.is_set()
+
+
 class _Pool(ProcessPoolExecutor):
-    """A process pool whose `with` block, left by an exception, drops the work not yet begun."""
+    """A process pool whose `with` block, left by an exception, drops the work not yet begun and tells the work begun
+    to stop (`stopping`)."""
+
+    def __init__(self, workers: int):
+        context = _pool_context()
+        self.stop = context.Event()
+        super().__init__(max_workers=workers, mp_context=context, initializer=_start_worker,
+                         initargs=(os.getpid(), self.stop))
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
         # A stop (Ctrl-C, SIGTERM, SIGHUP) or an error while photos are still queued: the pool's own exit waited for
         # every one of them. A Ctrl-C to `data convert` alone (its workers leave Ctrl-C to it) went on converting the
-        # rest before it stopped, 13 s of a 19 s run; now it waits only for the photos its workers are on.
+        # rest before it stopped, 13 s of a 19 s run; now it waits only for the photos its workers are on, and a
+        # worker that asks `stopping` ends its task at its next photo rather than its last.
+        if exc_type is not None:
+            self.stop.set()
         self.shutdown(wait=True, cancel_futures=exc_type is not None)
         return False
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of `workers` processes, forked where the OS can, each of which ends when this process does and leaves
-    Ctrl-C to it; leaving its `with` block by an exception drops the work not yet begun."""
-    return _Pool(max_workers=workers, mp_context=_pool_context(), initializer=_start_worker, initargs=(os.getpid(),))
+    Ctrl-C to it; leaving its `with` block by an exception drops the work not yet begun and sets `stopping`."""
+    return _Pool(workers)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -91,8 +111,11 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context()
 
 
-def _start_worker(parent: int) -> None:
-    """A new worker of `parent`'s pool: Ctrl-C left to `parent`, and ended once `parent` is gone."""
+def _start_worker(parent: int, stop: multiprocessing.synchronize.Event) -> None:
+    """A new worker of `parent`'s pool: Ctrl-C left to `parent`, ended once `parent` is gone, and told of the pool's
+    `stop` event (`stopping`)."""
+    global _stop
+    _stop = stop
     # A terminal's Ctrl-C reaches every process of the group. Raised in a worker, a second one found it waiting for its
     # next photo and multiprocessing printed 20-40 lines of traceback before the command's one line (4 of 6 runs);
     # the command stops the pool itself. A handler rather than SIG_IGN: a Ctrl-C already on its way when it changed
