@@ -73,6 +73,31 @@ def test_a_hand_edited_output_is_no_longer_the_commands(tmp_path):
         claim_outputs("data split", {}, [tmp_path / "val.jsonl"])
 
 
+def test_a_file_put_since_into_a_folder_a_command_listed_is_named_as_not_its_own_not_as_a_change(tmp_path):
+    out = tmp_path / "ds" / "images"
+
+    def refusal() -> str:
+        with pytest.raises(OutputConflict) as refused:
+            claim_outputs("data synth", {}, folders=[out], own={out: written_by_synth})
+        return str(refused.value)
+
+    with claim_outputs("data synth", {}, folders=[out], own={out: written_by_synth}):
+        out.mkdir(parents=True)
+        (out / "train_00000.jpg").write_bytes(b"a photo")
+        (out / "train_00001.jpg").write_bytes(b"another photo")
+    for name, advice in ((".DS_Store", "delete it or pass --overwrite"), ("notes.txt", "--overwrite refuses to delete it")):
+        (out / name).write_bytes(b"not the command's")
+        said = refusal()
+        # Before: "exists and was not written by `bbuvl data synth` (changed since `bbuvl data synth` wrote it)"
+        assert f"images: holds {name}, which `bbuvl data synth` did not write" in said and advice in said, said
+        assert "changed since" not in said and (out / name).read_bytes() == b"not the command's"
+        (out / name).unlink()
+    (out / "train_00000.jpg").write_bytes(b"a photo retouched")
+    assert "changed since `bbuvl data synth` wrote it (a file it wrote there was edited)" in refusal()
+    (out / "train_00000.jpg").unlink()
+    assert "changed since `bbuvl data synth` wrote it (train_00000.jpg, which it wrote there, is gone)" in refusal()
+
+
 def test_a_failed_run_claims_only_what_it_wrote(tmp_path):
     with pytest.raises(RuntimeError):
         with claim_outputs("eval", {}, [tmp_path / "m.json", tmp_path / "report.html"]):

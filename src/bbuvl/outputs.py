@@ -722,17 +722,55 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
                 log.info("%s: taken as `bbuvl %s`'s own: a run of it was killed while writing it", given, command)
                 continue
             if owner != command:
-                if owner is not None:
-                    by = f"written by `bbuvl {owner}`"
-                else:
-                    recorded = _recorded_writer(out)
-                    by = (f"changed since `bbuvl {recorded}` wrote it" if recorded else "written by someone else")
-                raise OutputConflict(f"{given}: exists and was not written by `bbuvl {command}` ({by}); refusing to "
-                                     "replace it. Pass --overwrite to replace it, or choose another output")
+                raise OutputConflict(_not_its_own(given, out, command, owner))
     except BaseException:
         claim.release()  # a refused claim leaves a killed run's lock file as it found it
         raise
     return claim
+
+
+def _not_its_own(given: Path, out: Path, command: str, owner: str | None) -> str:
+    """Why `bbuvl COMMAND` without --overwrite refuses output `out` (as `given`), which `owner` wrote (None: no command
+    wrote what is there now): another's, nobody's, or its own changed since, said as what changed where the ledger
+    lists the folder's files."""
+    recorded = _recorded_writer(out) if owner is None else None
+    if recorded != command:
+        by = (f"written by `bbuvl {owner}`" if owner is not None else "written by someone else" if recorded is None
+              else f"written by `bbuvl {recorded}`, and changed since")
+        return (f"{given}: exists and was not written by `bbuvl {command}` ({by}); refusing to replace it. Pass "
+                "--overwrite to replace it, or choose another output")
+    listed = _changes(out, recorded)
+    added, gone = listed or ([], [])
+    if added:
+        # A file put into the folder since (a Finder's .DS_Store, a note) was said as the folder 'changed since', as if
+        # the command's own photos had been edited: it is named, and said to be no file the command wrote
+        shown, them = ", ".join(added[:3]) + (f" and {len(added) - 3} more" if len(added) > 3 else ""), _them(len(added))
+        advice = (f"delete {them} or pass --overwrite (a file manager's record of the folder goes with it)"
+                  if all(_os_metadata(Path(name).name) for name in added) else
+                  f"move {them} out or delete {them} yourself (--overwrite refuses to delete {them})")
+        return (f"{given}: holds {shown}, which `bbuvl {recorded}` did not write (put there since it wrote the "
+                f"folder); refusing to replace the folder, and {them} with it: {advice}, or choose another output")
+    if gone:
+        what = f"{', '.join(gone[:3])}{f' and {len(gone) - 3} more' if len(gone) > 3 else ''}, which it wrote there, "
+        change = what + ("is" if len(gone) == 1 else "are") + " gone"
+    elif listed is not None:
+        change = "a file it wrote there was edited"
+    else:  # its ledger entry keeps a digest alone, no list of the folder's files to tell which
+        change = "a file under it added, edited or removed" if out.is_dir() else "edited or replaced"
+    return (f"{given}: changed since `bbuvl {recorded}` wrote it ({change}); refusing to replace it. Pass --overwrite to "
+            "replace it, or choose another output")
+
+
+def _changes(out: Path, recorded: str) -> tuple[list[str], list[str]] | None:
+    """The files under folder `out` that `bbuvl RECORDED` did not write there, and those it wrote that are gone, as
+    its ledger entry lists them; None for a file, or a folder recorded without its names."""
+    entry = _ledger_entries(out.parent).get(out.name, {})
+    files = entry.get("files") if entry.get("by") == recorded else None
+    if not isinstance(files, list) or not out.is_dir() or out.is_symlink():
+        return None
+    written = {f for f in files if isinstance(f, str)}
+    now = {child.relative_to(out).as_posix() for child in _content(out)}
+    return sorted(now - written), sorted(written - now)
 
 
 def check_replaced_whole(folder: Path, command: str) -> None:

@@ -89,7 +89,8 @@ def test_a_retouched_photo_in_a_synth_folder_is_kept(tmp_path):
     Image.new("RGB", (128, 96), "white").save(photo)
     retouched = photo.read_bytes()
     r = invoke(*argv)
-    assert r.exit_code == 2 and "images: exists and was not written" in " ".join(r.output.split()), r.output
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2 and "images: changed since `bbuvl data synth` wrote it (a file it wrote there was edited)" in said, said
     assert photo.read_bytes() == retouched
 
 
