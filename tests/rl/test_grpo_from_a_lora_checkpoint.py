@@ -65,3 +65,41 @@ def test_grpo_without_lora_from_a_lora_checkpoint_is_refused_naming_both_ways_on
     with pytest.raises(ConfigError, match=r"is a LoRA checkpoint .* model.lora.enabled is false.* set "
                                           r"model.lora.enabled: true .*\(bbuvl model merge-lora"):
         read_grpo_inputs(cfg)
+
+
+def test_a_resumed_grpo_run_from_a_lora_checkpoint_continues_rewards_loss_and_weights_exactly(lora_checkpoint,
+                                                                                             small_dataset, tmp_path):
+    # As tests/rl/test_grpo_trainer.py's resume test, from adapters: a resume loads the checkpoint's adapters and its
+    # optimizer's state over them, and the KL term's reference must still be the adapters as the start saved them.
+    from bbuvl.rl.trainer import train_grpo
+    from tests.callbacks import StopAt
+    from tests.rl.test_grpo_trainer import _logged
+    from tests.train.test_resume_records import scalars
+
+    common = ("model.lora.enabled=true", "training.max_steps=4", "training.save_steps=2", "grpo.beta=0.05")
+    full = train_grpo(grpo(lora_checkpoint, small_dataset, tmp_path / "a", *common), progress=False)
+    cfg = grpo(lora_checkpoint, small_dataset, tmp_path / "b", *common)
+    train_grpo(cfg, progress=False, callbacks=[StopAt(3)])  # step 3 logged past checkpoint-2, as a kill leaves it
+    resumed = train_grpo(cfg, resume=True, progress=False)
+    a, b = _logged(full["history"]), _logged(resumed["history"])
+    assert sorted(k for k in b if k > 2) == [3, 4]
+    assert any(a[s]["kl"] > 0 for s in (3, 4))  # the adapters had moved from the reference: a KL to compare
+    for step in (3, 4):
+        for key in ("loss", "reward", "reward_user", "kl", "answer_length", "clip_fraction"):
+            assert b[step][key] == pytest.approx(a[step][key], abs=1e-6), (step, key)
+    assert scalars(tmp_path / "b")["train/loss"] == scalars(tmp_path / "a")["train/loss"]
+    wa, wb = load_model(full["final"])[0].state_dict(), load_model(resumed["final"])[0].state_dict()
+    assert wa.keys() == wb.keys() and any("lora_B" in k for k in wa)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa), [k for k in wa if not torch.equal(wa[k], wb[k])][:5]
+
+
+def test_the_start_checks_let_grpo_train_a_lora_checkpoints_adapters_on_and_still_refuse_it_to_sft(
+        lora_checkpoint, small_dataset, tmp_path):
+    # Before, train/run_inputs.py check_start read the family from the folder's config.json for both methods, and
+    # refused GRPO's start as SFT's: `bbuvl train` never ran what docs/grpo.md, "From LoRA", describes.
+    from bbuvl.train.run_inputs import check_start
+
+    check_start(grpo(lora_checkpoint, small_dataset, tmp_path / "grpo", "model.lora.enabled=true"))
+    sft = load_config(None, [f"model.path={lora_checkpoint}", f"data.train={small_dataset / 'train.jsonl'}"])
+    with pytest.raises(ValueError, match=r"a LoRA checkpoint .*merge the adapters into one first \(bbuvl model "):
+        check_start(sft)

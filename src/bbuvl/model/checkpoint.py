@@ -582,12 +582,18 @@ def lora_base(path: str | Path) -> Path | None:
     """The local folder a LoRA checkpoint loads its base weights from: an input of whatever reads the checkpoint, so
     never an output (merging into it would change what the adapters apply to). None: not a readable LoRA checkpoint,
     or a base given as a hub id."""
+    base = adapters_base(path)
+    return Path(base) if base is not None and Path(base).exists() else None
+
+
+def adapters_base(path: str | Path) -> str | None:
+    """The base model a LoRA checkpoint's adapters were trained on and load over (model.path in its bbuvl.yaml), as
+    recorded, there or not; None: not a readable LoRA checkpoint."""
     try:
         folder = read_model_folder(path)
     except (ValueError, OSError):
         return None
-    base = Path(folder.cfg.model.path)
-    return base if folder.adapter and base.exists() else None
+    return folder.cfg.model.path if folder.adapter else None
 
 
 def check_lora_base(checkpoint: str | Path, base: str | Path) -> None:

@@ -135,12 +135,23 @@ def check_start(cfg: Config) -> None:
                          "model.path at another")
     # Here as well as once loaded: configs/base.yaml names qwen2_5_vl, and a Qwen3-VL model.path was refused only
     # after the model had loaded, when --overwrite had already removed the run it would replace.
-    named = cfg.model.resolve_family()
-    if (held := model_type_of(start)) != named.model_type:
-        raise ValueError(f"model.family is {named.model_type} but {start} holds a {held} model; set model.family: "
-                         "auto or the checkpoint's family")
+    if not trains_adapters_on(cfg):
+        named = cfg.model.resolve_family()
+        if (held := model_type_of(start)) != named.model_type:
+            raise ValueError(f"model.family is {named.model_type} but {start} holds a {held} model; set model.family: "
+                             "auto or the checkpoint's family")
     if (note := frame_note(cfg)) is not None and os.environ.get("RANK", "0") == "0":  # every process would say it
         log.warning("%s", note)
+
+
+def trains_adapters_on(cfg: Config) -> bool:
+    """Whether `cfg` is a GRPO run from a bbu-vl LoRA checkpoint, whose folder holds adapters and no config.json."""
+    # Such a start was refused here as SFT refuses it ("use its base model here, or merge the adapters"), though GRPO
+    # trains the adapters on (docs/grpo.md, "From LoRA"). Its family is its coordinate contract's, which GRPO's start
+    # compares with model.family (rl/start_notes.py `frame_conflicts`).
+    start = Path(cfg.model.path)
+    return (cfg.training.method == "grpo" and (start / "adapter_config.json").is_file()
+            and (start / CONTRACT_FILE).is_file())
 
 
 def frame_note(cfg: Config) -> str | None:

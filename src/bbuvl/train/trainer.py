@@ -34,8 +34,8 @@ from bbuvl.data.text import show_text
 from bbuvl.encode.chat import ChatEncoder
 from bbuvl.encode.collate import Batch, PackedCollator, PaddedCollator
 from bbuvl.encode.loss_terms import LossTerms
-from bbuvl.model.checkpoint import (PROMPT_FILE, CheckpointError, Prompt, check_lora_base, finish_swap, load_weights_into,
-                                    reuse_extra_modules, save_checkpoint, swap_in, swap_names)
+from bbuvl.model.checkpoint import (PROMPT_FILE, CheckpointError, Prompt, adapters_base, check_lora_base, finish_swap,
+                                    load_weights_into, reuse_extra_modules, save_checkpoint, swap_in, swap_names)
 from bbuvl.model.loading import load_model_and_processor
 from bbuvl.model.lora import apply_lora
 from bbuvl.model.loss_scale import LossDenominators
@@ -102,6 +102,14 @@ def with_base_located(cfg: Config) -> Config:
     cfg = cfg.model_copy(deep=True)
     cfg.model.path = str(base.absolute())
     return cfg
+
+
+def adapters_base_of(cfg: Config) -> str:
+    """The base model a LoRA run's adapters load over: model.path, or where model.path is a LoRA checkpoint whose
+    adapters a GRPO run trains on (docs/grpo.md, "From LoRA"), that checkpoint's own base."""
+    # The resume of such a run compared its checkpoints' adapters with the LoRA checkpoint's folder as if it were
+    # their base, and refused every one as trained on another base model.
+    return adapters_base(cfg.model.path) or with_base_located(cfg).model.path
 
 
 def with_data_located(cfg: Config) -> Config:
@@ -787,7 +795,7 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         check_training_state(ckpt)  # likewise: a checkpoint pruned of its optimizer's state is refused
         check_cut_back(out, ckpt)  # and a folder of someone's that cut_back would take for a killed save
         if cfg.model.lora.enabled:
-            check_lora_base(ckpt, with_base_located(cfg).model.path)  # a run recorded before run.json: its only check
+            check_lora_base(ckpt, adapters_base_of(cfg))  # a run recorded before run.json: its only check
     trainer = make()
     if trainer.args.should_save:
         # Only once the model is built: a LoRA target, a head size or an attention kernel it refuses must not cost
