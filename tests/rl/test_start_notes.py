@@ -10,8 +10,8 @@ from typing import Any, Literal, get_args, get_origin
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from bbuvl.config import Config, load_config, read_run_config
-from bbuvl.rl.start_notes import QUIET, UNPLACED, schema_values, start_notes, unread_reason
+from bbuvl.config import BudgetError, Config, load_config, read_run_config
+from bbuvl.rl.start_notes import QUIET, REFUSED, UNPLACED, schema_values, start_notes, unread_reason
 from bbuvl.rl.trainer import train_grpo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -85,7 +85,12 @@ def test_each_key_grpo_reads_nothing_from_is_said_when_a_config_sets_it_and_no_k
             if value is _NONE_VALID:
                 assert unread_reason(key, plain) is None, (start, key)  # every key said ignored is tried
                 continue
-            ignored = [n for n in start_notes(cfg) if n.startswith("training.method grpo ignores")]
+            try:
+                notes = start_notes(cfg)
+            except BudgetError as e:  # a frame other than the checkpoint's, refused as the start refuses it
+                assert not plain and key in REFUSED and [p.keys[0] for p in e.problems] == [key], (start, key)
+                continue
+            ignored = [n for n in notes if n.startswith("training.method grpo ignores")]
             named = [n for n in ignored if key in n.keys]
             if unread_reason(key, plain) is None:
                 assert named == [], (start, key, named)
@@ -163,3 +168,29 @@ def test_config_check_says_what_a_grpo_start_from_a_lora_checkpoint_says_of_its_
     assert code == 0 and "is valid" in said, said
     assert f"note: model.path={lora_checkpoint} (override): {started[0]}" in said, said
     assert f"note: model.lora.r=8 (override): {started[1]}" in said, said
+
+
+def test_config_check_refuses_the_frame_a_grpo_start_from_a_checkpoint_refuses_and_notes_the_keys_it_keeps(
+        trained_checkpoint, small_dataset, tmp_path, caplog):
+    from bbuvl.config import ConfigError
+    from bbuvl.rl.trainer import read_grpo_inputs
+
+    config = tmp_path / "grpo.yaml"
+    config.write_text(f"model:\n  path: {trained_checkpoint}\n  max_pixels: 100352\ndetection:\n  num_queries: 77\n"
+                      f"data:\n  train: {small_dataset / 'train.jsonl'}\n  val: null\n  teachers: null\n"
+                      f"training:\n  method: grpo\n  output_dir: {tmp_path / 'grpo'}\n  lr:\n    detection: 0\n",
+                      encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:  # the start's refusal, before any weights load
+        read_grpo_inputs(load_config(config))
+    assert "model.max_pixels 100352 (the checkpoint's: 50176)" in str(refused.value)
+    # Before: "ok: ... is valid", and the run's start refused it
+    code, said = _check(config)
+    assert code == 2 and f"{config}:3: {refused.value}" in said and "is valid" not in said, said
+    kept = "detection.num_queries 77 (the checkpoint's: 8)"
+    assert kept not in said  # a refused config is told what fails, not what would be kept
+    with caplog.at_level(logging.WARNING, logger="bbuvl.rl.trainer"):
+        read_grpo_inputs(load_config(config, ["model.max_pixels=50176"]))
+    [started] = [r.getMessage() for r in caplog.records if kept in r.getMessage()]
+    # Before: the start said it, `config check` did not
+    code, said = _check(config, "model.max_pixels=50176")
+    assert code == 0 and "is valid" in said and f"note: {config}:5: {started}" in said, said

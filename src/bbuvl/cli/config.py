@@ -73,7 +73,7 @@ def report_valid(config: Path, cfg: Config, origin: ConfigOrigin) -> None:
 
         try:
             notes += start_notes(cfg)
-        except BudgetError as e:  # what the start refuses in its starting checkpoint (a LoRA one without LoRA)
+        except BudgetError as e:  # what the start refuses in its starting checkpoint (another frame, LoRA without LoRA)
             problems = "\n".join(filter(None, (problems, origin.describe(e.problems))))
     if problems:
         fail(problems)

@@ -1,6 +1,7 @@
 """What a GRPO run's start says of its config before any weights load, and what `bbuvl config check` says of it too:
-the settings GRPO reads nothing from, from a plain model folder the model it builds, and from a LoRA checkpoint the
-adapters it trains on (docs/grpo.md)."""
+the settings GRPO reads nothing from, from a plain model folder the model it builds, and from a bbu-vl checkpoint the
+frame it refuses to change, the keys it keeps of the checkpoint's and, from a LoRA checkpoint, the adapters it trains
+on (docs/grpo.md)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from bbuvl.config import PREDICT_MODES, BudgetError, BudgetProblem, Config
-from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder
+from bbuvl.data.coords import CoordinateContract
+from bbuvl.model.checkpoint import ModelFolder, is_plain_model_folder, read_model_folder
 
 
 # Every key of config.py's schema a GRPO run reads, whatever it starts from; a key ending in "." names its whole
 # section. From a checkpoint the model, data and detection keys among them describe the model the checkpoint is, whose
-# own values are kept (rl/trainer.py `kept_from_checkpoint`); from a plain model folder the config's build it.
+# own values are kept (`kept_from_checkpoint`); from a plain model folder the config's build it.
 READ = ("model.path", "model.family", "model.attn_implementation", "model.dtype", "model.min_pixels",
         "model.max_pixels", "model.max_vision_tokens", "model.vision_positions", "model.shared_prefix", "model.lora.",
         "data.train", "data.val", "data.hierarchy", "data.lang", "data.num_workers", "data.crop.", "data.mirror",
@@ -220,22 +222,86 @@ def adapter_start(cfg: Config, start: Config) -> list[BudgetProblem]:
     return notes
 
 
-def checkpoint_start(cfg: Config) -> list[BudgetProblem]:
-    """What a GRPO run's start says of the bbu-vl checkpoint at `cfg.model.path` before its weights load: from a LoRA
-    checkpoint, `adapter_start` (BudgetError where the start refuses it). Nothing for a plain model folder or one that
+def frame_conflicts(cfg: Config, frame: CoordinateContract) -> dict[str, str]:
+    """The `model.*` frame settings `cfg` names (in its file or an override) that differ from the starting
+    checkpoint's `frame`, each key with both values: GRPO answers in the checkpoint's frame, so they cannot apply."""
+    given = cfg.model.model_fields_set
+    ours = {k: getattr(cfg.model, k) for k in ("min_pixels", "max_pixels", "max_vision_tokens") if k in given}
+    if cfg.model.family != "auto":
+        ours["family"] = cfg.model.family
+    return {f"model.{k}": f"model.{k} {v} (the checkpoint's: {getattr(frame, k)})"
+            for k, v in ours.items() if v != getattr(frame, k)}
+
+
+# What a GRPO run applies of its own config over its starting checkpoint's (rl/trainer.py `grpo_saved_config`), refuses
+# when it differs (the frame: `frame_conflicts`) and reads nothing from (`unread_reason`; `grpo_ignores` names those
+# set): every other model, data, detection or loss key is the checkpoint's, which the run keeps
+# (`kept_from_checkpoint`).
+APPLIED = ("model.path", "model.attn_implementation", "model.dtype", "model.lora", "data.train", "data.val",
+           "data.hierarchy", "data.crop", "data.mirror", "data.num_workers")
+REFUSED = ("model.family", "model.min_pixels", "model.max_pixels", "model.max_vision_tokens")
+
+
+def kept_from_checkpoint(cfg: Config, start: Config) -> dict[str, str]:
+    """The model, data, detection and loss keys `cfg` names whose value differs from the starting checkpoint's config
+    `start`, each with both values: they describe the model the checkpoint is, which GRPO trains as it is."""
+    kept = {}
+    for section in ("model", "data", "detection", "loss"):
+        for key, value in schema_values(getattr(cfg, section), f"{section}.", given_only=True).items():
+            if key.startswith(tuple(f"{k}." for k in APPLIED)) or key in APPLIED + REFUSED:
+                continue
+            if unread_reason(key, plain=False) is not None:  # said as ignored, not as kept
+                continue
+            theirs: Any = start
+            for part in key.split("."):
+                theirs = getattr(theirs, part)
+            if value != theirs:
+                kept[key] = f"{key} {value} (the checkpoint's: {theirs})"
+    return kept
+
+
+def checkpoint_start(cfg: Config, folder: ModelFolder | None = None) -> list[BudgetProblem]:
+    """What a GRPO run's start says of the bbu-vl checkpoint at `cfg.model.path` (`folder`, when the caller has read
+    it) before its weights load: each key of `cfg` it keeps the checkpoint's value of, and from a LoRA checkpoint the
+    adapters it trains on (`adapter_start`). BudgetError where the start refuses it: a frame other than the
+    checkpoint's (`frame_conflicts`), or a LoRA checkpoint without LoRA. Nothing for a plain model folder or one that
     cannot be read here (`bbuvl config check` names that apart, the run's start refuses it)."""
-    if is_plain_model_folder(cfg.model.path):
+    if folder is None:
+        if is_plain_model_folder(cfg.model.path):
+            return []
+        try:
+            folder = read_model_folder(cfg.model.path)
+        except (OSError, ValueError):
+            return []
+    if not folder.trained:
         return []
-    try:
-        folder = read_model_folder(cfg.model.path)
-    except (OSError, ValueError):
-        return []
-    return adapter_start(cfg, folder.cfg) if folder.adapter else []
+    path, refused, notes = cfg.model.path, [], []
+    if conflicts := frame_conflicts(cfg, folder.frame):
+        # Rollouts are drawn, scored and saved in the frame the checkpoint learned its answers in (docs/grpo.md).
+        refused.append(BudgetProblem(
+            f"model.path {path} is a checkpoint with its own coordinate frame, which GRPO trains in, but the config "
+            f"sets {'; '.join(conflicts.values())}: remove these keys from the config, or set them to the checkpoint's "
+            "values", (*conflicts, "model.path")))
+    if folder.adapter:
+        try:
+            notes += adapter_start(cfg, folder.cfg)
+        except BudgetError as e:
+            refused += e.problems
+    if refused:
+        raise BudgetError(refused)
+    if kept := kept_from_checkpoint(cfg, folder.cfg):
+        # Noted, not refused as the frame is: none of them changes a rollout or its reward (docs/grpo.md).
+        notes.append(BudgetProblem(
+            f"model.path {path} is a checkpoint, and GRPO trains the model it is: the config's "
+            f"{'; '.join(kept.values())} do not apply, and its checkpoints keep the starting checkpoint's values; "
+            "remove these keys from the config, or set them to the checkpoint's", tuple(kept)))
+    return notes
 
 
 def start_notes(cfg: Config) -> list[BudgetProblem]:
     """What a GRPO run's start says of `cfg` before any weights load: each setting it ignores (`grpo_ignores`, said as
-    such) and, from a plain model folder here, each default it builds the model with (`plain_start`), or from a LoRA
-    checkpoint here, the adapters it trains on (`checkpoint_start`: BudgetError where the start refuses them)."""
+    such) and, from a plain model folder here, each default it builds the model with (`plain_start`), or from a bbu-vl
+    checkpoint here, the keys it keeps of the checkpoint's and a LoRA checkpoint's adapters (`checkpoint_start`:
+    BudgetError where the start refuses its frame or adapters)."""
     notes = [BudgetProblem(f"training.method grpo ignores {n}", n.keys) for n in grpo_ignores(cfg)]
     return notes + (plain_start(cfg)[1] if is_plain_model_folder(cfg.model.path) else checkpoint_start(cfg))

@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from torch import nn
 from transformers import set_seed
 from transformers.trainer_callback import PrinterCallback
 
 from bbuvl.config import Config, ConfigError, GrpoConfig, InferenceConfig, run_notes
-from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import data_labels
 from bbuvl.data.scale import TrainingScale
@@ -41,7 +40,7 @@ from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.rl.objective import StepCounts, grpo_loss
 from bbuvl.rl.evaluate import photos_reward
 from bbuvl.rl.rewards import RewardScorer
-from bbuvl.rl.start_notes import adapter_start, grpo_ignores, plain_start, schema_values, unread_reason
+from bbuvl.rl.start_notes import checkpoint_start, grpo_ignores, plain_start
 from bbuvl.rl.rollouts import (Augmentation, Photo, PhotoBatch, completion_logprobs, draw_rollouts, free_banned_ids,
                                photos_of)
 from bbuvl.train.callbacks import LogWindow, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
@@ -308,43 +307,6 @@ def no_spread_warning(step: int, logs: dict[str, float], grpo: GrpoConfig) -> st
                    f"alike ({terms or 'no reward term'}); {differ}")
 
 
-def frame_conflicts(cfg: Config, frame: CoordinateContract) -> list[str]:
-    """The `model.*` frame settings `cfg` names (in its file or an override) that differ from the starting
-    checkpoint's `frame`, each with both values: GRPO answers in the checkpoint's frame, so they cannot apply."""
-    given = cfg.model.model_fields_set
-    ours = {k: getattr(cfg.model, k) for k in ("min_pixels", "max_pixels", "max_vision_tokens") if k in given}
-    if cfg.model.family != "auto":
-        ours["family"] = cfg.model.family
-    return [f"model.{k} {v} (the checkpoint's: {getattr(frame, k)})" for k, v in ours.items() if v != getattr(frame, k)]
-
-
-# What a GRPO run applies of its own config over its starting checkpoint's (`grpo_saved_config`), refuses when it
-# differs (the frame: `frame_conflicts`) and reads nothing from (rl/start_notes.py `unread_reason`; `grpo_ignores`
-# names those set): every other model, data, detection or loss key is the checkpoint's, which the run keeps
-# (`kept_from_checkpoint`).
-APPLIED = ("model.path", "model.attn_implementation", "model.dtype", "model.lora", "data.train", "data.val",
-           "data.hierarchy", "data.crop", "data.mirror", "data.num_workers")
-REFUSED = ("model.family", "model.min_pixels", "model.max_pixels", "model.max_vision_tokens")
-
-
-def kept_from_checkpoint(cfg: Config, start: Config) -> list[str]:
-    """The model, data, detection and loss keys `cfg` names whose value differs from the starting checkpoint's config
-    `start`, each with both values: they describe the model the checkpoint is, which GRPO trains as it is."""
-    kept = []
-    for section in ("model", "data", "detection", "loss"):
-        for key, value in schema_values(getattr(cfg, section), f"{section}.", given_only=True).items():
-            if key.startswith(tuple(f"{k}." for k in APPLIED)) or key in APPLIED + REFUSED:
-                continue
-            if unread_reason(key, plain=False) is not None:  # said as ignored, not as kept
-                continue
-            theirs: Any = start
-            for part in key.split("."):
-                theirs = getattr(theirs, part)
-            if value != theirs:
-                kept.append(f"{key} {value} (the checkpoint's: {theirs})")
-    return kept
-
-
 def run_inference(cfg: Config, start: Config) -> InferenceConfig:
     """The `inference` section a GRPO run from checkpoint config `start` validates with and saves: the keys `cfg` names
     over the checkpoint's (a config that names none keeps how the checkpoint predicted)."""
@@ -411,19 +373,9 @@ def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
             hint = (" (GRPO starts from a local folder: a checkpoint `bbuvl train` wrote, or a base model's folder; "
                     "docs/grpo.md)") if isinstance(e, OSError) else ""
             raise ValueError(f"model.path {e}{hint}") from None
-        if conflicts := frame_conflicts(cfg, folder.frame):
-            # Rollouts are drawn, scored and saved in the frame the checkpoint learned its answers in (docs/grpo.md).
-            raise ConfigError(f"model.path {cfg.model.path} is a checkpoint with its own coordinate frame, which GRPO "
-                              f"trains in, but the config sets {'; '.join(conflicts)}: remove these keys from the "
-                              "config, or set them to the checkpoint's values")
-        if folder.adapter:
-            for note in adapter_start(cfg, folder.cfg):
-                log.warning("%s", note)
-        if kept := kept_from_checkpoint(cfg, folder.cfg):
-            # Warned, not refused as the frame is: none of them changes a rollout or its reward (docs/grpo.md).
-            log.warning("model.path %s is a checkpoint, and GRPO trains the model it is: the config's %s do not apply, "
-                        "and its checkpoints keep the starting checkpoint's values; remove these keys from the config, "
-                        "or set them to the checkpoint's", cfg.model.path, "; ".join(kept))
+        # What `bbuvl config check` says too: its frame refused (BudgetError), the keys it keeps, a LoRA one's adapters
+        for note in checkpoint_start(cfg, folder):
+            log.warning("%s", note)
     val = optional_data(cfg, "val")
     val_sources = rows_as_sources(read_training_rows(val, files=files), val) if val else []
     val_photos = photos_of(val_sources) if val else None

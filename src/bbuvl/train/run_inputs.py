@@ -161,7 +161,8 @@ def frame_note(cfg: Config) -> str | None:
     writes every box, at another scale than it learned. None: the same frame, or a base model, which learned none."""
     start = Path(cfg.model.path)
     if cfg.training.method == "grpo" and (start / CONTRACT_FILE).is_file():
-        return None  # GRPO trains in its starting checkpoint's frame, and refuses a config that sets another (rl/trainer.py)
+        # GRPO trains in its starting checkpoint's frame, and refuses a config that sets another (rl/start_notes.py)
+        return None
     learned = learned_frame(start)
     if learned is None:
         return None
