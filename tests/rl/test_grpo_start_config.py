@@ -94,3 +94,44 @@ def test_a_grpo_lora_run_names_each_rate_it_leaves_nothing_to_train_as_sft_does(
                                    "training.lr.merger=0.001"))
     said = " ".join(r.getMessage() for r in caplog.records)
     assert "training.lr.merger (0.001) trains nothing under model.lora.enabled" in said, said
+
+
+def test_a_grpo_checkpoints_bbuvl_yaml_records_no_setting_grpo_read_nothing_from(grpo_config, tmp_path, caplog):
+    # Before: final/bbuvl.yaml recorded training.detection_freeze_epochs 2.0 and the head's rate 0.0001, which the
+    # start said it ignored: the head was frozen for the whole run.
+    from bbuvl.config import read_run_config
+    from bbuvl.rl.trainer import train_grpo
+
+    cfg = grpo_config("training.detection_freeze_epochs=2", "training.max_steps=1", "training.save_steps=1")
+    with caplog.at_level("WARNING", logger="bbuvl.rl.trainer"):
+        final = train_grpo(cfg, progress=False)["final"]
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "training.method grpo ignores training.detection_freeze_epochs (2.0): the head is frozen" in said, said
+    assert "training.method grpo ignores training.lr.detection (0.0001): the head is frozen" in said, said
+    for folder in (final, tmp_path / "grpo" / "checkpoint-1"):
+        saved = read_run_config(folder)
+        assert (saved.training.detection_freeze_epochs, saved.training.lr.detection) == (0, 0), folder
+        assert saved.training.lr.llm == cfg.training.lr.llm == 1e-3  # what GRPO reads, as the config gave it
+
+
+def test_a_grpo_run_resumes_from_its_own_checkpoints_and_from_those_an_older_bbuvl_wrote(grpo_config, tmp_path):
+    # Its checkpoints record the ignored settings at their quiet values, an older bbu-vl's as the config gave them:
+    # a resume compares neither with the run's config (train/run_record.py), so both go on.
+    import yaml
+
+    from bbuvl.rl.trainer import train_grpo
+    from bbuvl.train.run_record import CHECKPOINT_RECORD, RUN_RECORD
+
+    common = ("training.detection_freeze_epochs=2", "training.save_steps=1")
+    train_grpo(grpo_config(*common, "training.max_steps=1"), progress=False)
+    steps = train_grpo(grpo_config(*common, "training.max_steps=2"), resume=True, progress=False)["history"]
+    assert [h["step"] for h in steps if "loss" in h] == [1, 2]
+    out = tmp_path / "grpo"
+    older = out / "checkpoint-2" / "bbuvl.yaml"
+    written = yaml.safe_load(older.read_text("utf-8"))
+    written["training"]["detection_freeze_epochs"], written["training"]["lr"]["detection"] = 2.0, 0.0001
+    older.write_text(yaml.safe_dump(written, sort_keys=False), encoding="utf-8")
+    for record in (out / RUN_RECORD, *out.glob(f"checkpoint-*/{CHECKPOINT_RECORD}")):  # a run from before records
+        record.unlink()
+    steps = train_grpo(grpo_config(*common, "training.max_steps=3"), resume=True, progress=False)["history"]
+    assert [h["step"] for h in steps if "loss" in h] == [1, 2, 3]

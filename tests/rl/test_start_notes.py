@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from bbuvl.config import BudgetError, Config, load_config, read_run_config
-from bbuvl.rl.start_notes import QUIET, REFUSED, UNPLACED, schema_values, start_notes, unread_reason
+from bbuvl.rl.start_notes import QUIET, REFUSED, UNPLACED, schema_values, start_notes, unread_keys, unread_reason
 from bbuvl.rl.trainer import train_grpo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -69,6 +69,14 @@ def test_every_key_of_the_config_is_one_grpo_reads_or_one_it_says_why_it_ignores
     assert unplaced == [], unplaced
 
 
+def test_a_resume_compares_a_grpo_checkpoint_by_every_key_of_its_own_sections_it_records_as_the_config_gave_it():
+    # rl/trainer.py grpo_saved_config records these at their quiet values; compared, every resume was refused
+    from bbuvl.rl.trainer import OWN_SECTIONS
+    from bbuvl.train.run_record import GRPO_UNRECORDED
+
+    assert sorted(unread_keys(plain=False, within=OWN_SECTIONS)) == sorted(GRPO_UNRECORDED)
+
+
 def test_each_key_grpo_reads_nothing_from_is_said_when_a_config_sets_it_and_no_key_it_reads(starts, small_dataset):
     # training.detection_freeze_epochs was silent from any start, and loss.* from a plain model folder
     assert unread_reason("training.detection_freeze_epochs", plain=False) is not None
@@ -104,7 +112,8 @@ def test_grpo_from_a_plain_model_folder_builds_nothing_for_sfts_losses_and_recor
     cfg = load_config(None, [
         f"model.path={tiny_model_dir}", "model.dtype=float32", "model.min_pixels=12544", "model.max_pixels=50176",
         "model.vision_positions=false", "detection.enabled=false", "training.method=grpo",
-        f"data.train={small_dataset / 'train.jsonl'}", "data.val=null", "data.teachers=null", "data.num_workers=0",
+        f"data.train={small_dataset / 'train.jsonl'}", "data.val=null",
+        f"data.teachers={small_dataset / 'teachers.jsonl'}", "data.num_workers=0",
         f"training.output_dir={tmp_path / 'grpo'}", "training.per_device_batch_size=2", "training.max_steps=1",
         "training.logging_steps=1", "training.bf16=false", "training.gradient_checkpointing=false",
         "training.use_cpu=true", "training.lr.detection=0", "training.detection_freeze_epochs=2",
@@ -120,6 +129,8 @@ def test_grpo_from_a_plain_model_folder_builds_nothing_for_sfts_losses_and_recor
     saved = read_run_config(final)
     assert saved.loss.number_token == 0 and saved.loss.coordinate_regression == 0  # not recorded as if they trained it
     assert saved.detection.caption_refit.steps == 0
+    # Nor GRPO's own keys it read nothing from: the head was frozen, and no teacher was shown
+    assert (saved.training.detection_freeze_epochs, saved.training.lr.detection, saved.data.teachers) == (0, 0, None)
     assert not (final / "coordinate_readout.safetensors").exists()  # an untrained read-out was saved
 
 

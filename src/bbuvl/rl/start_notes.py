@@ -72,9 +72,13 @@ UNREAD_FROM_PLAIN = {
              "loss's defaults",
 }
 UNPLACED = "GRPO reads nothing from it"
-# The value of an unread key that is not said, where it is not the schema's default: config.py's default names a
-# teachers file, which SFT reads, so a config without teachers sets null.
-QUIET = {"data.teachers": None}
+# The value of an unread key that is not said, where it is not the schema's default, and that a GRPO checkpoint's
+# bbuvl.yaml records for it (`quieted`): config.py's default names a teachers file, which SFT reads, so a config without
+# teachers sets null; and its default rate for the head, which SFT applies, so 0 is the rate the head trained at here.
+QUIET = {"data.teachers": None, "training.lr.detection": 0.0}
+
+
+_DEFAULT = object()  # `_reset`'s value when none is given: config.py's default
 
 
 def _named_by(key: str, entries: tuple[str, ...] | dict[str, str]) -> str | None:
@@ -112,10 +116,6 @@ def schema_values(section: BaseModel, prefix: str = "", given_only: bool = False
 def grpo_ignores(cfg: Config) -> list[BudgetProblem]:
     """The settings of `cfg` that GRPO reads nothing from (each with why, and its keys), so that a run can say so."""
     ignored = []
-    if cfg.training.lr.detection > 0:  # its default too: the rate is one GRPO never applies
-        why = UNREAD["training.lr.detection"]
-        ignored.append(BudgetProblem(f"training.lr.detection ({cfg.training.lr.detection:g}): {why}",
-                                     ("training.lr.detection",)))
     t = cfg.training
     # data.val is scored at the end too, whatever training.eval_steps: it was said to be ignored, then scored
     if given := sorted(cfg.monitor.model_fields_set):
@@ -131,14 +131,14 @@ def grpo_ignores(cfg: Config) -> list[BudgetProblem]:
 
 
 def unread_settings(cfg: Config) -> list[BudgetProblem]:
-    """Each key of `cfg` set away from its default (`QUIET`'s value, where it names one) that GRPO reads nothing from,
-    from the start `cfg.model.path` is, the keys of one reason said together with it (the monitors and the head's
-    rate are said by `grpo_ignores`)."""
+    """Each key of `cfg` set away from its default (`QUIET`'s value, where it names one: the head's rate is said at its
+    default too) that GRPO reads nothing from, from the start `cfg.model.path` is, the keys of one reason said together
+    with it (the monitors are said by `grpo_ignores`)."""
     plain = is_plain_model_folder(cfg.model.path)
     quiet = {**schema_values(Config()), **QUIET}
     by_reason: dict[str, dict[str, Any]] = {}
     for key, value in schema_values(cfg).items():
-        if key.startswith("monitor.") or key == "training.lr.detection" or value == quiet[key]:
+        if key.startswith("monitor.") or value == quiet[key]:
             continue
         if (why := unread_reason(key, plain)) is not None:
             by_reason.setdefault(why, {})[key] = value
@@ -185,14 +185,33 @@ def plain_start(cfg: Config) -> tuple[Config, list[BudgetProblem]]:
     return start, notes
 
 
-def _reset(cfg: Config, entry: str) -> None:
-    """Set the key (or the section, ending in ".") `entry` of `cfg` to config.py's default."""
+def _reset(cfg: Config, entry: str, value: Any = _DEFAULT) -> None:
+    """Set the key (or the section, ending in ".") `entry` of `cfg` to `value`, by default config.py's default."""
     *path, name = entry.rstrip(".").split(".")
     section: Any = cfg
     for part in path:
         section = getattr(section, part)
-    default = type(section).model_fields[name].get_default(call_default_factory=True)
-    setattr(section, name, copy.deepcopy(default))  # a section's default is one object, shared by every config
+    if value is _DEFAULT:
+        value = type(section).model_fields[name].get_default(call_default_factory=True)
+    setattr(section, name, copy.deepcopy(value))  # a section's default is one object, shared by every config
+
+
+def unread_keys(plain: bool, within: tuple[str, ...] = ("",)) -> list[str]:
+    """Every key of config.py's schema under `within` (dotted prefixes) that a GRPO run reads nothing from
+    (`unread_reason`), starting from a plain model folder when `plain`, else from a checkpoint."""
+    return [key for key in schema_values(Config()) if key.startswith(within) and unread_reason(key, plain) is not None]
+
+
+def quieted(cfg: Config, keys: list[str]) -> Config:
+    """A copy of `cfg` with each of `keys` at the value that says no setting was made: `QUIET`'s, else config.py's
+    default."""
+    out = cfg.model_copy(deep=True)
+    for key in keys:
+        if key in QUIET:
+            _reset(out, key, QUIET[key])
+        else:
+            _reset(out, key)
+    return out
 
 
 def adapter_start(cfg: Config, start: Config) -> list[BudgetProblem]:

@@ -40,7 +40,7 @@ from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.rl.objective import StepCounts, grpo_loss
 from bbuvl.rl.evaluate import photos_reward
 from bbuvl.rl.rewards import RewardScorer
-from bbuvl.rl.start_notes import checkpoint_start, grpo_ignores, plain_start
+from bbuvl.rl.start_notes import checkpoint_start, grpo_ignores, plain_start, quieted, unread_keys
 from bbuvl.rl.rollouts import (Augmentation, Photo, PhotoBatch, completion_logprobs, draw_rollouts, free_banned_ids,
                                photos_of)
 from bbuvl.train.callbacks import LogWindow, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
@@ -418,7 +418,7 @@ def build_grpo_run(cfg: Config, inputs: GrpoInputs | None = None) -> GrpoRun:
                                                              attn_implementation=cfg.model.attn_implementation,
                                                              load_in_bits=bits,
                                                              train_adapters=cfg.model.lora.enabled)
-    saved = grpo_saved_config(cfg, run_cfg, inputs.inference)
+    saved = grpo_saved_config(cfg, run_cfg, inputs.inference, plain=not inputs.folder.trained)
     if cfg.model.lora.enabled and not is_peft(model.vlm):
         model.vlm = apply_lora(model.vlm, cfg.model.lora)
         # adapters on the weights we started from, found from any folder
@@ -440,17 +440,26 @@ def build_grpo_run(cfg: Config, inputs: GrpoInputs | None = None) -> GrpoRun:
                    augmentation=Augmentation(crop, cfg.data.mirror))
 
 
-def grpo_saved_config(cfg: Config, start: Config, inference: InferenceConfig) -> Config:
+# The sections of a GRPO checkpoint's bbuvl.yaml that come from the run's own config over a checkpoint's
+# (`grpo_saved_config`); from a plain model folder the whole of it does.
+OWN_SECTIONS = ("training.", "grpo.", "inference.")
+
+
+def grpo_saved_config(cfg: Config, start: Config, inference: InferenceConfig, plain: bool = False) -> Config:
     """The config a GRPO run's checkpoints carry: the starting model's `start` (its model, prompt language, head),
     with what this run trained with from `cfg` (training, grpo, data files, crops and mirrors, attention, dtype) and
-    predicts with (`inference`), the data files recorded where they are."""
+    predicts with (`inference`), the data files recorded where they are. What it takes from `cfg` (all of it from a
+    plain model folder, `plain`) holds each key GRPO reads nothing from at its quiet value (rl/start_notes.py
+    `quieted`)."""
     saved = start.model_copy(update={"training": cfg.training, "grpo": cfg.grpo, "inference": inference}, deep=True)
     data = saved.data
     data.train, data.val, data.hierarchy = cfg.data.train, optional_data(cfg, "val"), cfg.data.hierarchy
     # The rollouts see the photos as this config's crops and mirrors show them (rl/rollouts.py `shown`)
     data.crop, data.mirror = cfg.data.crop.model_copy(), cfg.data.mirror
     saved.model.attn_implementation, saved.model.dtype = cfg.model.attn_implementation, cfg.model.dtype
-    return with_data_located(saved)
+    # It recorded `training.detection_freeze_epochs: 2` and the head's rate as if they had held the head back or trained
+    # it, and from a plain folder the teachers it never showed; the start says each ignored (docs/grpo.md).
+    return with_data_located(quieted(saved, unread_keys(plain, ("",) if plain else OWN_SECTIONS)))
 
 
 def make_grpo_trainer(run: GrpoRun, progress: bool = True, callbacks: list | None = None) -> GrpoTrainer:
