@@ -4,6 +4,7 @@ or delete it refuses, naming the reader; a killed reader holds nothing. The read
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import stat
@@ -11,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -37,9 +39,11 @@ def registry(tmp_path, monkeypatch) -> Path:
     return folder
 
 
-def _reader(path: Path, cwd: Path | None = None) -> subprocess.Popen:
-    """Another process reading `path` as `bbuvl serve -c PATH` does while it serves (from `cwd` when given)."""
-    child = subprocess.Popen([sys.executable, "-c", READ, str(path)], stdout=subprocess.PIPE, text=True, cwd=cwd)
+def _reader(path: Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Another process reading `path` as `bbuvl serve -c PATH` does while it serves (from `cwd`, with `env`, when
+    given)."""
+    child = subprocess.Popen([sys.executable, "-c", READ, str(path)], stdout=subprocess.PIPE, text=True, cwd=cwd,
+                             env=env)
     assert child.stdout is not None and child.stdout.readline().strip() == "reading"
     return child
 
@@ -67,6 +71,21 @@ def test_a_path_a_live_reader_holds_is_refused_to_a_writer_of_it_of_a_folder_hol
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_readers_start_is_named_with_its_utc_offset_to_a_writer_in_another_zone(tmp_path):
+    # Before: 'since 2026-12-01 15:44:58', the reader's wall clock, read as this writer's own (hours off)
+    final = _checkpoint(tmp_path / "run")
+    child = _reader(final, env={**os.environ, "TZ": "XYZ-8"})  # POSIX rule: 8 hours east of UTC
+    try:
+        with pytest.raises(OutputConflict) as e:
+            refuse_outputs_being_read({"--out": final})
+    finally:
+        child.kill()
+        child.wait()
+    (since,) = re.findall(rf"\(pid {child.pid}, since (\S+)\)", str(e.value))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+08:00", since), since
+    assert abs(datetime.fromisoformat(since) - datetime.now(timezone.utc)) < timedelta(minutes=5)
 
 
 def test_a_reader_killed_by_sigkill_holds_nothing_and_its_entry_goes(tmp_path, registry):

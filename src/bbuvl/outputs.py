@@ -47,6 +47,7 @@ from typing import Any, Callable, Collection, Iterable, Iterator, Mapping
 from bbuvl.atomic import (WriteFailed, refuse_current_folder, remove_dead_writers_temporaries, remove_left_temporaries,
                           remove_path, temporary_name, temporary_name_bytes, temporary_of, temporary_prefix,
                           write_text_atomic, written_path)
+from bbuvl.clock import local_time
 from bbuvl.paths import real_path
 
 log = logging.getLogger(__name__)
@@ -463,7 +464,7 @@ class Reading:
             fh = os.fdopen(fd, "w", encoding="utf-8")
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             json.dump({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
-                       "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                       "started": local_time(),  # read on other machines sharing the registry: its offset says when
                        "paths": self.paths, "inodes": [self._pin(Path(p)) for p in self.paths]}, fh,
                       ensure_ascii=True)  # a path of bytes that are no UTF-8 (a GBK folder) holds surrogates: escaped
             fh.flush()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import re
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -325,6 +327,19 @@ def test_the_page_says_how_many_of_the_photos_to_look_at_it_shows(evaluation, tm
     assert "No photo has any error" not in page and "No fault missed" not in page
     assert f"<p>0 of the {with_errors} photos with an error (a larger --worst shows more).</p>" in page
     assert f"<p>0 of the {to_check} photos to check (a larger --worst shows more).</p>" in page
+
+
+def test_the_page_dates_itself_in_local_time_with_its_utc_offset(evaluation, tmp_path, monkeypatch):
+    # Before: '2026-12-01 07:44', the writer's wall clock, hours apart for one moment in other zones
+    monkeypatch.setenv("TZ", "XYZ-8")  # POSIX rule: 8 hours east of UTC, no tz database needed
+    time.tzset()
+    try:
+        page = write_report(evaluation, tmp_path, NO_CJK, worst=0).read_text(encoding="utf-8")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    (written,) = re.findall(r" · (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+08:00)</p>", page)
+    assert abs(datetime.fromisoformat(written) - datetime.now(timezone.utc)) < timedelta(minutes=5)
 
 
 def test_a_photo_name_or_predicted_label_with_a_right_to_left_override_is_shown_spelled_not_obeyed(tmp_path):

@@ -16,6 +16,7 @@ from bbuvl.cli.common import (PATH_OR_ID, check_device, console, fail, finite_ra
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
                                  TILES, ZOOM_INTO, check_mode_name, diverged_warning, mode_help, plain_labels,
                                  plain_model_mode, read_folder, read_through_config, tile_options, typed)
+from bbuvl.clock import LocalTimeFormatter
 
 # pyproject.toml's [serve] extra, which a plain `pip install bbuvl` leaves out: each distribution, and the modules it may
 # be imported as (python-multipart's is `python_multipart` since 0.0.13, `multipart` before)
@@ -29,6 +30,14 @@ def _importable(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # a parent package missing, or a module left half-imported
         return False
+
+
+def start_logging(level: str) -> None:
+    """Log to stderr at `level` (info, warning...), each line stamped with its local time and UTC offset
+    (bbuvl/clock.py): a server's log is read beside other machines' logs and clients' reports."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(LocalTimeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def require_serve_extra() -> None:
@@ -125,7 +134,7 @@ def serve(
     SIGTERM (or SIGHUP: a closed terminal) stops accepting requests, answers those already in, and exits 0; a second
     Ctrl-C answers them 503 and exits 130. docs/serving.md.
     """
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    start_logging(log_level)
     require_serve_extra()
     from bbuvl.infer.predictor import Predictor
     from bbuvl.infer.tiles import check_containers

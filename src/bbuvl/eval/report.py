@@ -21,7 +21,6 @@ import html
 import io
 import re
 import warnings
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from matplotlib.font_manager import FontProperties
 from PIL import Image
 
 from bbuvl.atomic import atomic_folder, save_atomic, write_bytes_atomic, write_text_atomic
+from bbuvl.clock import local_time
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.text import spell_controls
 from bbuvl.eval.draw import CAPTION_CHARS, FAULT_LEGEND, LabelNamer, compare_picture, drawable, file_stem
@@ -422,7 +422,7 @@ def _page(
 <style>{STYLE}</style></head><body>
 <h1>bbu-vl evaluation</h1>
 <p>{_escape(_scored(s))} · categories at {level} · matching IoU ≥ {s['iou']}
- · error counts at score ≥ {s['min_score']} · {datetime.now():%Y-%m-%d %H:%M}</p>
+ · error counts at score ≥ {s['min_score']} · {local_time()}</p>
 {warning_html}
 {faults_html}
 <div class="grid">
