@@ -14,8 +14,10 @@ and folders it fills with names it picks as it goes (pictures, checkpoints). Thr
   passes `--overwrite`: a file edited by hand since is nobody's. A run that fails records only what it
   did write, never what it merely claimed. A folder a command replaces whole (a model folder) is given up by
   `--overwrite` only when that command wrote it (`check_replaced_whole`): all of someone else's would go with it.
-- One output, one process: each output is locked (flock on a `.NAME.lock` file beside it, holding the pid and
-  the command) from the claim to the end of the command; a second writer is refused naming the first's pid.
+- One output, one process: each output is locked (flock on a `.NAME.lock` file beside it, holding the pid, the
+  command, the host and the pid namespace) from the claim to the end of the command; a second writer is refused naming
+  the first. Whether a lock is this process's own is whether it holds it, never its pid: in containers every bbuvl is
+  pid 1.
   The kernel drops the lock when its holder dies, even by SIGKILL, so a killed run leaves no stale lock. Its lock
   file stays (a run that ends removes its own), naming the command: the output was claimed by that command (its
   own, or given up with --overwrite) and half written when it died, unrecorded. So the next run of the same command
@@ -317,6 +319,13 @@ class Writer:
     command: str
     running: bool
     output: Path | None = None  # what its lock names, when found by `writer_around`: the path, a folder holding it, or one under it
+    host: str = ""  # its machine and pid namespace, as its lock line records them ('' in a lock of an earlier version)
+    pidns: str = ""
+
+    @property
+    def who(self) -> str:
+        """'pid N', with its machine or pid namespace where they are not this process's (`process_named`)."""
+        return process_named(self.pid, self.host, self.pidns)
 
 
 def writer_at(path: Path) -> Writer | None:
@@ -334,10 +343,23 @@ def writer_at(path: Path) -> Writer | None:
             running = True
         except OSError:
             return None
-        pid, command = _holder_of(fh.read())
-    if (not running and not command) or pid == str(os.getpid()):
-        return None  # a writer that ended, or this process's own claim (a library caller that wrote it first)
-    return Writer(pid or "unknown", command or "command", running)
+        # This process's own claim (a library caller that wrote it first) is the lock it holds, never a pid: in a
+        # container every bbuvl is pid 1, and another container's `bbuvl train` was taken for this process itself
+        if running and _held_here(fh):
+            return None
+        line = LockLine.parse(fh.read())
+    if not running and not line.command:
+        return None  # a writer that ended
+    return Writer(line.pid or "unknown", line.command or "command", running, host=line.host, pidns=line.pidns)
+
+
+def _held_here(fh: Any) -> bool:
+    """Whether this process holds the lock (`_HELD`) on the lock file open as `fh`."""
+    try:
+        found = os.fstat(fh.fileno())
+        return any(os.path.samestat(found, os.fstat(held[1].fileno())) for held in _HELD.values())
+    except (OSError, ValueError):  # a held file closed meanwhile (a fork's child let go): not held
+        return False
 
 
 # A checkpoint's choices, each written whole at once (`atomic.write_text_atomic`) by `bbuvl choose-tiles` and `eval
@@ -394,7 +416,7 @@ def _refuse_writers(inputs: Mapping[str, Path | None]) -> None:
     for what, path in inputs.items():
         if path is None or (writer := writer_around(path)) is None:
             continue
-        by = f"`bbuvl {writer.command}` (pid {writer.pid})"
+        by = f"`bbuvl {writer.command}` ({writer.who})"
         located = real_path(Path(path))
         if writer.output is None or writer.output == located:
             raise OutputConflict(f"{path} ({what}): {by} is still writing it, so it is not whole yet; wait for that "
@@ -432,6 +454,13 @@ class Reader:
     started: str
     path: Path
     inode: tuple[int, int] | None = None  # (device, inode) of what it read, found again after a move
+    host: str = ""  # its machine and pid namespace, as its entry records them ('' where it does not)
+    pidns: str = ""
+
+    @property
+    def who(self) -> str:
+        """'pid N', with its machine or pid namespace where they are not this process's (`process_named`)."""
+        return process_named(self.pid, self.host, self.pidns)
 
 
 class Reading:
@@ -463,7 +492,7 @@ class Reading:
             fd, name = tempfile.mkstemp(prefix=".new-", suffix=".json", dir=folder)
             fh = os.fdopen(fd, "w", encoding="utf-8")
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "pidns": pid_namespace(), "command": self.command,
                        "started": local_time(),  # read on other machines sharing the registry: its offset says when
                        "paths": self.paths, "inodes": [self._pin(Path(p)) for p in self.paths]}, fh,
                       ensure_ascii=True)  # a path of bytes that are no UTF-8 (a GBK folder) holds surrogates: escaped
@@ -582,7 +611,8 @@ def live_readers() -> Iterator[Reader]:
                 try:
                     entry = json.loads(fh.read())
                     found = [Reader(str(entry["pid"]), str(entry["command"]), str(entry["started"]), Path(p),
-                                    tuple(inode) if isinstance(inode, list) and len(inode) == 2 else None)
+                                    tuple(inode) if isinstance(inode, list) and len(inode) == 2 else None,
+                                    str(entry.get("host") or ""), str(entry.get("pidns") or ""))
                              for p, inode in zip(entry["paths"], entry.get("inodes") or [None] * len(entry["paths"]))]
                 except (ValueError, KeyError, TypeError):  # not ours to judge: nothing to name
                     continue
@@ -655,7 +685,7 @@ def refuse_outputs_being_read(outputs: Mapping[str, Path | None]) -> None:
         where = ("reading it" if reader.path == located else f"reading {reader.path} inside it"
                  if reader.path.is_relative_to(located) else f"reading {reader.path}, which holds it")
         named = str(path) if what == str(path) else f"{path} ({what})"
-        raise OutputConflict(f"{named}: `{reader.command}` (pid {reader.pid}, since {reader.started}) is "
+        raise OutputConflict(f"{named}: `{reader.command}` ({reader.who}, since {reader.started}) is "
                              f"{where}, and this command would replace or delete it; stop that command first, or "
                              "write elsewhere")
 
@@ -942,14 +972,58 @@ def _kept_aside(path: Path, folder: Path, why: OSError) -> str:
     return told
 
 
-def _holder_of(lock_text: str) -> tuple[str, str]:
-    """(pid, command) of the process a lock file's text names: its first line, "PID COMMAND" ('' where missing)."""
-    pid, _, command = lock_text.partition("\n")[0].strip().partition(" ")
-    return pid, command
-
-
-# The second line of a lock file whose writer had set aside what stood under the output's name before it (`replacing`)
+# A line of a lock file whose writer had set aside what stood under the output's name before it (`replacing`)
 _SET_ASIDE = "set aside"
+
+
+@dataclass(frozen=True)
+class LockLine:
+    """What a lock file says of the process that took it: "PID COMMAND", then "host=HOST pidns=INODE" (a lock of an
+    earlier version has no such line: '' then), then `_SET_ASIDE` once its writer had set the earlier output aside."""
+
+    pid: str = ""
+    command: str = ""
+    host: str = ""
+    pidns: str = ""
+    set_aside: bool = False
+
+    @classmethod
+    def parse(cls, lock_text: str) -> "LockLine":
+        """The fields of a lock file's text ('' for each that is missing)."""
+        first, *rest = lock_text.strip().split("\n")
+        pid, _, command = first.strip().partition(" ")
+        where = dict(word.partition("=")[::2] for line in rest if line.startswith("host=") for word in line.split())
+        return cls(pid, command, where.get("host", ""), where.get("pidns", ""), _SET_ASIDE in map(str.strip, rest))
+
+    @classmethod
+    def of_this_process(cls, command: str) -> str:
+        """The text of a lock this process takes for `bbuvl COMMAND`: a pid alone names no process where every
+        container's bbuvl is pid 1, so its machine and pid namespace go with it."""
+        return f"{os.getpid()} {command}\nhost={socket.gethostname()} pidns={pid_namespace()}\n"
+
+    @property
+    def who(self) -> str:
+        """'pid N', with its machine or pid namespace where they are not this process's (`process_named`)."""
+        return process_named(self.pid or "unknown", self.host, self.pidns)
+
+
+def pid_namespace() -> str:
+    """This process's pid namespace (the inode of /proc/self/ns/pid; each container has its own), '' where the system
+    does not say."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
+def process_named(pid: str, host: str = "", pidns: str = "") -> str:
+    """'pid N' for a process of this machine and pid namespace (or one whose record does not say), else 'pid N on host
+    H' or 'pid N in another pid namespace on host H': there a pid alone names another process."""
+    if host and host != socket.gethostname():
+        return f"pid {pid} on host {host}"
+    if pidns and pidns != pid_namespace():
+        return f"pid {pid} in another pid namespace on host {host or socket.gethostname()}"
+    return f"pid {pid}"
 
 
 def mark_set_aside(path: Path) -> None:
@@ -1016,7 +1090,7 @@ class OutputLock:
             # A holder that ends removes its lock file before letting go, so a file with a holder's line in it, now
             # unheld, is a killed run's.
             self._found = fh.read().strip()
-            _write_lock_line(fh, self.path, f"{os.getpid()} {self.command}\n")
+            _write_lock_line(fh, self.path, LockLine.of_this_process(self.command))
             # Taken first, then the folders around it checked: of two runs that start at once on a folder and a file
             # inside it, at least one sees the other (at worst both are refused, never both let through).
             busy = _busy_around(self.out)
@@ -1025,8 +1099,8 @@ class OutputLock:
             raise _naming(e, self.path)
         if busy is not None:
             self._give_up(fh)
-            where, pid, command = busy
-            raise OutputConflict(f"{where}: another `bbuvl {command or self.command}` (pid {pid or 'unknown'}) is "
+            where, holder = busy
+            raise OutputConflict(f"{where}: another `bbuvl {holder.command or self.command}` ({holder.who}) is "
                                  f"writing it, and {self.out} {'holds it' if where.is_relative_to(self.out) else 'is inside it'}; "
                                  "wait for it to finish, or choose another output")
         _HELD[self.path] = [1, fh, self]
@@ -1044,9 +1118,9 @@ class OutputLock:
                 _flock_soon(fh.fileno())
             except BlockingIOError:
                 fh.seek(0)
-                pid, command = _holder_of(fh.read())
+                holder = LockLine.parse(fh.read())
                 fh.close()
-                raise OutputConflict(f"{self.out}: another `bbuvl {command or self.command}` (pid {pid or 'unknown'}) "
+                raise OutputConflict(f"{self.out}: another `bbuvl {holder.command or self.command}` ({holder.who}) "
                                      "is writing it; wait for it to finish, or stop it and re-run") from None
             except BaseException:
                 fh.close()
@@ -1058,19 +1132,24 @@ class OutputLock:
             fh.close()
 
     @property
+    def killed(self) -> LockLine:
+        """What the lock file of a killed holder that this one found says (every field '' where none was found)."""
+        return LockLine.parse(self._found)
+
+    @property
     def killed_command(self) -> str | None:
         """The command of a killed holder whose lock file this one found, or None."""
-        return _holder_of(self._found)[1] or None
+        return self.killed.command or None
 
     @property
     def killed_pid(self) -> str | None:
         """The pid of a killed holder whose lock file this one found, or None."""
-        return _holder_of(self._found)[0] or None
+        return self.killed.pid or None
 
     @property
     def killed_set_aside(self) -> bool:
         """Whether the killed holder had set aside what was there before it (`mark_set_aside`)."""
-        return self._found.partition("\n")[2].strip() == _SET_ASIDE
+        return self.killed.set_aside
 
     def release(self, restore: bool = False) -> None:
         """Let go (the last of the re-entrant holders removes the lock file; with `restore`, one that held a killed
@@ -1168,9 +1247,9 @@ def _flock_soon(fd: int, tries: int = 5) -> None:
             time.sleep(0.02)
 
 
-def _busy_around(out: Path) -> tuple[Path, str, str] | None:
-    """(output, pid, command) of a lock another process holds on a folder holding `out`, or on anything under `out`
-    when it is a folder: one output's writer must not write into another's (a dataset folder and its images/)."""
+def _busy_around(out: Path) -> tuple[Path, LockLine] | None:
+    """(output, what its lock says) of a lock another process holds on a folder holding `out`, or on anything under
+    `out` when it is a folder: one output's writer must not write into another's (a dataset folder and its images/)."""
     candidates = [lock_path(folder) for folder in out.parents if folder.parent != folder]
     if out.is_dir():
         candidates += [p for p in out.rglob(f".*{LOCK_SUFFIX}") if p.is_file()]
@@ -1185,8 +1264,7 @@ def _busy_around(out: Path) -> tuple[Path, str, str] | None:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                pid, command = _holder_of(fh.read())
-                return candidate.with_name(candidate.name[1:-len(LOCK_SUFFIX)]), pid, command
+                return candidate.with_name(candidate.name[1:-len(LOCK_SUFFIX)]), LockLine.parse(fh.read())
             except OSError:
                 continue
     return None

@@ -403,7 +403,7 @@ def check_unchanged(job, checkpoint: Path, cfg) -> None:  # noqa: ANN001 - a Pre
         then = {f.name: f.sha256 for f in job.key.checkpoint_files}
         writers = {w for f in now.files
                    if then.get(f.name) != f.sha256 and (w := writer_at(checkpoint / f.name)) is not None and w.running}
-        by = (", ".join(sorted(f"`bbuvl {w.command}` (pid {w.pid})" for w in writers)) + " is writing it; wait for "
+        by = (", ".join(sorted(f"`bbuvl {w.command}` ({w.who})" for w in writers)) + " is writing it; wait for "
               "that to finish and re-run") if writers else "another process wrote it meanwhile; re-run"
         raise ValueError(f"{checkpoint}: {'; '.join(changed)} while it loaded ({by})")
 

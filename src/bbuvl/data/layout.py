@@ -53,7 +53,7 @@ def unfinished_hint(path: Path) -> str:
         return ""
     # A kill leaves the earlier version set aside (outputs.replacing) and nothing under the name: 'missing' alone
     # read as a file never written, where the command that writes it only has to run again.
-    return (f"; `bbuvl {writer.command}` (pid {writer.pid}) was writing it and ended before it finished (killed?): "
+    return (f"; `bbuvl {writer.command}` ({writer.who}) was writing it and ended before it finished (killed?): "
             "run that command again")
 
 

@@ -526,7 +526,7 @@ def unfinished_save(directory: Path) -> str | None:
     if not CHECKPOINT.match(located.name) or not located.is_dir() or (why := checkpoint_incomplete(located)) is None:
         return None
     killed = next((w for w in map(writer_at, (located, *located.parents)) if w is not None and not w.running), None)
-    by = (f"`bbuvl {killed.command}` (pid {killed.pid}) stopped while saving it, and left its lock file"
+    by = (f"`bbuvl {killed.command}` ({killed.who}) stopped while saving it, and left its lock file"
           if killed is not None else "a save stopped half-way (killed, a full disk) or a copy left files out")
     whole = next((p for p in reversed(numbered_checkpoints(located.parent)) if p != located
                   and checkpoint_incomplete(p) is None), None)

@@ -1,7 +1,7 @@
 """A predictions file that a killed `bbuvl predict` left unfinished.
 
 Every writer holds a lock on its output while it runs (bbuvl/outputs.py: an flock on `.NAME.lock` beside it,
-holding "PID COMMAND"); an input whose lock is held is refused there (`refuse_inputs_being_written`). A lock file
+holding "PID COMMAND" and its host); an input whose lock is held is refused there (`refuse_inputs_being_written`). A lock file
 that nobody holds but that names a command is a killed writer's; for `bbuvl predict`, which appends, that means
 the photos after the kill have no line yet.
 """
@@ -18,6 +18,6 @@ def unfinished_predictions_note(pred: Path) -> str | None:
     writer = writer_at(pred)
     if writer is None or writer.running or writer.command != "predict":
         return None
-    return (f"{pred} is unfinished: `bbuvl predict` (pid {writer.pid}) was stopped before it predicted every photo, so "
+    return (f"{pred} is unfinished: `bbuvl predict` ({writer.who}) was stopped before it predicted every photo, so "
             "the photos it had not reached have no line; run the same `bbuvl predict` command again to finish the file "
             "(it resumes where it stopped)")

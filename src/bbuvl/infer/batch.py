@@ -443,7 +443,7 @@ def share_left(job: PredictJob, rank: int, world: int) -> int:
 def rank_at_work(rank: int, part: Path) -> str:
     """`rank 1 (pid 123, 40 lines in p.jsonl.rank1-of-2)`: a rank rank 0 waits for, as far as its part tells."""
     writer = writer_at(part)
-    pid = f"pid {writer.pid}, " if writer is not None else ""
+    pid = f"{writer.who}, " if writer is not None else ""
     try:
         lines = part.read_bytes().count(b"\n")
     except OSError:  # not written yet
@@ -453,7 +453,7 @@ def rank_at_work(rank: int, part: Path) -> str:
 
 def stopped_rank(job: PredictJob, rank: int, world: int, lock: OutputLock, left: int) -> str:
     """Why rank 0 merges nothing: which rank stopped, how much of its share is missing, the parts kept, what to do."""
-    pid = f" (pid {lock.killed_pid})" if lock.killed_pid else ""
+    pid = f" ({lock.killed.who})" if lock.killed_pid else ""
     kept = [p.name for p in (part_path(job.out, r, world) for r in range(world)) if p.exists()]
     return (f"rank {rank} of {world}{pid} stopped before it predicted its share ({left} of its photos have no "
             f"line in {part_path(job.out, rank, world).name}): nothing is merged into {job.out}, and the part files are "

@@ -213,7 +213,7 @@ class SupportWatcher:
         if not settled:
             return False
         if (writer := writer_around(self.root)) is not None:  # its photos are not all there yet: look again next time
-            return self._unusable(f"{self.root}: `bbuvl {writer.command}` (pid {writer.pid}) is writing it", None)
+            return self._unusable(f"{self.root}: `bbuvl {writer.command}` ({writer.who}) is writing it", None)
         try:
             support = read_support(self.root, digest=self._digests)
             fresh = build_support(support, self.backbone, self.current.version + 1, self.current)

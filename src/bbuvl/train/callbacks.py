@@ -365,9 +365,9 @@ class CheckpointRotation(TrainerCallback):
             if reader is not None:
                 if path.name not in self.held:
                     self.held.add(path.name)
-                    log.warning("training.save_total_limit %d: keeping %s, which `%s` (pid %s, since %s) is reading; "
+                    log.warning("training.save_total_limit %d: keeping %s, which `%s` (%s, since %s) is reading; "
                                 "it is deleted at a later save once that command has ended", self.limit, path,
-                                reader.command, reader.pid, reader.started)
+                                reader.command, reader.who, reader.started)
                 continue
             try:
                 remove_whole(path)  # none of it left under its name by a stop part-way

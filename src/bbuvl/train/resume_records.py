@@ -100,7 +100,7 @@ def _refuse_held(output_dir: str | Path, checkpoint: str | Path, step: int) -> N
     if found := held(output_dir, checkpoint, step):
         path, reader = found[0]
         raise RunDirError(f"resuming from {checkpoint}: {path} lies past the step resumed ({step}), where the run "
-                          f"removes what the stopped run left, and `{reader.command}` (pid {reader.pid}, since "
+                          f"removes what the stopped run left, and `{reader.command}` ({reader.who}, since "
                           f"{reader.started}) is reading {'it' if reader.path == real_path(path) else reader.path}; "
                           "stop that command first, or move it out of training.output_dir (a reader goes on reading "
                           "a folder moved)" + (f" ({len(found) - 1} more held likewise)" if len(found) > 1 else ""))

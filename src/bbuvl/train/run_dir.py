@@ -205,7 +205,7 @@ def check_not_being_written(inputs: Mapping[str, str | Path | None]) -> None:
             # A run's --overwrite removes its final/ before it saves the new one: the folder is not there yet, where
             # it was taken for a hub id or a typo; a hub id, or a missing folder no one writes, is check_inputs' to name.
             if (writer := writer_around(Path(given))) is not None:
-                raise RunDirError(f"{key} {given}: no such folder yet: `bbuvl {writer.command}` (pid {writer.pid}) "
+                raise RunDirError(f"{key} {given}: no such folder yet: `bbuvl {writer.command}` ({writer.who}) "
                                   f"is writing {writer.output} now; wait for that command to finish, then run this one "
                                   "again")
             continue
@@ -215,7 +215,7 @@ def check_not_being_written(inputs: Mapping[str, str | Path | None]) -> None:
             if writer is None or not writer.running:
                 continue
             where = "" if folder == located else f"lies in {folder}, which "
-            raise RunDirError(f"{key} {given}: {where}`bbuvl {writer.command}` (pid {writer.pid}) is writing it now, and "
+            raise RunDirError(f"{key} {given}: {where}`bbuvl {writer.command}` ({writer.who}) is writing it now, and "
                               "may replace or delete it while this run reads it; wait for that command to finish, or "
                               f"copy {given} out of {folder} and start from the copy")
 
