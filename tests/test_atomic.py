@@ -1,6 +1,6 @@
 """bbuvl/atomic.py: the temporaries a killed writer left beside an output go with the next write of that output,
-and a live writer's never; a folder written whole is never the one the command runs in; a folder removed whole is
-never half there under its name."""
+whatever pid their names carry, and the writing process's own never; a folder written whole is never the one the
+command runs in; a folder removed whole is never half there under its name."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bbuvl.atomic import (WriteFailed, atomic_folder, atomic_path, remove_dead_removals, remove_dead_writers_temporaries,
-                          remove_whole, write_text_atomic)
+                          remove_whole, temporary_folder, write_text_atomic)
 from tests.reliability.faults import file_size_limit
 
 
@@ -72,16 +72,42 @@ def test_a_folder_whose_writer_died_between_its_renames_is_put_back_by_the_next_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]  # the dead writer's new folder went too
 
 
-def test_a_live_writers_and_another_outputs_temporaries_are_kept(tmp_path):
+def test_this_processs_own_and_another_outputs_temporaries_are_kept(tmp_path):
     out = tmp_path / "a"
-    live = tmp_path / f".a.{os.getpid()}.abcdefgh.tmp"  # this process: still writing
     other = tmp_path / ".a.123.4567.abcdefgh.tmp"  # output "a.123"'s, whatever its writer
     unknown = tmp_path / ".a.notapid.tmp.json"  # not a name this module writes
-    for p in (live, other, unknown):
+    for p in (other, unknown):
         p.write_text("x", encoding="utf-8")
-    assert remove_dead_writers_temporaries(out) == []
-    write_text_atomic(out, "done")
-    assert {p.name for p in tmp_path.iterdir()} == {"a", live.name, other.name, unknown.name}
+    with atomic_path(out) as live:  # this process, still writing
+        live.write_text("half", encoding="utf-8")
+        with atomic_folder(tmp_path / "m") as folder:
+            assert remove_dead_writers_temporaries(out) == [] and remove_dead_writers_temporaries(tmp_path / "m") == []
+            assert live.exists() and folder.is_dir()
+    assert {p.name for p in tmp_path.iterdir()} == {"a", "m", other.name, unknown.name}
+
+
+def test_a_dead_writers_temporaries_go_whatever_pid_their_names_carry_even_a_running_ones(tmp_path):
+    # In a container bbuvl is pid 1 every time: a `model tiny out` killed as pid 1 left `.out.1.XXXXXXXX.tmp` (80 MB),
+    # which every later write kept, pid 1 being always "running". Whoever writes an output holds its lock
+    # (bbuvl/outputs.py), so a temporary of it that this process did not make is a dead writer's.
+    out = tmp_path / "out"
+    with atomic_folder(out) as tmp:
+        (tmp / "weights.bin").write_bytes(b"previous")
+    running = sorted({1, os.getpid(), os.getppid()})  # pids that run now, this process's own among them
+    left = [tmp_path / f".out.{pid}.abcdefgh.tmp" for pid in running]
+    for folder in left:
+        folder.mkdir()
+        (folder / "weights.bin").write_bytes(b"0" * 1000)
+    (tmp_path / f".out.{os.getppid()}.abcdefgh.tmp.json").write_text("{", encoding="utf-8")  # a file's
+    with atomic_folder(out) as tmp:
+        (tmp / "weights.bin").write_bytes(b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and (out / "weights.bin").read_bytes() == b"new"
+    # A writer killed between its renames as pid 1: the previous folder goes back under its name
+    out.rename(tmp_path / "kept")
+    (tmp_path / ".out.1.abcdefgh.old").mkdir()
+    (tmp_path / "kept").rename(tmp_path / ".out.1.abcdefgh.old" / "out")
+    assert remove_dead_writers_temporaries(out) == [tmp_path / ".out.1.abcdefgh.old"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and (out / "weights.bin").read_bytes() == b"new"
 
 
 def _dead_pid() -> int:
@@ -101,11 +127,12 @@ def test_a_folder_removed_whole_leaves_nothing_and_a_dead_removers_leftover_goes
     remove_whole(tmp_path / "link")  # the link goes, never what it names
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and (tmp_path / "kept" / "mine.txt").is_file()
     dead = tmp_path / f".ckpt.{_dead_pid()}.abcdefgh.del"  # a remover killed before it had removed it all
-    live = tmp_path / f".ckpt.{os.getpid()}.abcdefgh.del"  # this process: still removing it
+    pid_1 = tmp_path / ".ckpt2.1.abcdefgh.del"  # one killed as pid 1 (a container's): pid 1 runs, its remover not
+    live = temporary_folder(tmp_path / "ckpt3", ".del")  # this process: still removing it
     replaced = tmp_path / f".other.{_dead_pid()}.abcdefgh.old"  # no removal: put back by the next writer of `other`
-    for folder in (dead, live, replaced):
+    for folder in (dead, pid_1, live, replaced):
         (folder / "ckpt").mkdir(parents=True)
-    assert remove_dead_removals(tmp_path) == [dead]
+    assert remove_dead_removals(tmp_path) == [dead, pid_1]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["kept", live.name, replaced.name])
 
 

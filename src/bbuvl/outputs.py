@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Iterator, Mapping
 
 from bbuvl.atomic import (WriteFailed, refuse_current_folder, remove_dead_writers_temporaries, remove_left_temporaries,
-                          remove_path, temporary_name, temporary_name_bytes, temporary_of, temporary_prefix,
+                          remove_path, temporary_folder, temporary_name, temporary_name_bytes, temporary_of,
                           write_text_atomic, written_path)
 from bbuvl.clock import local_time
 from bbuvl.paths import real_path
@@ -903,7 +903,7 @@ def replacing(outputs: Iterable[Path]) -> Iterator[None]:
         for path in paths:
             remove_dead_writers_temporaries(path)
             if os.path.lexists(path):
-                folder = Path(tempfile.mkdtemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent))
+                folder = temporary_folder(path)  # this process's own: no removal of dead writers' takes it
                 os.rename(path, folder / path.name)
                 aside[path] = folder
             mark_set_aside(path)

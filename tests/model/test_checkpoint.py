@@ -10,8 +10,9 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.model.checkpoint import CheckpointError, Prompt, load_model, read_model_folder
+from bbuvl.model.checkpoint import CheckpointError, Prompt, finish_swap, load_model, read_model_folder, stopped_swap
 from tests.model_folders import as_an_older_bbuvl_wrote_it, remove_file
+from tests.reliability.test_train2_model_being_written import _hold
 
 
 def test_a_checkpoint_is_read_with_its_own_config_contract_and_prompt(trained_checkpoint):
@@ -243,3 +244,24 @@ def test_a_head_file_a_config_turns_off_leaves_generate_mode_running_and_the_hea
     predictor.check_mode("generate")
     with pytest.raises(ValueError, match="needs a checkpoint with a detection head"):
         predictor.check_mode("head")
+
+
+def test_a_final_a_swap_killed_as_pid_1_set_aside_is_named_and_put_back_and_a_running_writers_is_not(trained_checkpoint,
+                                                                                                        tmp_path):
+    # A swap killed between its renames as pid 1 (a container's bbuvl) left final/ aside as `.final.1.XXXXXXXX.old`:
+    # pid 1 always runs, so readers said only "no such checkpoint folder" and the next writer never put it back
+    run = tmp_path / "run"
+    aside = run / ".final.1.abcdefgh.old"
+    shutil.copytree(trained_checkpoint, aside / "final")
+    assert stopped_swap(run / "final").startswith(f"a save replacing it was stopped between its two renames, and "
+                                                  f"{aside / 'final'} holds the one before, whole.")
+    child = _hold(run, "train")  # a train of another process holding the run: between its renames, not stopped
+    try:
+        assert stopped_swap(run / "final") is None
+        with pytest.raises(FileNotFoundError, match=r"no such checkpoint folder$"):
+            read_model_folder(run / "final")
+    finally:
+        child.kill()
+        child.wait()
+    assert finish_swap(run / "final") == aside / "final"
+    assert sorted(p.name for p in run.iterdir()) == ["final"]

@@ -45,6 +45,7 @@ from bbuvl.model.checkpoint_files import (IMAGE_PROCESSOR_FILE, PROCESSOR_CONFIG
                                           check_prompt, json_problem, saved_image_processor, template_problem)
 from bbuvl.model.identity import CHOSEN_LATER, record_digests, restamp_chosen
 from bbuvl.model.lora_base import base_changes, record_base
+from bbuvl.outputs import writer_around
 from bbuvl.paths import real_path
 
 log = logging.getLogger(__name__)
@@ -437,6 +438,10 @@ def swap_in(staging: Path, folder: Path) -> None:
 def _left_whole(folder: Path) -> Path | None:
     """The whole checkpoint a swap of `folder` stopped between its renames left beside it: the new one, else the old."""
     if os.path.lexists(folder):
+        return None
+    # A writer of another process holding it (or a folder above it) is between its renames now, not stopped: what is
+    # aside is its own, whatever pid its name carries (in a container, pid 1 for every writer)
+    if writer_around(folder) is not None:
         return None
     new, before = swap_names(folder)
     return next((p for p in (new, *set_aside_by_dead_writers(folder), before)
