@@ -183,3 +183,88 @@ def test_precision_recall_curve_is_the_cocoeval_curve_at_iou_half():
     expected = [col[col > -1].mean() for col in p]
     assert len(ours.curves["recall"]) == 101
     assert np.allclose(ours.curves["iou_0.50"]["mean"], expected, atol=1e-9)
+
+
+# --- each category's numbers and both curves, where the choices of IoU and detections per photo show -----------------
+
+CROWD, BAFFLE, GHOST = "标签贴纸", "挡风板/已安装", "线缆"  # GHOST is predicted, never in the truth
+
+
+def _shifted(box: list[float], dx: float, score: float, label: str) -> dict:
+    return {"bbox_2d": [box[0] + dx, box[1], box[2] + dx, box[3]], "label": label, "score": score}
+
+
+def thresholds_that_matter() -> tuple[list[ImageRecord], list[list[dict]]]:
+    """Photos whose per-category numbers move with every reading choice: 12 boxes of one category in one photo (more
+    than COCO's 10 and 1 detections per photo), boxes found at IoU 0.72 (between the 0.70 and 0.75 thresholds) and
+    0.60 (between 0.50 and 0.75), small, medium and large boxes, and false alarms scored among the hits. No two
+    scores are equal: COCO ranks ties in photo order, which coco_evaluate sets (eval/order.py) and the reference not."""
+    # Photo 1: 12 CROWD boxes of 100x100 (large) and 20x20 (small). Shifting a box of side w by dx keeps IoU
+    # (w - dx) / (w + dx): 16 px of 100 is 0.724, 25 px is 0.60; 1 px of 20 is 0.905.
+    crowd = [[20.0 + 110 * (k % 6), 20.0 + 120 * (k // 6), 120.0 + 110 * (k % 6), 120.0 + 120 * (k // 6)]
+             for k in range(10)] + [[20.0, 300.0, 40.0, 320.0], [60.0, 300.0, 80.0, 320.0]]
+    shifts = [0, 16, 25, 0, 16, 16, 25, 0, 16, 25, 1, 0]
+    # The two small boxes score lowest: they are the 11th and 12th detections, past COCO's 10 per photo.
+    scores = [0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5, 0.2, 0.15]
+    first = [_shifted(b, dx, s, CROWD) for b, dx, s in zip(crowd, shifts, scores)]
+    first += [{"bbox_2d": [700.0, 400.0, 760.0, 460.0], "label": CROWD, "score": 0.88},  # a false alarm among the hits
+              {"bbox_2d": [500.0, 500.0, 540.0, 540.0], "label": GHOST, "score": 0.52}]
+    # Photo 2: 3 BAFFLE boxes of 50x50 (medium), found at IoU 0.724 (8 px of 50), 1.0 and 0.60 (12.5 px).
+    baffles = [[10.0, 10.0, 60.0, 60.0], [100.0, 10.0, 150.0, 60.0], [10.0, 100.0, 60.0, 150.0]]
+    second = [_shifted(baffles[0], 8, 0.92, BAFFLE), _shifted(baffles[1], 0, 0.42, BAFFLE),
+              _shifted(baffles[2], 12.5, 0.72, BAFFLE), {"bbox_2d": [200.0, 200.0, 250.0, 250.0], "label": BAFFLE, "score": 0.82},
+              _shifted(crowd[0], 0, 0.32, CROWD)]  # a CROWD box on a photo without one
+    records = [
+        ImageRecord(images=["crowd.jpg"], width=800, height=600, objects=[ObjectAnn(bbox_2d=b, desc=CROWD) for b in crowd]),
+        ImageRecord(images=["baffles.jpg"], width=300, height=300, objects=[ObjectAnn(bbox_2d=b, desc=BAFFLE) for b in baffles]),
+    ]
+    return records, [first, second]
+
+
+def test_every_number_of_every_category_is_cocos_for_that_category_alone():
+    # pycocotools restricted to one category (params.catIds) is that category's own evaluation: its AP, AP50, AP75,
+    # APs/m/l (stats 0-5) and AR100 (stat 8) are what METRICS.json's per_category must say.
+    records, predictions = thresholds_that_matter()
+    ours = coco_evaluate(records, predictions)
+    ref, cat = reference(records, predictions, None)
+    assert set(ours.per_category) == {CROWD, BAFFLE, GHOST}
+    for name, cid in cat.items():
+        alone = RefCOCOeval(ref.cocoGt, ref.cocoDt, "bbox")
+        alone.params.catIds = [cid]
+        with contextlib.redirect_stdout(io.StringIO()):
+            alone.evaluate()
+            alone.accumulate()
+            alone.summarize()
+        got = ours.per_category[name]
+        for stat in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"):
+            assert_close(got[stat], alone.stats[STAT_NAMES.index(stat)])
+    crowd, baffle = ours.per_category[CROWD], ours.per_category[BAFFLE]
+    assert (crowd["gt"], crowd["pred"], baffle["gt"], baffle["pred"]) == (12, 14, 3, 4)
+    # The case reaches each choice: AP75 is not AP at IoU 0.70, AR100 is not AR1, AP at 100 per photo is not at 10
+    t70 = int(np.argmin(np.abs(ref.params.iouThrs - 0.7)))
+    k = ref.params.catIds.index(cat[CROWD])
+    at_70 = ref.eval["precision"][t70, :, k, 0, -1]
+    assert abs(crowd["AP75"] - at_70.mean()) > 0.05
+    assert crowd["AR100"] - ref.eval["recall"][:, k, 0, 0].mean() > 0.5
+    at_10 = ref.eval["precision"][:, :, k, 0, 1]
+    assert crowd["AP"] - at_10.mean() > 0.01
+
+
+def test_both_precision_recall_curves_are_cocos_at_their_iou_class_aware_and_agnostic():
+    records, predictions = thresholds_that_matter()
+    ours = coco_evaluate(records, predictions)
+    ref, cat = reference(records, predictions, None)
+    ref_agnostic, _ = reference(records, predictions, None, agnostic=True)
+    names = {cid: name for name, cid in cat.items()}
+    for iou in (0.5, 0.75):
+        t = int(np.argmin(np.abs(ref.params.iouThrs - iou)))
+        curve = ours.curves[f"iou_{iou:.2f}"]
+        p = ref.eval["precision"][t, :, :, 0, -1]  # [R, K]
+        assert np.allclose(curve["mean"], [col[col > -1].mean() for col in p], atol=1e-9)
+        assert np.allclose(curve["agnostic"], ref_agnostic.eval["precision"][t, :, 0, 0, -1], atol=1e-9)
+        per_category = {names[cid]: p[:, k] for k, cid in enumerate(ref.params.catIds) if (p[:, k] > -1).any()}
+        assert set(curve["per_category"]) == set(per_category) == {CROWD, BAFFLE}
+        for name, column in per_category.items():
+            assert np.allclose(curve["per_category"][name], column, atol=1e-9)
+    # The boxes found at IoU 0.60 and 0.72 make the two curves differ, the agnostic one too
+    assert ours.curves["iou_0.50"]["agnostic"] != ours.curves["iou_0.75"]["agnostic"]
