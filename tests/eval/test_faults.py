@@ -374,3 +374,35 @@ def test_a_photo_with_a_box_whose_label_may_be_a_fault_the_hierarchy_cannot_read
     assert m.photo_verdicts == ["review", "pass"]
     assert any("1 photo was sent to review for a box whose label the hierarchy cannot judge" in n for n in m.notes)
     assert m.photo_unusable == [True, False]  # flagged at every threshold, when thresholds are chosen
+
+
+def test_a_fault_found_at_exactly_a_chosen_threshold_is_counted_as_its_photos_verdict_reads_it():
+    # choose_thresholds sets review and fail at fault scores the photos have, so a fault found at exactly a threshold
+    # is the usual case: the object counts and the missed faults must read it as verdict_of does (score >= threshold).
+    scores = [0.9, 0.7, 0.55, 0.4, 0.2]  # one fault a photo, each found (NEAR1: IoU 0.83) at its score
+    records = [photo((BOX1, A_BAD)) for _ in scores] + [photo((BOX1, A_OK)), photo((BOX1, A_OK))]
+    preds = [[pred(NEAR1, A_BAD, s)] for s in scores] + [[pred(BOX1, A_BAD, 0.6)], []]
+    truth, best = [True] * 5 + [False] * 2, scores + [0.6, None]
+    t, recall, precision, _ = choose_thresholds(truth, best, target_recall=0.8, target_precision=0.9)
+    assert t == VerdictThresholds(review=0.4, fail=0.7) and (recall, precision) == (0.8, 1.0)  # both a found fault's score
+    m = fault_metrics(records, preds, FAULTS, t)
+    assert m.photo_verdicts == [verdict_of(s, False, t) for s in best] == [
+        "fail", "fail", "review", "review", "pass", "review", "pass"]
+    faulty = [v for v, f in zip(m.photo_verdicts, m.photo_faulty) if f]
+    at_fail, at_review = m.objects.at_fail, m.objects.at_review
+    assert (at_fail.found, at_fail.flagged, at_fail.recall) == (faulty.count("fail"), 2, 0.4)
+    assert (at_review.found, at_review.flagged, at_review.recall) == (len(faulty) - faulty.count("pass"), 5, 0.8)
+    assert at_review.precision == 0.8  # the false fault at 0.6 is the fifth
+    assert m.photo_missed == [0, 0, 0, 0, 1, 0, 0]  # the fault at exactly review is found; the one under it is missed
+
+
+def test_recall_at_a_precision_counts_the_point_at_exactly_that_precision():
+    # 2 faults; 0.9 finds one (precision 1), 0.8 and 0.7 are false (1/2, 1/3), 0.6 finds the other: precision 2/4 = 0.5
+    # exactly, at recall 1. "Recall at precision 0.5" is that point's.
+    record = photo((BOX1, A_BAD), (BOX3, B_BAD))
+    preds = [pred(BOX1, A_BAD, 0.9), pred(BOX2, A_BAD, 0.8), pred(BOX2, B_BAD, 0.7), pred(BOX3, B_BAD, 0.6)]
+    m = fault_metrics([record], [preds], FAULTS, T)
+    assert m.objects.curve.precision == pytest.approx([1.0, 0.5, 1 / 3, 0.5]) and m.objects.curve.recall == [0.5, 0.5, 0.5, 1.0]
+    assert m.objects.curve.precision[-1] == 0.5
+    assert m.objects.recall_at_precision(0.5) == 1.0
+    assert m.to_dict()["objects"]["recall_at_precision"] == {"0.5": 1.0, "0.6": 0.5, "0.8": 0.5}
