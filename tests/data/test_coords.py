@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from bbuvl.data.coords import (
     MAX_ASPECT,
@@ -131,3 +131,45 @@ def test_a_side_under_one_unit_is_written_one_unit_wide():
     assert box[0] <= x <= box[2] and box[1] <= y <= box[3]  # the unit that holds the part
     assert c.to_model([3999.5, 2999.5, 4000.0, 3000.0], size) == [mw - 1, mh - 1, mw, mh]
     assert c.to_model([0.0, 0.0, 0.2, 0.2], size) == [0, 0, 1, 1]
+
+
+def test_a_zero_width_box_on_the_far_edge_is_written_as_the_last_unit_inside_the_frame():
+    # Rounded, its two ends are the frame's side and its middle is no lower: the unit is the one before the edge, not
+    # the one past it (data/coords.py round_box_with_area).
+    c = CoordinateContract(12544, 50176)
+    size = (4000, 3000)
+    mw, mh = c.model_size(size)
+    assert c.to_model([4000.0, 1000.0, 4000.0, 2000.0], size)[0::2] == [mw - 1, mw]
+    assert c.to_model([1000.0, 3000.0, 2000.0, 3000.0], size)[1::2] == [mh - 1, mh]
+    for box in ([4000.0, 0.0, 4000.0, 3000.0], [0.0, 3000.0, 4000.0, 3000.0]):
+        assert box_inside(c.to_model(box, size), (mw, mh))
+
+
+def _marked(size: tuple[int, int], box: tuple[int, int, int, int], orientation: int) -> Image.Image:
+    """A white photo of `size` with a red `box` on its raw pixel grid, tagged with EXIF `orientation`, read back."""
+    import io
+
+    img = Image.new("RGB", size, "white")
+    ImageDraw.Draw(img).rectangle([box[0], box[1], box[2] - 1, box[3] - 1], fill=(255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    img.save(buf, "PNG", exif=exif.tobytes())
+    buf.seek(0)
+    return Image.open(buf)
+
+
+def _red(img: Image.Image) -> list[int]:
+    a = np.asarray(img.convert("RGB")).astype(int)
+    ys, xs = np.nonzero((a[..., 0] > 150) & (a[..., 1] < 100))
+    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_box_on_the_raw_grid_lands_where_pillow_shows_it_for_every_exif_orientation(orientation):
+    # Pillow's exif_transpose is what a viewer shows and what is stored; a box off the middle and wider than high, in
+    # a photo wider than high, tells every mirror and turn apart (corners swapped, axes swapped, one side mirrored).
+    raw, box = (64, 48), (10, 5, 30, 15)
+    shown = ImageOps.exif_transpose(_marked(raw, box, orientation))
+    assert oriented_size(raw, orientation) == shown.size
+    assert orient_box(box, raw, orientation) == _red(shown)
