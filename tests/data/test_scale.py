@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.data.scale import SCALE_FILE, TrainingScale, photo_scale
+from bbuvl.data.scale import SCALE_FILE, TrainingScale, frame_scale, photo_scale
 from bbuvl.data.schema import ImageRecord
 
 
@@ -17,6 +17,17 @@ def test_a_photo_shrunk_to_the_frame_is_shown_at_frame_over_stored_pixels():
     contract = CoordinateContract(min_pixels=3136, max_pixels=448 * 336)
     assert photo_scale(record(448, 336), contract) == pytest.approx(1.0)
     assert photo_scale(record(1792, 1344), contract) == pytest.approx(0.25)
+
+
+def test_a_frame_of_another_aspect_than_the_photo_shows_it_at_the_mean_over_both_sides(tmp_path):
+    # configs/demo.yaml's frame holds a 320x240 photo as 308x252 (whole patches): 0.9625 across, 1.05 down. The scale
+    # is the mean over both sides, sqrt(308 * 252 / (320 * 240)), and training_scale.json writes it at 4 decimals.
+    contract = CoordinateContract(min_pixels=12544, max_pixels=150528, max_vision_tokens=192)
+    assert contract.model_size((320, 240)) == (308, 252)
+    assert frame_scale((320, 240), contract) == pytest.approx(1.0052985, abs=1e-7)
+    assert frame_scale((240, 320), contract) == pytest.approx(1.0052985, abs=1e-7)  # the same photo turned
+    TrainingScale.of([record(320, 240)] * 3, contract).save(tmp_path)
+    assert TrainingScale.load(tmp_path).median == 1.0053
 
 
 def test_a_magnified_tile_counts_its_magnification():

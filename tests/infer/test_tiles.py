@@ -600,3 +600,16 @@ def test_auto_grid_cuts_a_photo_of_twice_the_training_photos_sides_2x2_in_every_
     trained = photo_scale(ImageRecord(images=["p.jpg"], width=640, height=480, objects=[]), contract)
     assert auto_grid((1280, 960), contract, trained) == (2, 2)
     assert auto_grid((1920, 1440), contract, trained) == (3, 3)
+
+
+def test_auto_grid_cuts_a_portrait_photo_of_twice_the_landscape_training_photos_sides_2x2(tmp_path):
+    # The shapes demo's frame shows its 640x480 training photos as 252x168, and a 960x1280 photo as 168x252: each side
+    # of the portrait photo at half the training scale, 2x2 tiles. By the width alone the training scale is 252/640
+    # and the portrait photo's 168/960, 2.25 times less: a 3x3 grid at more than twice one pass's cost.
+    from bbuvl.data.schema import ImageRecord
+
+    contract = CoordinateContract(min_pixels=50176, max_pixels=50176, max_vision_tokens=64)
+    TrainingScale.of([ImageRecord(images=["p.jpg"], width=640, height=480, objects=[])] * 4, contract).save(tmp_path)
+    read_back = TrainingScale.load(tmp_path).median
+    assert auto_grid((960, 1280), contract, read_back) == (2, 2)
+    assert auto_grid((480, 640), contract, read_back) == (1, 1)
