@@ -103,6 +103,18 @@ def test_min_score_drops_low_scored_predictions_from_the_counts(eval_files, tmp_
     assert confident["AP"] == everything["AP"]
 
 
+def test_min_score_keeps_a_prediction_scoring_exactly_the_minimum(eval_files, tmp_path):
+    # A minimum taken from a score the predictions hold (as one read off a report is): "at least" keeps that box
+    scores = sorted(o["score"] for line in eval_files.pred.read_text(encoding="utf-8").splitlines()
+                    for o in json.loads(line)["objects"])
+    minimum = scores[len(scores) // 2]
+    metrics, _ = run_eval(eval_files, tmp_path / "m.json", "--min-score", repr(minimum))
+    at_least = sum(s >= minimum for s in scores)
+    assert at_least > sum(s > minimum for s in scores)
+    assert metrics["errors"]["predicted_objects"] == at_least
+    assert metrics["settings"]["min_score"] == minimum
+
+
 def test_missing_file_and_malformed_line_are_clean_errors(eval_files, tmp_path):
     result = runner.invoke(app, ["eval", "--pred", str(tmp_path / "nope.jsonl"), "--gt", str(eval_files.gt),
                                  "--out", str(tmp_path / "m.json")])

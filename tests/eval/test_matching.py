@@ -139,3 +139,16 @@ def test_totals_add_up_over_photos_and_duplicate_rate():
 
 def test_label_levels_is_the_deepest_label():
     assert label_levels([BBU, SCREW_OK, "标签贴纸"]) == 3 and label_levels([]) == 1
+
+
+def test_duplicate_rate_is_the_share_of_the_predictions_that_repeat_one_not_of_the_true_boxes():
+    from bbuvl.eval.match_many import match_photos
+
+    # 1 true box, 4 predictions: the best on it, two near copies of it (IoU 0.95) and one elsewhere
+    result = match_photos([[[0, 0, 10, 10]]], [[BBU]], [[[0, 0, 10, 10], [0, 0, 10, 10.5], [0.5, 0, 10, 10], [50, 50, 60, 60]]],
+                          [[BBU] * 4], [[0.9, 0.8, 0.7, 0.6]])
+    assert (result.totals.duplicates, result.totals.pred, result.totals.gt) == (2, 4, 1)
+    assert result.totals.duplicate_rate() == 0.5
+    # Nothing to find and one box written twice: half the predictions repeat one, truth or none
+    nothing = match_photos([[]], [[]], [[[0, 0, 10, 10], [0, 0, 10, 10]]], [[BBU, BBU]], [[0.9, 0.8]])
+    assert nothing.totals.duplicate_rate() == 0.5
