@@ -65,6 +65,14 @@ def test_margin_is_top1_minus_top2_and_bands_are_strictly_above_0_2_and_0_1():
     assert [confidence_band(m) for m in (0.2, 0.2001, 0.1, 0.1001, 0.0, -0.1)] == ["medium", "high", "low", "medium", "low", "low"]
 
 
+def test_a_margin_of_exactly_a_band_edge_is_in_the_band_below_it_whatever_float_subtraction_leaves():
+    # 0.9 - 0.7 is 0.20000000000000007 and 0.8 - 0.7 is 0.10000000000000009 in floats: margins are kept at
+    # SCORE_DECIMALS, so both are the edge itself, which is not above it (fewshot/classifier.py)
+    d = decide(np.array([[0.9, 0.7, 0.1], [0.8, 0.7, 0.0], [0.6, 0.4, 0.0]], dtype=np.float64), 0.25)
+    assert d.confidence() == ["medium", "low", "medium"]
+    assert d.margin.tolist() == [0.2, 0.1, 0.2]
+
+
 def test_a_single_class_has_a_zero_runner_up():
     clf = FewShotClassifier.fit(["only"], np.stack([unit(1, 0)]))
     d = decide(clf.scores(np.array([[1.0, 1.0]], dtype=np.float32)), 0.5)

@@ -88,7 +88,7 @@ class Decisions:
 
     @property
     def margin(self) -> np.ndarray:
-        """`[N]` best - second best score (at `SCORE_DECIMALS`: 0.6 - 0.4 is 0.2, medium, not 0.20000000000000007, high)."""
+        """`[N]` best - second best score (at `SCORE_DECIMALS`: 0.9 - 0.7 is 0.2, medium, not 0.20000000000000007, high)."""
         return np.round(self.best_score - self.second_score, SCORE_DECIMALS)
 
     def confidence(self) -> list[str]:
