@@ -59,6 +59,12 @@ def test_answer_without_any_json_is_not_ok():
         assert not r.ok and r.objects == [], text
 
 
+def test_an_empty_list_then_an_object_cut_off_is_not_a_usable_answer():
+    # The cut object may have been a fault: the empty list before it does not make the answer "nothing here"
+    r = parse_detections('[]\n[{"bbox_2d": [10, 20, 30, 40], "label": "螺丝连接点/BBU安装螺丝/连接错')
+    assert not r.ok and r.objects == [] and DAMAGE_TRUNCATED in r.damage
+
+
 def test_code_fence_is_ignored_and_recorded():
     r = parse_detections("```json\n" + answer(A) + "\n```")
     assert boxes_and_labels(r) == [(A["bbox_2d"], A["label"])]
@@ -119,6 +125,15 @@ def test_boxes_given_as_strings_are_read():
     r = parse_detections('[{"bbox_2d": "[1, 2.5, 3, 4]", "label": "线缆"}, {"bbox_2d": ["5", "6", "7", "8"], "label": "线缆"}]')
     assert boxes_and_labels(r) == [([1.0, 2.5, 3.0, 4.0], "线缆"), ([5.0, 6.0, 7.0, 8.0], "线缆")]
     assert r.damage == [DAMAGE_BOX_AS_STRING, DAMAGE_BOX_AS_STRING]
+
+
+def test_a_minus_sign_in_a_box_written_as_text_is_kept():
+    # A box a little past the photo's left or top edge is written negative; read as positive it lands elsewhere
+    r = parse_detections('[{"bbox_2d": "[-5, 20, 110, 220]", "label": "线缆"}, '
+                         '{"bbox_2d": ["-3.5", "6", "7", "8"], "label": "线缆"}, '
+                         '{"bbox_2d": [-2, -1e1, 30, 40], "label": "线缆" "x"}]')  # the last beyond repair: by pattern
+    assert boxes_and_labels(r) == [([-5.0, 20.0, 110.0, 220.0], "线缆"), ([-3.5, 6.0, 7.0, 8.0], "线缆"),
+                                   ([-2.0, -10.0, 30.0, 40.0], "线缆")]
 
 
 def test_exact_duplicates_are_dropped_and_counted():
