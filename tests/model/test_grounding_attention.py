@@ -4,13 +4,16 @@ with and without activation checkpointing; the term's value on a hand-computed c
 
 from __future__ import annotations
 
+import copy
+import threading
+
 import numpy as np
 import pytest
 import torch
 
 from bbuvl.config import load_config
 from bbuvl.data.families import get_family
-from bbuvl.model.grounding_attention import attention_layers, cell_coverage, grounding_attention_sum
+from bbuvl.model.grounding_attention import QueryKeyCapture, attention_layers, cell_coverage, grounding_attention_sum
 from bbuvl.model.shared_prefix import shared_prefix_length
 from bbuvl.model.vlm import core_model
 from bbuvl.train.trainer import build_run
@@ -106,6 +109,41 @@ def test_activation_checkpointing_gives_the_same_term_and_gradients(run_config):
         activation_checkpointing_kwargs={"use_reentrant": False})
     samples = [plain.train_dataset[i] for i in range(2)]
     _assert_same(_grounding(checkpointed, checkpointed.collator(samples)), _grounding(plain, plain.collator(samples)))
+
+
+def test_two_threads_recording_through_one_language_model_at_once_each_keep_their_own_layers(tiny):
+    """As model/patch_features.py's capture: one thread's `recording()` emptied the other's layers, and the two
+    passes' calls were kept in one list ('an attention layer was called more than twice in one pass')."""
+    model, _ = tiny
+    text = core_model(model).model.language_model
+    capture = QueryKeyCapture(heads=1)
+    # Both passes end before either reads its layers: each waits for the other once its last layer ran.
+    both_ran = threading.Barrier(2, timeout=60)
+    handles = [*capture.attach(text), text.register_forward_hook(lambda *_: both_ran.wait())]
+    kept: dict[int, list[int] | Exception] = {}
+
+    def record(k: int) -> None:
+        try:
+            with torch.no_grad(), capture.recording():
+                text(input_ids=torch.arange(3, 8 + 4 * k)[None])
+                both_ran.wait()
+                kept[k] = [layer.hidden.shape[1] for layer in capture.layers]
+        except Exception as e:  # noqa: BLE001 - the thread's failure is the test's to report
+            kept[k] = e
+
+    try:
+        threads = [threading.Thread(target=record, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for handle in handles:
+            handle.remove()
+    layers = len(attention_layers(text))
+    assert kept == {0: [5] * layers, 1: [9] * layers}
+    copied = copy.deepcopy(capture)  # GRPO's frozen reference deep-copies the model with it (rl/trainer.py)
+    assert copied.heads == 1 and copied.layers == []
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "flash_attention_2", "eager"])

@@ -1,5 +1,8 @@
 """Pre-merge patch features: recorded from the real tower of every family, laid out under the head's token grid."""
 
+import copy
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -134,3 +137,62 @@ def test_pixel_maps_need_recorded_pixels_and_a_matching_row_width():
         pixel_maps(PatchFeatures(torch.zeros(4, 8), grids), torch.tensor([0]), 14)
     with pytest.raises(ValueError, match="do not hold 3 x T x 14 x 14"):
         pixel_maps(PatchFeatures(torch.zeros(4, 8), grids, torch.zeros(4, 3 * 14 * 14 + 1)), torch.tensor([0]), 14)
+
+
+def test_two_threads_recording_through_one_tower_at_once_each_take_their_own_photos_patches(tiny):
+    """A `Predictor` shared by threads: the second thread's `recording()` cleared the first's record, and its end
+    switched the first's recording off, so the head read the other photo's patches, or none ('no pre-merge patch
+    features recorded')."""
+    model, processor = tiny
+    rng = np.random.default_rng(2)
+    photos = [Image.fromarray(rng.integers(0, 255, (112, 112 + 56 * k, 3), dtype=np.uint8)) for k in range(2)]
+    alone = [_record(model, [photo], processor)[0] for photo in photos]
+    visual = model.model.visual
+    capture = PatchCapture()
+    # Both threads' tower calls end before either takes its patches: each waits for the other in a hook after ours.
+    both_ran = threading.Barrier(2, timeout=60)
+    handles = [capture.attach(visual), visual.register_forward_hook(lambda *_: both_ran.wait())]
+    taken: dict[int, PatchFeatures | Exception] = {}
+
+    def record(k: int) -> None:
+        enc = processor.image_processor(images=[photos[k]], return_tensors="pt")
+        try:
+            with torch.no_grad(), capture.recording():
+                visual(enc["pixel_values"], grid_thw=enc["image_grid_thw"])
+                both_ran.wait()  # the other thread is inside its recording still, or has left it
+                taken[k] = capture.take()
+        except Exception as e:  # noqa: BLE001 - the thread's failure is the test's to report
+            taken[k] = e
+
+    try:
+        threads = [threading.Thread(target=record, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for handle in handles:
+            handle.remove()
+    for k in range(2):
+        assert isinstance(taken[k], PatchFeatures), taken[k]
+        assert torch.equal(taken[k].grid_thw, alone[k].grid_thw)
+        torch.testing.assert_close(taken[k].features, alone[k].features, rtol=0, atol=1e-6)
+
+
+def test_a_copied_capture_records_for_its_own_model_and_none_of_the_originals_record(tiny):
+    """GRPO's frozen reference is a deep copy of the model (rl/trainer.py): its capture is copied with it, records
+    nothing of the original's, and a per-thread record could not be copied at all."""
+    model, processor = tiny
+    original = PatchCapture(pixels=True)
+    enc = processor.image_processor(images=[_frame_photo(model.config.model_type, 4, 4)], return_tensors="pt")
+    handle = original.attach(model.model.visual)
+    try:
+        with torch.no_grad(), original.recording():
+            model.model.visual(enc["pixel_values"], grid_thw=enc["image_grid_thw"])
+            copied = copy.deepcopy(original)
+            assert original.take().pixels is not None
+            with pytest.raises(RuntimeError, match="did not run inside recording"):
+                copied.take()
+    finally:
+        handle.remove()
+    assert copied.pixels is True

@@ -26,6 +26,7 @@ before the prompt's end and from the rest's after it, so the rows are the same a
 from __future__ import annotations
 
 import sys
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -120,21 +121,35 @@ class QueryKeyCapture:
 
     def __init__(self, heads: int) -> None:
         self.heads = heads
-        self._on = False
-        self.layers: list[LayerInputs] = []
+        # Per thread, as model/patch_features.py's PatchCapture: one pass's layers are never another thread's.
+        self._state = threading.local()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a copy keeps (GRPO's frozen reference deep-copies the model, rl/trainer.py): no thread's record."""
+        return {"heads": self.heads}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A copy records for its own threads, from none."""
+        self.heads, self._state = state["heads"], threading.local()
+
+    @property
+    def layers(self) -> list[LayerInputs]:
+        """The inputs this thread's recording kept, one per attention layer (none outside `recording()`)."""
+        return getattr(self._state, "layers", [])
 
     @contextmanager
     def recording(self) -> Iterator["QueryKeyCapture"]:
-        """Record inside the block; the inputs are dropped on leaving (no graph outlives a step)."""
-        self._on, self.layers = True, []
+        """Record this thread's pass inside the block; the inputs are dropped on leaving (no graph outlives a step)."""
+        state = self._state
+        state.on, state.layers = True, []
         try:
             yield self
         finally:
-            self._on, self.layers = False, []
+            state.on, state.layers = False, []
 
     def hook(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
-        """Forward pre-hook: keep the layer's hidden states and rotary cos / sin."""
-        if not self._on:
+        """Forward pre-hook: keep the layer's hidden states and rotary cos / sin, for the calling thread."""
+        if not getattr(self._state, "on", False):
             return  # also the recomputation of an activation-checkpointed layer during backward
         hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
         cos, sin = kwargs["position_embeddings"]

@@ -20,6 +20,7 @@ without re-implementing the VLM's forward (as `vision_positions.py` adds positio
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -127,38 +128,51 @@ def pixel_maps(patches: PatchFeatures, image_index: Tensor, patch_size: int, cha
 
 class PatchCapture:
     """A forward hook on a vision tower that records its pre-merge features (and, with `pixels`, its input pixels)
-    while `recording()` is active."""
+    while `recording()` is active, for each thread on its own: threads passing through one model at once (a
+    `Predictor` shared by threads, `nn.DataParallel`'s replicas) each take their own tower call's features."""
 
     def __init__(self, pixels: bool = False) -> None:
         self.pixels = pixels
-        self._on = False
-        self._last: PatchFeatures | None = None
+        # One switch and one record per thread: shared, a second thread's `recording()` cleared the first's record
+        # and its end switched the first's recording off, so the head read the other photo's features or none.
+        self._state = threading.local()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a copy keeps (GRPO's frozen reference deep-copies the model, rl/trainer.py): no thread's record."""
+        return {"pixels": self.pixels}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A copy records for its own threads, from none."""
+        self.pixels, self._state = state["pixels"], threading.local()
 
     @contextmanager
     def recording(self) -> Iterator["PatchCapture"]:
-        """Record the tower's calls inside the block; the record is dropped on leaving (no graph outlives a step)."""
-        self._on, self._last = True, None
+        """Record this thread's tower calls inside the block; the record is dropped on leaving (no graph outlives a
+        step)."""
+        state = self._state
+        state.on, state.last = True, None
         try:
             yield self
         finally:
-            self._on, self._last = False, None
+            state.on, state.last = False, None
 
     def take(self) -> PatchFeatures:
-        """The latest recorded call's features; RuntimeError when the tower did not run while recording."""
-        if self._last is None:
+        """This thread's latest recorded call's features; RuntimeError when the tower did not run while recording."""
+        last = getattr(self._state, "last", None)
+        if last is None:
             raise RuntimeError("no pre-merge patch features recorded: the vision tower did not run inside recording()")
-        return self._last
+        return last
 
     def hook(self, module: nn.Module, args: tuple, kwargs: dict[str, Any], output: Any) -> None:
-        """Forward hook: keep the tower's `last_hidden_state` (pre-merge) in merge-unit order."""
-        if not self._on:
+        """Forward hook: keep the tower's `last_hidden_state` (pre-merge) in merge-unit order, for this thread."""
+        if not getattr(self._state, "on", False):
             return
         grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
         if grid is None:
             raise ValueError("the vision tower was called without grid_thw: cannot place its patches")
         # The input is in the processor's merge-unit order: the tower windows it only after its patch embedding.
         pixels = kwargs.get("hidden_states", args[0] if args else None) if self.pixels else None
-        self._last = PatchFeatures(unwindow(output.last_hidden_state, grid, module), grid, pixels)
+        self._state.last = PatchFeatures(unwindow(output.last_hidden_state, grid, module), grid, pixels)
 
     def attach(self, vision_tower: nn.Module) -> Any:
         """Register the hook on a Qwen vision tower (`model.visual`); returns the removable handle."""
