@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import weakref
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import torch
 from PIL import Image
@@ -217,13 +218,47 @@ def region_batch(device: str, batch_size: int) -> int:
     return max(batch_size, CPU_REGION_BATCH) if str(device).split(":")[0] == "cpu" else batch_size
 
 
+# Passes through one model run one at a time, whichever thread or Predictor starts them: a pass leaves state on the
+# model for its length (a server's batch hooks the language model to drop rows, infer/dropped_rows.py and
+# serve/engine.py; transformers' Qwen VL models keep each generate's rope_deltas on the model, which a pass given no
+# positions of its own reads) that another pass at the same time would run into (docs/architecture.md, "The Predictor
+# in Python").
+_PASS_LOCKS: "weakref.WeakKeyDictionary[Any, threading.RLock]" = weakref.WeakKeyDictionary()
+_PASS_LOCKS_GUARD = threading.Lock()
+
+_Result = TypeVar("_Result")
+
+
+def pass_lock(model: Any) -> "threading.RLock":
+    """The lock every pass through `model` holds, the same for every Predictor built on it (reentrant: a mode's pass
+    calls `greedy` inside `predict`'s)."""
+    with _PASS_LOCKS_GUARD:
+        return _PASS_LOCKS.setdefault(model, threading.RLock())
+
+
+def one_pass_at_a_time(method: Callable[..., _Result]) -> Callable[..., _Result]:
+    """`method` of a Predictor run holding its model's pass lock (`pass_lock`)."""
+    @functools.wraps(method)
+    def locked(self: "Predictor", *args: Any, **kwargs: Any) -> _Result:
+        with self.passes:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class Predictor:
-    """A trained checkpoint ready to predict; see the module docstring for the modes."""
+    """A trained checkpoint ready to predict; see the module docstring for the modes.
+
+    Thread-safe: `predict`, `predict_detection`, `predict_each`, `predict_lines`, `greedy`, `greedy_continued` and
+    `sample` may be called from several threads at once; their passes through the model run one at a time
+    (`pass_lock`, one lock per model), while `prepare` (decoding, resizing) runs on each caller's thread beside them
+    (docs/architecture.md, "The Predictor in Python").
+    """
 
     def __init__(self, model: Any, processor: Any, contract: CoordinateContract, prompt: Any, cfg: Any, device: str = "cpu",
                  train_scale: float | None = None):
         self.model, self.processor, self.contract, self.prompt, self.cfg = model, processor, contract, prompt, cfg
         self.device = device
+        self.passes = pass_lock(model)  # held by every pass through the model (`one_pass_at_a_time`)
         generation = getattr(getattr(model, "vlm", None), "generation_config", None)
         if generation is not None and generation.max_length is not None:
             # Every call passes max_new_tokens: a base's max_length beside it made transformers warn "Both
@@ -400,6 +435,7 @@ class Predictor:
             return None
         return self.labels_constraint().processor([self.contract.answer_extent(p.size) for p in prepared], max_new_tokens)
 
+    @one_pass_at_a_time
     def greedy(self, batch: Batch, constraint: LogitsProcessor | None, max_new_tokens: int,
                awaited: Sequence[Awaited | None] = ()) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy decoding of a collated batch: new token ids `[B, T]` and each choice's log-probability `[B, T]`.
@@ -414,6 +450,7 @@ class Predictor:
                 new = self._generate(batch, [recorder, end], max_new_tokens, do_sample=False)
         return new, recorder.logprobs(new.shape[0])
 
+    @one_pass_at_a_time
     def greedy_continued(self, prompt: EncodedSample | PromptRead, continuations: Sequence[list[int]],
                          constraint: LogitsProcessor | None, max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
         """`greedy` over rows that are one photo's prompt followed by each of `continuations` (answers begun): the
@@ -428,6 +465,7 @@ class Predictor:
                                    self.tokenizer.convert_tokens_to_ids(TURN_END), max_new_tokens)
         return new, recorder.logprobs(new.shape[0])
 
+    @one_pass_at_a_time
     def sample(self, batch: Batch, constraint: LogitsProcessor | None, max_new_tokens: int, temperature: float = 1.0,
                top_p: float = 1.0) -> torch.Tensor:
         """Sampled decoding of a collated batch (GRPO's rollouts), under the grammar when `constraint`: new ids `[B, T]`.
@@ -598,6 +636,7 @@ class Predictor:
         """The thresholds that judge one result: its framing's (one pass, or tiles and zoom) of `options`."""
         return (options or self.options()).thresholds(result.tiled)
 
+    @one_pass_at_a_time
     def _run(self, prepared: list[Prepared], mode: str, options: PredictOptions) -> list[ImageResult]:
         self.check_mode(mode)
         plan = options.plan(self.train_scale, self.part_sides, self.long_sides, self.tile_refine)

@@ -164,19 +164,21 @@ class Engine:
         (`Predictor.predict_each`, the retry policy `bbuvl predict` has too)."""
         start = time.perf_counter()
         options = self.options_for(mode)
-        # Hooked for this batch alone: a hook left on the model would keep this engine and its last photos alive
-        # with it, and run for any other engine of the same model.
-        hook = self._language_model.register_forward_pre_hook(partial(_stop_if_given_up, photos))
         # With some of them still awaited, a given-up photo's row leaves the decode at its next token, where it went on
         # costing its share of every token (infer/dropped_rows.py)
         prepared = [replace(p.prepared, awaited=Awaited(p.given_up.is_set)) for p in photos]
-        try:
-            results = self.predictor.predict_each(prepared, mode, options)
-        except GivenUp as e:  # no one waits for these answers: nothing to log, nothing to retry
-            # without the traceback, whose frames hold the photos; those that left the batch before it stopped saved
-            return [GivenUp(str(e), *_left(p.awaited)) for p in prepared]
-        finally:
-            hook.remove()
+        # Hooked for this batch alone: a hook left on the model would keep this engine and its last photos alive
+        # with it, and run for any other engine of the same model. The model's pass lock is held while it is on, so
+        # no pass of another thread or engine runs into it (infer/predictor.py `pass_lock`).
+        with self.predictor.passes:
+            hook = self._language_model.register_forward_pre_hook(partial(_stop_if_given_up, photos))
+            try:
+                results = self.predictor.predict_each(prepared, mode, options)
+            except GivenUp as e:  # no one waits for these answers: nothing to log, nothing to retry
+                # without the traceback, whose frames hold the photos; those that left the batch before it stopped saved
+                return [GivenUp(str(e), *_left(p.awaited)) for p in prepared]
+            finally:
+                hook.remove()
         infer_ms = (time.perf_counter() - start) * 1000
         answers: list[Answer | Exception] = []
         for photo, p, r in zip(photos, prepared, results):
