@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import stat
+from pathlib import Path
 
 from PIL import Image
 from typer.testing import CliRunner
@@ -281,3 +282,23 @@ def test_another_batch_size_finds_the_same_boxes_up_to_the_last_digit_written(tr
         for a, b in zip(one["objects"], four["objects"]):
             assert max(abs(x - y) for x, y in zip(a["bbox_2d"], b["bbox_2d"])) <= 0.1 + 1e-9
             assert abs(a["score"] - b["score"]) <= 1.5e-5
+
+
+def test_a_job_given_its_paths_as_strings_runs_as_one_given_paths(trained_checkpoint, small_dataset, tmp_path):
+    """A script's PredictJob(names, "out.jsonl", ...) failed far on: "'str' object has no attribute 'parent'"."""
+    from bbuvl.infer.batch import PredictJob, photo_names, run_predictions
+    from bbuvl.infer.output import read_manifest
+    from bbuvl.infer.predictor import Predictor
+
+    source = small_dataset / "val.jsonl"
+    predictor = Predictor.load(trained_checkpoint, device="cpu")
+    lines = {}
+    for spelt, make in (("str", str), ("path", Path)):
+        out = tmp_path / spelt / "pred.jsonl"
+        job = PredictJob(photo_names(source), make(out), "head", 2, source=make(source),
+                         checkpoint=make(trained_checkpoint), root=make(small_dataset))
+        done = run_predictions(job, lambda paths: predictor.predict_lines(paths, mode="head"))
+        assert done["predicted"] == len(job.inputs) == 2 and done["errors"] == 0
+        assert read_manifest(out).input == str(source)
+        lines[spelt] = [json.loads(line)["image"] for line in out.read_text(encoding="utf-8").splitlines()]
+    assert lines["str"] == lines["path"] == photo_names(source)

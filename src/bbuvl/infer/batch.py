@@ -52,6 +52,13 @@ class PredictJob:
     # searching the file for the line to fix. Empty for a folder, whose photos are their own names.
     lines: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # A script's PredictJob(names, "out.jsonl", ...) gave `out` as a str, which failed far on as "'str'
+        # object has no attribute 'parent'": the paths are taken as any path-like (a str, a Path).
+        self.out = Path(self.out)
+        self.root = Path(self.root) if self.root is not None else None
+        self.source, self.checkpoint = os.fspath(self.source), os.fspath(self.checkpoint)
+
     def photos(self) -> list[tuple[str, Path]]:
         """(name, file) of every photo, for the resume key."""
         return [(name, Path(self.path_of(name))) for name in self.inputs]

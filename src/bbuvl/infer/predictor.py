@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import weakref
 from dataclasses import asdict, dataclass, field, replace
@@ -243,6 +244,16 @@ def one_pass_at_a_time(method: Callable[..., _Result]) -> Callable[..., _Result]
         with self.passes:
             return method(self, *args, **kwargs)
     return locked
+
+
+def photo_list(images: Any, call: str) -> list[Any]:
+    """`images` as a list of photos; TypeError when it is one photo (a path or a PIL image), which iterating would
+    read letter by letter ('s: image file not found') or pixel row by row."""
+    if isinstance(images, (str, bytes, os.PathLike, Image.Image)):
+        shown = "image" if isinstance(images, Image.Image) else repr(os.fsdecode(images))
+        raise TypeError(f"{call} takes a list of photos (paths or PIL images), got one {type(images).__name__}: "
+                        f"pass [{shown}]")
+    return list(images)
 
 
 class Predictor:
@@ -544,15 +555,16 @@ class Predictor:
             raise ValueError(f"mode '{mode}' needs teacher photos: call set_teachers(TEACHERS.jsonl) / pass --teachers")
 
     def predict(self, images: Sequence[str | Path | Image.Image], mode: str = "generate", **options: Any) -> list[ImageResult]:
-        """Full results (objects, raw text, sizes) for a batch of images (a bad image raises); `options` as
-        `PredictOptions` names them."""
+        """Full results (objects, raw text, sizes) for a list of images, one each ([] for none; a bad image raises);
+        `options` as `PredictOptions` names them. TypeError for one image given alone: pass a list."""
+        images = photo_list(images, "Predictor.predict")
         opts = self.options(mode, **options)
         return self._run([self.prepare(im, keep_stored=opts.plan() is not None) for im in images], mode, opts)
 
     def predict_detection(self, images: Sequence[str | Path | Image.Image], mode: str = "generate",
                           **options: Any) -> list[list[Detection]]:
         """`[[Detection(bbox_2d, label, score), ...] per image]` in each stored image's pixels."""
-        return [r.objects for r in self.predict(images, mode, **options)]
+        return [r.objects for r in self.predict(photo_list(images, "Predictor.predict_detection"), mode, **options)]
 
     def predict_each(self, prepared: Sequence[Prepared], mode: str = "generate",
                      options: PredictOptions | None = None) -> list[ImageResult | Exception]:
@@ -587,6 +599,7 @@ class Predictor:
 
         A mode this checkpoint cannot run, or a misspelt option, raises ValueError: that is no photo's fault.
         """
+        paths = photo_list(paths, "Predictor.predict_lines")
         opts = self.options(mode, **options)
         self.check_mode(mode)
         # Tiles and zoom keep each photo's stored pixels (432 MB of a 12000x9000 photo) and predict its regions photo by
@@ -639,6 +652,8 @@ class Predictor:
     @one_pass_at_a_time
     def _run(self, prepared: list[Prepared], mode: str, options: PredictOptions) -> list[ImageResult]:
         self.check_mode(mode)
+        if not prepared:  # no batch to collate: a mode's batch of none failed in the collator ('max() arg is empty')
+            return []
         plan = options.plan(self.train_scale, self.part_sides, self.long_sides, self.tile_refine)
         if plan:
             results = [self._tiled(p, mode, options, plan) for p in prepared]
