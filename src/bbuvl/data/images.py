@@ -382,9 +382,8 @@ def load_image(path: str | Path, orient: bool = True, at_least: tuple[int, int] 
     1/2, 1/4, 1/8 of its size that still covers it (a picture for people, not a model's input: the pixels differ from a
     full decode's)."""
     with _opened(Path(path), True, at_least) as (im, raw_size), _named_errors(Path(path), "decode image"):  # a corrupt EXIF block, too
-        orientation = exif_orientation(im)
         mode = im.mode
-        img = upright(im, orientation) if orient else im  # pixels already loaded
+        img, orientation = oriented(im) if orient else (im, exif_orientation(im))  # pixels already loaded
     rgb, conversion = convert_to_rgb(img)
     return LoadedImage(rgb, raw_size, orientation, mode, oriented_size(raw_size, orientation) if orient else raw_size,
                        conversion)
@@ -417,10 +416,29 @@ def pillow_turns_tiff() -> bool:
         return im.size == (1, 2)
 
 
+# Where an image's metadata can say how to turn it (Pillow's getexif reads all of them): a turned image keeps none.
+TURN_METADATA = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
+
+
 def upright(im: Image.Image, orientation: int) -> Image.Image:
-    """`im` turned as the EXIF `orientation` asks (`im` itself for 1)."""
+    """`im` turned as the EXIF `orientation` asks (`im` itself for 1). The turned image carries no EXIF or XMP block:
+    Pillow copies `info` to it, so it still said "turn me", and `oriented` (an in-memory image given to the
+    Predictor) would have turned it twice."""
     turn = EXIF_TURNS.get(orientation)
-    return im.transpose(turn) if turn is not None else im
+    if turn is None:
+        return im
+    turned = im.transpose(turn)
+    for key in TURN_METADATA:
+        turned.info.pop(key, None)
+    return turned
+
+
+def oriented(im: Image.Image) -> tuple[Image.Image, int]:
+    """`im` upright as its own EXIF orientation asks (`exif_orientation`, `upright`), and that orientation: the one
+    rule for a photo read from a file (`load_image`), uploaded (serve/images.py) or given in memory
+    (infer/predictor.py `Predictor.prepare`); ValueError when the orientation is no number."""
+    orientation = exif_orientation(im)
+    return upright(im, orientation), orientation
 
 
 def image_size(path: str | Path) -> tuple[int, int]:

@@ -26,7 +26,7 @@ from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.digests import FileDigest
 from bbuvl.data.faults import Faults
 from bbuvl.data.families import IMAGE_TOKEN, TURN_END, get_family
-from bbuvl.data.images import load_image, to_rgb, upright_size
+from bbuvl.data.images import load_image, oriented, to_rgb, upright_size
 from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
 from bbuvl.data.schema import ImageRecord, Sample, read_lines, require_photos, resolve_image
 from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, format_answer
@@ -370,12 +370,16 @@ class Predictor:
     def prepare(self, image: str | Path | Image.Image, keep_stored: bool = False,
                 size: tuple[int, int] | None = None) -> Prepared:
         """Load (EXIF-oriented RGB) and resize to the model frame the checkpoint was trained with; `keep_stored`
-        keeps the stored pixels too, which tiles and zoom cut their regions from. `size`: the stored photo's, when a
-        PIL `image` shows it at another scale (serve's upload of a JPEG past the pixel limit decoded smaller; GRPO's
-        view of a training photo, at its frame already)."""
-        # A PIL image given directly gets the same mode conversion as a file (16-bit, CMYK, alpha: data/images.py).
+        keeps the stored pixels too, which tiles and zoom cut their regions from. A PIL `image` is turned by the EXIF
+        orientation it carries, as its file would be (`Image.open(path)` answers as `path` does). `size`: the stored
+        photo's, upright, when a PIL `image` shows it at another scale (serve's upload of a JPEG past the pixel limit
+        decoded smaller; GRPO's view of a training photo, at its frame already)."""
+        # A PIL image given directly gets the same turn and mode conversion as a file (16-bit, CMYK, alpha:
+        # data/images.py): a phone's portrait opened with Image.open was predicted on its sideways pixels, its boxes
+        # in a frame its file's do not share. What data/images.py or a server turned says no turn is left.
         if isinstance(image, Image.Image):
-            img, stored = to_rgb(image), size or image.size
+            turned = oriented(image)[0]
+            img, stored = to_rgb(turned), size or turned.size
         else:
             # A JPEG past Pillow's pixel limit comes decoded at a reduced scale: its frame, and every box, are still
             # the stored photo's (data/images.py)

@@ -19,8 +19,8 @@ from typing import Any, Callable
 from PIL import Image, UnidentifiedImageError
 
 from bbuvl.data.coords import MAX_ASPECT, oriented_size
-from bbuvl.data.images import (JpegTooLarge, LoadedImage, convert_to_rgb, exif_orientation, jpeg_scale, open_photo,
-                               pillow_limit, unsupported_format, upright)
+from bbuvl.data.images import (JpegTooLarge, LoadedImage, convert_to_rgb, jpeg_scale, open_photo, oriented,
+                               pillow_limit, unsupported_format)
 from bbuvl.data.read_cost import ReadCost, read_cost
 from bbuvl.serve.errors import ApiError, cut
 
@@ -80,9 +80,9 @@ def decode_upload(data: bytes | memoryview, max_pixels: int,
                 # Pillow's TIFF reader, given an offset or count tag of the wrong type (a fraction, text): a corrupt
                 # file, not a server failure (a 500 before)
                 raise ApiError(400, "corrupt_image", f"the image cannot be decoded (a corrupt tag): {cut(str(e))}") from None
-            orientation, mode = _orientation(im), im.mode
-            rgb, conversion = convert_to_rgb(upright(im, orientation))
-            return LoadedImage(rgb if rgb is not im else im.copy(), stored, orientation, mode,
+            turned, orientation = _oriented(im)
+            rgb, conversion = convert_to_rgb(turned)
+            return LoadedImage(rgb if rgb is not im else im.copy(), stored, orientation, im.mode,
                                oriented_size(stored, orientation), conversion)
     except ApiError:
         raise
@@ -155,10 +155,11 @@ def _costly(cost: ReadCost, stored: tuple[int, int], size: tuple[int, int], limi
             f"and even decoded at 1/8 of its size it holds {w * h}")
 
 
-def _orientation(im: Image.Image) -> int:
-    """The EXIF orientation of an opened image (1: none); ApiError 400 when it is no number."""
+def _oriented(im: Image.Image) -> tuple[Image.Image, int]:
+    """An opened image upright and its EXIF orientation (1: none), by the rule a file and an image given to the
+    Predictor follow (data/images.py `oriented`); ApiError 400 when the orientation is no number."""
     try:
-        return exif_orientation(im)
+        return oriented(im)
     except ValueError as e:
         raise ApiError(400, "corrupt_image", f"the image's {cut(str(e))}") from None
 
