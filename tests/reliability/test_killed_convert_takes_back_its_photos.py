@@ -22,16 +22,15 @@ from tests.data.test_hostile_inputs import run
 CLAIM_SET_ASIDE_WRITE_AND_DIE = """
 import os, shutil, signal, sys
 from pathlib import Path
-from bbuvl.data.convert import IMAGES_DIR
-from bbuvl.data.layout import DATASET_FILES, ERRORS, named_by_dataset
+from bbuvl.data.layout import DATASET_FILES, ERRORS, IMAGES, named_by_dataset
 from bbuvl.outputs import claim_outputs, replacing
 out, photos = Path(sys.argv[1]), sorted(Path(sys.argv[2]).glob("*.jpg"))
-outputs = [*(out / n for n in (*DATASET_FILES, ERRORS)), out / IMAGES_DIR]
-claim_outputs("data convert", {}, outputs[:-1], outputs[-1:], own={out / IMAGES_DIR: named_by_dataset(out)})
+outputs = [*(out / n for n in (*DATASET_FILES, ERRORS)), out / IMAGES]
+claim_outputs("data convert", {}, outputs[:-1], outputs[-1:], own={out / IMAGES: named_by_dataset(out)})
 with replacing(outputs):
-    (out / IMAGES_DIR).mkdir()
+    (out / IMAGES).mkdir()
     for p in photos:
-        shutil.copy(p, out / IMAGES_DIR / p.name)
+        shutil.copy(p, out / IMAGES / p.name)
     os.kill(os.getpid(), signal.SIGKILL)
 """
 

@@ -16,8 +16,8 @@ from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, fini
                               user_errors)
 from bbuvl.cli.data_tools import print_skipped, warn_long_paths, workers_option
 from bbuvl.config import resolve_frame
-from bbuvl.data.convert import IMAGES_DIR, ConvertOptions, convert_dataset
-from bbuvl.data.layout import DATASET_FILES, ERRORS, named_by_dataset
+from bbuvl.data.convert import ConvertOptions, convert_dataset
+from bbuvl.data.layout import DATASET_FILES, ERRORS, IMAGES, named_by_dataset
 from bbuvl.data.workers import bound_workers
 from bbuvl.outputs import replacing
 
@@ -47,10 +47,10 @@ def convert(
         fail(f"--lang must be 'zh' or 'en', got '{lang}'")
     if not resize and (config or checkpoint or min_pixels or max_pixels):
         fail("--config, --checkpoint, --min-pixels and --max-pixels set the frame of --resize; add --resize")
-    outputs = [*(out / n for n in (*DATASET_FILES, ERRORS)), out / IMAGES_DIR]
+    outputs = [*(out / n for n in (*DATASET_FILES, ERRORS)), out / IMAGES]
     claim_outputs("data convert", {"SRC": src, "--config": config, "--checkpoint": checkpoint, "--token-map": token_map,
                                    "--hierarchy": hierarchy}, outputs[:-1], outputs[-1:], overwrite,
-                  own={out / IMAGES_DIR: named_by_dataset(out)})  # its photos set aside whole below, nothing among them
+                  own={out / IMAGES: named_by_dataset(out)})  # its photos set aside whole below, nothing among them
     frame = None
     if resize:
         with user_errors():

@@ -20,7 +20,8 @@ from bbuvl.data.images import ImageError, photo_digests
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.input_paths import OutsideFolderError, file_inside, find_file, require_folder
 from bbuvl.data.labels import Hierarchy
-from bbuvl.data.layout import ERRORS, write_dataset_folder
+from bbuvl.data.layout import DATASET_FILES, ERRORS, IMAGES, write_dataset_folder
+from bbuvl.data.library_outputs import holding_outputs
 from bbuvl.data.near_copies import near_copy_entries, photo_print
 from bbuvl.data.placement import ImagePlacer, preferred_name
 from bbuvl.data.schema import (ImageRecord, another_kind, lines_kind, once_each, read_lines, require_photos, resolve_image,
@@ -73,8 +74,21 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     in English beside the Chinese of other files, the model would learn two names for one part. Names the hierarchy
     knows in neither language are kept as they are (`unknown_labels`). A file whose photos would all be imported without a
     box (no annotation, or none usable) is refused unless `allow_empty` (`refuse_all_empty`).
+
+    Refused (OutputConflict) before anything is written when a file it writes, or `out`/images, is `annotations` or
+    holds it, or lies inside `images_dir`, or another process writes or reads one (data/library_outputs.py).
     """
-    annotations, images_dir, out = Path(annotations), Path(images_dir), Path(out)
+    out = Path(out)
+    with holding_outputs("data import-coco", {"annotations": annotations, "images_dir": images_dir},
+                         [out / name for name in (*DATASET_FILES, ERRORS)], [out / IMAGES]):
+        return _import_held(annotations, images_dir, out, val_ratio, num_teachers, seed, hierarchy, link, allow_outside,
+                            allow_empty)
+
+
+def _import_held(annotations: str | Path, images_dir: str | Path, out: Path, val_ratio: float, num_teachers: int,
+                 seed: int, hierarchy: Hierarchy | None, link: bool, allow_outside: bool, allow_empty: bool) -> CocoImport:
+    """`import_coco`, its outputs held."""
+    annotations, images_dir = Path(annotations), Path(images_dir)
     hierarchy = hierarchy or Hierarchy.load(None)
     require_folder(images_dir, "the folder the COCO file's file_name paths are relative to")
     require_memory_for(annotations, "COCO file")
@@ -333,8 +347,16 @@ def export_coco(dataset: str | Path, out: str | Path) -> dict[str, Any]:
     imported and exported again names its photos by the same ids (docs/data_coco.md).
 
     DatasetError naming both lines for a photo on two lines: as two image entries, every COCO evaluation would count
-    its boxes twice, and `import_coco` keeps only the first."""
-    dataset, out = Path(dataset), Path(out)
+    its boxes twice, and `import_coco` keeps only the first.
+
+    Refused (OutputConflict) before anything is written when `out` is `dataset` (the same real path or inode), or
+    another process writes or reads it (data/library_outputs.py)."""
+    with holding_outputs("data export-coco", {"dataset": dataset}, [out]):
+        return _export_held(Path(dataset), Path(out))
+
+
+def _export_held(dataset: Path, out: Path) -> dict[str, Any]:
+    """`export_coco`, its output held."""
     rows = once_each(require_photos(read_lines(dataset), dataset), dataset)
     photos_found(rows, dataset)  # a JSONL copied out of its folder named photos that are not there, and import refused them
     records = [sample.student for _, sample in rows]

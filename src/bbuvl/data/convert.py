@@ -44,7 +44,8 @@ from bbuvl.data.images import IMAGE_SUFFIXES, file_digest, load_image, photo_dig
 from bbuvl.data.input_paths import OutsideFolderError, file_inside, require_folder
 from bbuvl.data.jsonfile import DuplicateKeyError, json_problem, parse_json
 from bbuvl.data.labels import SEP, Hierarchy, TokenMap
-from bbuvl.data.layout import ERRORS, SUMMARY, TRAIN, write_dataset_folder, write_json
+from bbuvl.data.layout import DATASET_FILES, ERRORS, IMAGES, SUMMARY, TRAIN, write_dataset_folder, write_json
+from bbuvl.data.library_outputs import holding_outputs
 from bbuvl.data.names import NameBook, fit_name, portable_path
 from bbuvl.data.near_copies import near_copy_entries, print_of
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
@@ -58,7 +59,6 @@ from bbuvl.paths import real_path
 if TYPE_CHECKING:
     import numpy as np
 
-IMAGES_DIR = "images"
 JPEG_QUALITY = 95
 # A box may overshoot the image by this much (annotation tools let the cursor run past the edge);
 # more than that means the coordinates are wrong, not sloppy.
@@ -383,7 +383,7 @@ def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> 
     result.digest, result.source_data = file_digest(ctx.images_dir / name), photo_digests(pair.image)[1]
     result.photo, result.near_print = image_name, print_of(loaded.image)
     result.record = ImageRecord(
-        images=[f"{IMAGES_DIR}/{name}"], width=final[0], height=final[1],
+        images=[f"{IMAGES}/{name}"], width=final[0], height=final[1],
         objects=sort_objects(objects), id=pair.id, source=file,
     )
 
@@ -569,19 +569,30 @@ def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool =
 
     Writes `out/images/<stem>.jpg`, train/val/teachers JSONL, labels.json, summary.json and
     errors.jsonl. When no photo could be converted only errors.jsonl and summary.json are written.
+
+    Refused (OutputConflict) before anything is written when an output is the token map or hierarchy file (or holds
+    it), or another process writes or reads one, or writes `src` (data/library_outputs.py); `out` may lie inside
+    `src`, whose photos are never read back, but never be `src` nor hold it in its images/ (below).
     """
     src, out = Path(src), Path(out)
+    with holding_outputs("data convert", {"token_map": opts.token_map, "hierarchy": opts.hierarchy},
+                         [out / name for name in (*DATASET_FILES, ERRORS)], [out / IMAGES], read={"src": src}):
+        return _convert_held(src, out, opts, progress)
+
+
+def _convert_held(src: Path, out: Path, opts: ConvertOptions, progress: bool) -> dict[str, Any]:
+    """`convert_dataset`, its outputs held."""
     require_folder(src, "the folder of the platform's export, its photos and their annotation JSON")
     if opts.lang not in ("zh", "en"):
         raise ValueError(f"--lang must be 'zh' or 'en', got '{opts.lang}'")
     if not 0 <= opts.val_ratio < 1:
         raise ValueError(f"--val-ratio must be in [0, 1), got {opts.val_ratio}")
     src_r, out_r = real_path(src), real_path(out)
-    if src_r == out_r or src_r.is_relative_to(out_r / IMAGES_DIR):
+    if src_r == out_r or src_r.is_relative_to(out_r / IMAGES):
         raise ValueError(f"{out}: writing the dataset there would overwrite the photos in {src}; choose another OUT")
     ctx = _Context(
         src=src_r,
-        images_dir=out / IMAGES_DIR,
+        images_dir=out / IMAGES,
         token_map=TokenMap.load(opts.token_map),
         hierarchy=Hierarchy.load(opts.hierarchy),
         contract=opts.frame,

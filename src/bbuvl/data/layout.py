@@ -22,6 +22,7 @@ TRAIN, VAL, TEACHERS, LABELS, SUMMARY, ERRORS = (
     "train.jsonl", "val.jsonl", "teachers.jsonl", "labels.json", "summary.json", "errors.jsonl",
 )
 DATASET_FILES = (TRAIN, VAL, TEACHERS, LABELS, SUMMARY)  # what write_dataset_folder writes
+IMAGES = "images"  # the folder of photos that convert, import-coco and tile write beside those files
 
 
 def named_by_dataset(folder: Path) -> Callable[[str], bool]:

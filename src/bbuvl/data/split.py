@@ -11,6 +11,7 @@ from typing import Sequence, TypeVar
 import numpy as np
 
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL
+from bbuvl.data.library_outputs import holding_outputs
 from bbuvl.data.near_copies import copy_groups, how_alike, near_copies, photo_prints
 from bbuvl.data.relocate import relocate_record, relocate_sample
 from bbuvl.data.schema import (DatasetError, Sample, once_each, read_lines, require_photos, resolve_image, tile_origin,
@@ -87,7 +88,17 @@ def split_photos(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.
     answers) in training prompts. Near-copies of one photo (data/near_copies.py: saved again at another quality or
     size, as PNG, its EXIF turn written into its pixels, mirrored or turned, made greyscale, darker or lower in
     contrast) go to one side, as a photo's tiles do.
+
+    Refused (OutputConflict) before anything is written when a file it writes is `dataset` itself (`out_dir` its own
+    folder), or another process writes or reads one (data/library_outputs.py).
     """
+    outputs = [Path(out_dir) / name for name in (TRAIN, VAL, TEACHERS)]
+    with holding_outputs("data split", {"dataset": dataset}, outputs):
+        return _split_held(dataset, out_dir, val_ratio, seed, num_teachers)
+
+
+def _split_held(dataset: str | Path, out_dir: str | Path, val_ratio: float, seed: int, num_teachers: int) -> SplitResult:
+    """`split_photos`, its outputs held."""
     rows = once_each(require_photos(read_lines(dataset), dataset), dataset)
     photos_found(rows, dataset)
     # A photo re-encoded by a tool has other bytes, so `once_each` let both copies through: one on each side, validation

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from bbuvl.data.input_paths import NOTHING_THERE, file_kind, name_problem, spelling_note
+from bbuvl.data.library_outputs import holding_outputs
 from bbuvl.data.near_copies import copy_groups, near_copies, photo_prints
 from bbuvl.data.relocate import relocate_record
 from bbuvl.data.schema import (DatasetError, ImageRecord, Sample, once_each, read_lines, require_photos,
@@ -149,7 +150,18 @@ def choose_teacher_pool(dataset: str | Path, out: str | Path, k: int = 10, seed:
     prompt, so a validation photo as teacher leaks its answer into training. A training photo whose pixels are a
     validation photo's (data/near_copies.py: saved again, mirrored or turned) leaks it the same way: it is left out of
     the pool, and `TeacherPool.held_out` names it.
+
+    Refused (OutputConflict) before anything is written when `out` is `dataset` or that validation file (the same
+    real path or inode), or another process writes or reads `out` (data/library_outputs.py).
     """
+    from bbuvl.data.layout import VAL  # layout imports this module
+
+    with holding_outputs("data teachers", {"dataset": dataset, f"{VAL} beside out": Path(out).parent / VAL}, [out]):
+        return _choose_held(dataset, out, k, seed)
+
+
+def _choose_held(dataset: str | Path, out: str | Path, k: int, seed: int) -> TeacherPool:
+    """`choose_teacher_pool`, its output held."""
     from bbuvl.data.layout import VAL  # layout imports this module
 
     rows = once_each(require_photos(read_lines(dataset), dataset), dataset)

@@ -26,13 +26,13 @@ from bbuvl.data.check import check_boxes
 from bbuvl.data.coords import aspect_problem, box_is_degenerate, pixel_bound
 from bbuvl.data.images import load_image
 from bbuvl.data.input_paths import file_kind
-from bbuvl.data.layout import TRAIN, VAL, missing_file_hint, write_dataset_folder
+from bbuvl.data.layout import DATASET_FILES, IMAGES, TRAIN, VAL, missing_file_hint, write_dataset_folder
+from bbuvl.data.library_outputs import holding_outputs
 from bbuvl.data.names import NameBook, fit_name, portable_path, safe_stem
 from bbuvl.data.regions import Region, grid_regions, magnified_record, tile_side_overlap
 from bbuvl.data.schema import DatasetError, ImageRecord, one_line_per_photo, read_lines, require_photos, resolve_image
 from bbuvl.paths import real_path
 
-IMAGES = "images"
 # The only names a run writes into images/ (`tile_record`: split, the photo's stem, the region), and its temporaries'.
 _TILE = r"[^/]+__\d+_\d+_\d+x\d+\.(?:jpg|png)"
 _OWN_NAME = re.compile(rf"(?:train|val)/(?:[^/]+/)*{name_or_temporary(_TILE)}")
@@ -201,8 +201,19 @@ def tile_sources(dataset: str | Path, out: str | Path, notes: list[str] | None =
 def tile_dataset(dataset: str | Path, out: str | Path, spec: TileSpec, num_teachers: int = 10,
                  progress: Callable[[int, int], None] | None = None, sources: Sources | None = None) -> dict:
     """Tile a dataset folder's train and val photos (or one JSONL, as train) into a new dataset folder at `out`
-    (`sources`: what `tile_sources` read already)."""
+    (`sources`: what `tile_sources` read already).
+
+    Refused (OutputConflict) before anything is written when a file it writes, or `out`/images, is `dataset`, holds
+    it or lies inside it (a dataset folder tiled into itself), or another process writes or reads one
+    (data/library_outputs.py)."""
     dataset, out = Path(dataset), Path(out)
+    with holding_outputs("data tile", {"dataset": dataset}, [out / name for name in DATASET_FILES], [out / IMAGES]):
+        return _tile_held(dataset, out, spec, num_teachers, progress, sources)
+
+
+def _tile_held(dataset: Path, out: Path, spec: TileSpec, num_teachers: int,
+               progress: Callable[[int, int], None] | None, sources: Sources | None) -> dict:
+    """`tile_dataset`, its outputs held."""
     parts = tile_sources(dataset, out) if sources is None else sources
     for rows in parts.values():  # before any photo is written: one photo too large refuses the run
         for path, line, record in rows:

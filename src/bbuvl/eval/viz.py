@@ -12,6 +12,7 @@ from PIL import Image
 
 from bbuvl.atomic import atomic_folder, save_atomic
 from bbuvl.data.input_paths import spelling_note
+from bbuvl.data.library_outputs import holding_outputs
 from bbuvl.data.schema import DatasetError, iter_json_lines, read_records, require_photos, resolve_image
 from bbuvl.data.text import label_key, short_words
 from bbuvl.eval.draw import LabelNamer, compare_picture, file_stem, prediction_picture
@@ -36,8 +37,17 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
 
     A photo that cannot be read is drawn on a grey placeholder naming why, and `unreadable` (when given) gets
     why (naming the photo) for it, so that the caller can say so too. The pictures go beside what `out_dir` holds;
-    with `replace`, or where there is no `out_dir` yet, they fill a new folder that takes its name once all are drawn."""
-    input, out_dir = Path(input), Path(out_dir)
+    with `replace`, or where there is no `out_dir` yet, they fill a new folder that takes its name once all are drawn.
+
+    Refused (OutputConflict) before anything is drawn when `out_dir` is `input` or `pred`, holds one (`replace` would
+    take it with the folder) or lies inside one, or another process writes or reads it (data/library_outputs.py)."""
+    with holding_outputs("viz", {"input": input, "pred": pred}, folders=[out_dir]):
+        return _draw_held(Path(input), Path(out_dir), font, name, pred, limit, iou, unreadable, replace)
+
+
+def _draw_held(input: Path, out_dir: Path, font: FontChoice, name: LabelNamer, pred: str | Path | None, limit: int,
+               iou: float, unreadable: list[str] | None, replace: bool) -> int:
+    """`draw_pictures`, its folder held."""
     unreadable = [] if unreadable is None else unreadable
     if is_prediction_file(input):
         if pred is not None:
