@@ -15,8 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bbuvl.atomic import NO_ROOM, WriteFailed, failed_write_errno
-from bbuvl.cli.common import console, error_text, fail, hold_outputs, user_errors
-from bbuvl.outputs import refuse_inputs_being_written, refuse_outputs_being_read, register_reading
+from bbuvl.cli.common import console, error_text, fail, user_errors
 from bbuvl.cli.config import OVERRIDES_HELP, report_valid
 from bbuvl.cli.stops import keeps_now
 from bbuvl.config import BudgetError, ConfigError, ConfigOrigin, dump_config, load_located_config
@@ -69,21 +68,7 @@ def train(
              f"{resume_from}: pass one of them")
     # What a stop keeps depends on how far the run got: said from here, and again at its first whole checkpoint
     saves = [] if dry_run else [say_what_a_stop_keeps(Path(cfg.training.output_dir), resume, resume_from, overwrite)]
-    if not dry_run and _main_process():
-        from bbuvl.train.run_dir import check_not_being_written
-
-        with user_errors(ValueError):  # a dataset another command is still writing would train on part of it
-            refuse_inputs_being_written({f"data.{k}": Path(v) for k in ("train", "val", "teachers")
-                                         if (v := getattr(cfg.data, k)) is not None})
-            # a model folder, or another run's checkpoint, inside a run still training: its saves replace them
-            check_not_being_written({"model.path": cfg.model.path, "--resume-from": resume_from})
-        register_reading({"model.path": cfg.model.path, "--resume-from": resume_from})  # released with the hold
-        hold_outputs("train", [Path(cfg.training.output_dir)])  # one run per folder (bbuvl/outputs.py)
-        with user_errors(ValueError):
-            # --overwrite deletes the run; any run replaces final/ (its rotation deletes only its own checkpoints)
-            run = Path(cfg.training.output_dir)
-            refuse_outputs_being_read({"training.output_dir": run} if overwrite else
-                                      {"training.output_dir's final/": run / "final"})
+    # The run holds its folder and registers what it reads itself (train/run_dir.py `holding_run`), as from Python
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from bbuvl.encode.loss_terms import LossTerms
     from bbuvl.train.callbacks import TrainingDiverged  # a run the non-finite guard stopped: one line, not a traceback

@@ -19,14 +19,17 @@ import logging
 import os
 import re
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from bbuvl.atomic import remove_dead_removals, remove_whole
 from bbuvl.data.jsonfile import read_json
-from bbuvl.config import holds_key, load_config
+from bbuvl.config import Config, holds_key, load_config
 from bbuvl.model.checkpoint import HEAD_FILE, POSITIONS_FILE, READOUT_FILE, checkpoint_problem
-from bbuvl.outputs import OutputConflict, check_not_inputs, same_path, writer_around, writer_at
+from bbuvl.outputs import (Claim, OutputConflict, check_not_inputs, hold_outputs, refuse_inputs_being_written,
+                           refuse_outputs_being_read, register_reading, release_readings, same_path, writer_around,
+                           writer_at)
 from bbuvl.paths import real_path
 from bbuvl.train.data_files import DataFiles, photo_folders
 from bbuvl.train.monitors import HEALTH_FILE
@@ -218,6 +221,53 @@ def check_not_being_written(inputs: Mapping[str, str | Path | None]) -> None:
             raise RunDirError(f"{key} {given}: {where}`bbuvl {writer.command}` ({writer.who}) is writing it now, and "
                               "may replace or delete it while this run reads it; wait for that command to finish, or "
                               f"copy {given} out of {folder} and start from the copy")
+
+
+@contextmanager
+def holding_run(cfg: Config, resume_from: str | Path | None, overwrite: bool) -> Iterator[None]:
+    """Hold `training.output_dir` against every other process, and register the run's inputs as read, for as long as
+    the block runs: whoever starts the run, `bbuvl train` or a notebook calling `train` or `train_grpo`
+    (docs/outputs.md, "Called from Python"). Refused (OutputConflict, RunDirError) when another process writes the
+    folder or an input, or reads what the run would replace: the whole folder with `overwrite`, else its final/.
+
+    Only the first process holds them under torchrun or accelerate; a lock already held by this process (a caller's
+    own claim) is taken again, not refused (bbuvl/outputs.py, `OutputLock`)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    out = Path(cfg.training.output_dir)
+    read = {"model.path": cfg.model.path, "--resume-from": resume_from}
+    try:
+        # a dataset another command is still writing would train on part of it
+        refuse_inputs_being_written({f"data.{k}": Path(v) for k in ("train", "val", "teachers")
+                                     if (v := getattr(cfg.data, k)) is not None})
+        # a model folder, or another run's checkpoint, inside a run still training: its saves replace them
+        check_not_being_written(read)
+        register_reading(read)  # adopted by the hold below, and released with it
+        claim = _hold_run_folder(out)
+    except BaseException:
+        release_readings()  # what was registered above, that no hold adopted
+        raise
+    succeeded = False
+    try:
+        # --overwrite deletes the run; any run replaces final/ (its rotation deletes only its own checkpoints)
+        refuse_outputs_being_read({"training.output_dir": out} if overwrite else
+                                  {"training.output_dir's final/": out / FINAL_DIR})
+        yield
+        succeeded = True
+    finally:
+        claim.finish(succeeded)
+
+
+def _hold_run_folder(out: Path) -> Claim:
+    """`hold_outputs` of the run folder (one run per folder); where its lock file cannot be written beside the folder
+    (a read-only or full disk, a file where a folder above it should be), a RunDirError naming the key and that file."""
+    try:
+        return hold_outputs("train", [out])
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename is not None else ""
+        raise RunDirError(f"training.output_dir {out}: cannot be written: {where}{e.strerror or e} (the lock file "
+                          "beside it, written before anything else); choose another training.output_dir") from e
 
 
 def _folder(output_dir: str | Path) -> Path:

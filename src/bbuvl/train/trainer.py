@@ -51,7 +51,7 @@ from bbuvl.train.monitors import GradientMonitor, health_log, health_summary, tr
 from bbuvl.train.held_out import check_held_out
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused_on_cpu, optimizer_groups
 from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check_resume_into, check_run_inputs,
-                                 checkpoint_incomplete, check_resumable_from, clear_previous_run,
+                                 checkpoint_incomplete, check_resumable_from, clear_previous_run, holding_run,
                                  latest_complete_checkpoint, looked_from, nothing_to_resume)
 from bbuvl.train.resume_records import (HISTORY_FILE, abandoned_checkpoints, check_cut_back, check_training_state,
                                         cut_back, global_step)
@@ -725,7 +725,18 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     has built the trainer. The checks here read
     the data files through `files` (shared with `prepare` and `make`, train/data_files.py). `accept_code`: a resume
     goes on with user reward code edited since (named in a warning, recorded in run.json) instead of refusing it.
-    `check_checkpoint`: the method's own check of the checkpoint resumed, once the run record's has passed."""
+    `check_checkpoint`: the method's own check of the checkpoint resumed, once the run record's has passed.
+
+    The folder is held against other processes, and the run's inputs registered as read, from the first check to the
+    last write (train/run_dir.py `holding_run`): a run started from Python is refused and seen as `bbuvl train` is."""
+    with holding_run(cfg, resume if isinstance(resume, str) else None, overwrite):
+        return _fit_held(cfg, make, resume, overwrite, files, prepare, accept_code, check_checkpoint)
+
+
+def _fit_held(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str, overwrite: bool,
+              files: DataFiles | None, prepare: Callable[[], None] | None, accept_code: bool,
+              check_checkpoint: Callable[[str], None] | None) -> BBUTrainer:
+    """`fit`, its run folder held."""
     out = Path(cfg.training.output_dir)
     files = files or DataFiles()
     check_inputs(cfg)  # each missing input named by its key, before anything else reads it
