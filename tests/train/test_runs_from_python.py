@@ -1,10 +1,12 @@
 """A run started from Python (`train`, `train_grpo`, as a notebook calls them) gets what `bbuvl train` gets: its folder
-held against every other process and its inputs registered as read while it runs (train/run_dir.py `holding_run`)."""
+held against every other process and its inputs registered as read while it runs (train/run_dir.py `holding_run`),
+and, however it ends, no TensorBoard writer left running (train/monitors.py `closing_event_writers`)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,22 @@ class _LookAt(TrainerCallback):
             self.seen = _look(self.run, self.read)
 
 
+class _Interrupt(TrainerCallback):
+    """A Ctrl-C at the end of step `step`."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def _event_writers() -> list[threading.Thread]:
+    """The TensorBoard event writers' threads alive now."""
+    return [t for t in threading.enumerate() if type(t).__name__ == "_AsyncWriterThread" and t.is_alive()]
+
+
 def test_a_run_started_from_python_holds_its_folder_and_is_seen_reading_its_model_until_it_ends(run_config):
     cfg = run_config("training.max_steps=2", "data.val=null")
     run, model = Path(cfg.training.output_dir), Path(cfg.model.path)
@@ -88,3 +106,15 @@ def test_a_grpo_run_started_from_python_is_refused_a_folder_another_process_writ
         child.kill()
         child.wait()
     assert list(run.iterdir()) == []
+
+
+def test_a_run_stopped_by_a_ctrl_c_leaves_no_tensorboard_writer_running_and_lets_go_of_its_folder(run_config):
+    cfg = run_config("training.max_steps=4", "data.val=null")
+    run = Path(cfg.training.output_dir)
+    before = _event_writers()
+    for _ in range(2):  # each stopped run left two more (HF's writer and the health monitors')
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, progress=False, overwrite=True, callbacks=[_Interrupt(1)])
+    assert [t for t in _event_writers() if t not in before] == []
+    assert sorted(p.name for p in (run / "tb").iterdir() if ".health" in p.name)  # its events were written, and closed
+    assert _look(run, Path(cfg.model.path)) == "free\nreader: None\n"

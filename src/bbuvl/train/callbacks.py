@@ -328,6 +328,13 @@ class RunTensorBoard(TensorBoardCallback):
         super().__init__()
         self.logging_dir = str(log_dir)
 
+    def close(self) -> None:
+        """Close the events writer, as `on_train_end` does, for a run that never reached it (train/monitors.py
+        `closing_event_writers`)."""
+        if self.tb_writer is not None:
+            self.tb_writer.close()
+            self.tb_writer = None
+
 
 class CheckpointRotation(TrainerCallback):
     """`training.save_total_limit`: after each save, the run's `checkpoint-N/` older than its newest `limit` are deleted,

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from transformers import TrainerCallback
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.config import MonitorConfig
-from bbuvl.train.callbacks import CarriedState, EarlyStopping
+from bbuvl.train.callbacks import CarriedState, EarlyStopping, RunTensorBoard
 from bbuvl.train.param_groups import GROUPS, group_of
 
 log = logging.getLogger("bbuvl.health")
@@ -168,6 +169,11 @@ class HealthLog(CarriedState, TrainerCallback):
             log.info("training health: no alarms")
         if self.output_dir is not None:
             self.write(self.output_dir)
+        self.close()
+
+    def close(self) -> None:
+        """Close the TensorBoard events (their writer thread ends), writing nothing else: `finish` at the end of a
+        run, or `closing_event_writers` for one that stopped on any error or a Ctrl-C."""
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -535,6 +541,23 @@ def training_health(model: Any, train_dataset: Any, collator: Any, cfg: MonitorC
 def health_log(callbacks: list[TrainerCallback]) -> HealthLog | None:
     """The run's `HealthLog` among a trainer's callbacks (`trainer.callback_handler.callbacks`); None without monitors."""
     return next((c for c in callbacks if isinstance(c, HealthLog)), None)
+
+
+@contextmanager
+def closing_event_writers(callbacks: list[TrainerCallback]) -> Iterator[None]:
+    """Close the TensorBoard writers of a trainer's callbacks (HF's, `RunTensorBoard`, and `HealthLog`'s) when the
+    block ends, however it ends. HF closes them only in `on_train_end`, which a run stopped by an error or a Ctrl-C
+    never reaches: each such run in one process (a notebook) left their two writer threads running. A run that ended
+    has closed them already, so nothing more is written."""
+    try:
+        yield
+    finally:
+        for callback in callbacks:
+            if isinstance(callback, (RunTensorBoard, HealthLog)):
+                try:
+                    callback.close()
+                except OSError as e:  # its last events unwritten (a full disk): the error that ended the run stays it
+                    log.warning("%s; the run's last TensorBoard events may be missing from its tb/", e)
 
 
 def health_summary(callbacks: list[TrainerCallback]) -> dict[str, Any]:

@@ -47,7 +47,7 @@ from bbuvl.train.callbacks import (NONFINITE, CheckpointRotation, EpochCallback,
                                    RichProgress, RunTensorBoard, Throughput, TrainingDiverged)
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import ConversationDataset
-from bbuvl.train.monitors import GradientMonitor, health_log, health_summary, training_health
+from bbuvl.train.monitors import GradientMonitor, closing_event_writers, health_log, health_summary, training_health
 from bbuvl.train.held_out import check_held_out
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused_on_cpu, optimizer_groups
 from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check_resume_into, check_run_inputs,
@@ -833,7 +833,7 @@ def _fit_held(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str, o
     else:
         trainer.on_resumed = start_records  # once its weights, optimizer and schedule are loaded (BBUTrainer)
     try:
-        with no_room_named(out):
+        with no_room_named(out), closing_event_writers(trainer.callback_handler.callbacks):
             trainer.train(resume_from_checkpoint=ckpt)
     except TrainingDiverged:
         # HF ends no run a callback stops by raising: the losses that led there and the alarms naming the groups gone
