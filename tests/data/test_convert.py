@@ -250,6 +250,22 @@ def test_every_box_lands_on_the_drawn_object_in_the_stored_upright_image(convert
         assert obj.bbox_2d == pytest.approx(red_bbox(img), abs=2), stem
 
 
+@pytest.mark.parametrize("raw", [(100, 99), (197, 200)])
+def test_a_square_annotation_of_a_nearly_square_turned_photo_lands_on_its_object_as_displayed(tmp_path, raw):
+    # Its shape is as near the photo's raw grid as the displayed one: the sizes cannot tell which it was drawn on, so
+    # it is read as displayed and counted as assumed. Read on the raw grid, as rounding had chosen for 100x99, its box
+    # was turned a quarter away from the object.
+    save_jpeg(drawn(size=raw, box=(10, 5, 40, 25)), tmp_path / "export" / "turned.jpg", orientation=6)
+    shown, shown_size = displayed_red_bbox(tmp_path / "export" / "turned.jpg")
+    frame = 100 / shown_size[0], 100 / shown_size[1]  # the annotator's 100x100 view of it
+    box = [shown[0] * frame[0], shown[1] * frame[1], shown[2] * frame[0], shown[3] * frame[1]]
+    shape_a(tmp_path / "export" / "turned.json", [feature(box, SCREW)], (100, 100))
+    summary = convert_dataset(tmp_path / "export", tmp_path / "out", ConvertOptions(val_ratio=0.0))
+    [rec] = records_by_id(tmp_path / "out").values()
+    assert rec.objects[0].bbox_2d == pytest.approx(shown, abs=1)
+    assert summary["exif"] == {"rotated": 1, "annotated_on_raw": 0, "annotated_on_displayed": 1, "assumed_displayed": 1}
+
+
 def test_odd_image_modes_are_stored_as_plain_rgb(converted):
     out, _ = converted
     recs = records_by_id(out)

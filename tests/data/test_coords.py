@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw, ImageOps
 from bbuvl.data.coords import (
     MAX_ASPECT,
     CoordinateContract,
+    VendorFrame,
     box_inside,
     orient_box,
     oriented_size,
@@ -173,3 +174,39 @@ def test_a_box_on_the_raw_grid_lands_where_pillow_shows_it_for_every_exif_orient
     shown = ImageOps.exif_transpose(_marked(raw, box, orientation))
     assert oriented_size(raw, orientation) == shown.size
     assert orient_box(box, raw, orientation) == _red(shown)
+
+
+@pytest.mark.parametrize("orientation, frame, expected", [
+    (1, "oriented", [20.0, 63.0, 200.0, 126.0]),  # the photo as drawn on: each side by its own axis's ratio
+    (6, "raw", [63.0, 20.0, 126.0, 200.0]),  # its raw grid: scaled on that grid first, then turned upright
+])
+def test_a_vendor_box_is_scaled_by_each_axis_own_ratio(orientation, frame, expected):
+    # 128x96 against a 256x189 grid: aspects 1.6 % apart, inside the tolerance, so x and y scale apart (2 and 1.96875,
+    # both exact in binary) and the numbers are exact.
+    f = resolve_vendor_frame((128, 96), (256, 189), orientation)
+    assert (f.annotated_on, f.scale, f.ambiguous) == (frame, (2.0, 1.96875), False)
+    assert vendor_to_stored([10, 32, 100, 64], f, (256, 189), orientation) == expected
+
+
+@pytest.mark.parametrize("raw", [(1000, 990), (1000, 991), (100, 99), (99, 100), (4032, 3990)])
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_a_square_annotation_of_a_nearly_square_turned_photo_is_read_as_displayed_and_said_to_be_assumed(raw,
+                                                                                                          orientation):
+    # Its shape is as near the raw grid's as the displayed one's: the sizes cannot tell them apart, so it is read as
+    # viewers show the photo, as a square photo's is (docs/data_coco.md). Compared as two logs, rounding chose: 1000x990
+    # was read on its raw grid (its boxes turned a quarter) and 1000x991 as displayed.
+    shown = oriented_size(raw, orientation)
+    f = resolve_vendor_frame((500, 500), raw, orientation)
+    assert (f.annotated_on, f.ambiguous) == ("oriented", True)
+    assert vendor_to_stored([50, 100, 250, 400], f, raw, orientation) == pytest.approx(
+        [50 * shown[0] / 500, 100 * shown[1] / 500, 250 * shown[0] / 500, 400 * shown[1] / 500], abs=1e-9)
+
+
+def test_a_nearly_square_annotation_of_a_nearly_square_turned_photo_is_read_on_the_nearer_grid():
+    raw = (1000, 990)
+    assert resolve_vendor_frame((1000, 991), raw, 6) == VendorFrame("raw", (1.0, 990 / 991), False)
+    assert resolve_vendor_frame((991, 1000), raw, 6) == VendorFrame("oriented", (990 / 991, 1.0), False)
+    # A photo shown flipped, or square and turned, has one shape on both grids: displayed, and said to be assumed.
+    assert resolve_vendor_frame((500, 500), (1000, 1000), 6) == VendorFrame("oriented", (2.0, 2.0), True)
+    assert resolve_vendor_frame((500, 495), (1000, 990), 3) == VendorFrame("oriented", (2.0, 2.0), True)
+    assert resolve_vendor_frame((500, 495), (1000, 990), 1) == VendorFrame("oriented", (2.0, 2.0), False)

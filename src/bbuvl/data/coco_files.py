@@ -169,8 +169,9 @@ def _import_held(annotations: str | Path, images_dir: str | Path, out: Path, val
         errors += [{"entry": entry, "file": r.image, "image_id": r.id, "reason": why} for why in dropped]
         rotated += info.orientation in ROTATING_ORIENTATIONS
         on_raw += frame.annotated_on == "raw"
-        # The sizes cannot tell which grid a square photo viewers show turned, or a flipped one, was drawn on.
-        assumed += frame.ambiguous or (info.orientation in ROTATING_ORIENTATIONS and info.raw[0] == info.raw[1])
+        # The sizes cannot tell which grid a flipped photo, a square one turned or a square annotation of a nearly square
+        # turned one was drawn on (coords.resolve_vendor_frame).
+        assumed += frame.ambiguous
         rescaled += any(abs(v - 1.0) > 1e-6 for v in frame.scale)
         kept.append(r.model_copy(update={"images": [rel.as_posix()]}))
     if not kept:  # an empty dataset written with exit 0 reads as success

@@ -328,7 +328,7 @@ def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> 
     except ValueError as e:
         raise ValueError(f"{image_name}: {e}") from None
     result.orientation, result.frame = orientation, frame.annotated_on
-    result.ambiguous = frame.ambiguous or (orientation in ROTATING_ORIENTATIONS and raw[0] == raw[1])
+    result.ambiguous = frame.ambiguous
     result.rescaled = any(abs(s - 1.0) > 1e-6 for s in frame.scale)
     final = ctx.contract.model_size(stored) if ctx.contract else stored
     if final == stored and loaded.image.size != stored and not _copied_as_is(pair.image, loaded.mode, orientation):

@@ -190,7 +190,9 @@ class VendorFrame:
 
     annotated_on: Literal["raw", "oriented"]
     scale: tuple[float, float]  # stored/annotated per axis, after choosing the grid
-    ambiguous: bool  # True when the sizes could not tell raw from oriented (non-rotating EXIF)
+    # True when the sizes could not tell raw from oriented: a flipped photo, a square one turned, or a square annotation
+    # of a nearly square turned one (oriented is assumed)
+    ambiguous: bool
 
 
 def resolve_vendor_frame(vendor: Size, raw: Size, orientation: int, aspect_tol: float = 0.02) -> VendorFrame:
@@ -207,15 +209,20 @@ def resolve_vendor_frame(vendor: Size, raw: Size, orientation: int, aspect_tol: 
     if not rotates:
         if aspect_err(vendor, oriented) > aspect_tol:
             raise ValueError(f"annotated size {vendor[0]}x{vendor[1]} does not match image {oriented[0]}x{oriented[1]}")
-        return VendorFrame("oriented", (oriented[0] / vendor[0], oriented[1] / vendor[1]), orientation in (2, 3, 4))
-    err_oriented, err_raw = aspect_err(vendor, oriented), aspect_err(vendor, raw)
-    if min(err_oriented, err_raw) > aspect_tol:
+        one_shape = orientation in (2, 3, 4) or orientation in ROTATING_ORIENTATIONS  # flipped, or square and turned
+        return VendorFrame("oriented", (oriented[0] / vendor[0], oriented[1] / vendor[1]), one_shape)
+    if min(aspect_err(vendor, oriented), aspect_err(vendor, raw)) > aspect_tol:
         raise ValueError(
             f"annotated size {vendor[0]}x{vendor[1]} matches neither the raw {raw[0]}x{raw[1]} "
             f"nor the EXIF-rotated {oriented[0]}x{oriented[1]} image"
         )
-    if err_oriented <= err_raw:
-        return VendorFrame("oriented", (oriented[0] / vendor[0], oriented[1] / vendor[1]), False)
+    # The nearer grid is read from the sides, not from the two aspect errors: the grids are one shape turned, so the
+    # oriented one is at least as near exactly when the annotation's long side lies along its long side. A square
+    # annotation of a nearly square photo is as near both, and compared as logs rounding chose (1000x991 displayed,
+    # 1000x990 the raw grid, its boxes turned a quarter): it is taken as displayed, as viewers show the photo.
+    along = (vendor[0] - vendor[1]) * (oriented[0] - oriented[1])
+    if along >= 0:
+        return VendorFrame("oriented", (oriented[0] / vendor[0], oriented[1] / vendor[1]), along == 0)
     return VendorFrame("raw", (raw[0] / vendor[0], raw[1] / vendor[1]), False)
 
 
