@@ -430,6 +430,22 @@ def test_the_predictor_splits_by_longest_side_where_the_checkpoint_has_them():
     assert old.whole_sides == sides and not old.whole_by_longest
 
 
+def test_a_box_exactly_one_model_cell_from_an_inner_edge_is_cut_and_one_a_little_further_is_not():
+    # "Within one model cell" (docs/tiles.md, "Merging") holds the cell itself. Each 224x168 tile of a 448x336 photo
+    # is shown at its own size, so a cell is 28 of its pixels and every number is exact; the photo's own border
+    # cuts nothing. Every tile answers a box exactly a cell inside each of its sides, and one half a pixel further in.
+    photo, regions = Image.new("RGB", (448, 336)), [(0, 0, 224, 168), (224, 0, 448, 168), (0, 168, 224, 336),
+                                                    (224, 168, 448, 336)]
+
+    def predict(crops, tiles):
+        return [([([28.0, 28.0, 196.0, 140.0], "at", 0.5), ([28.5, 28.5, 195.5, 139.5], "inside", 0.5)], None)
+                for _ in crops]
+
+    found, _ = predict_regions(predict, photo, regions, CoordinateContract(), zoom=1.0)
+    assert [(d.label, d.cut, d.cut_across) for d in found] == [("at", True, (True, True)),
+                                                               ("inside", False, (False, False))] * 4
+
+
 def test_a_tile_box_cut_by_its_tiles_inner_edge_is_no_part_when_asked():
     cut, whole_one = tiled((0, 0, 20, 20), cut=True), tiled((40, 40, 60, 60))
     assert answering([cut, whole_one], (500, 400), TilePlan(grid=(2, 2), drop_cut=True)) == [whole_one]
