@@ -17,7 +17,8 @@ and folders it fills with names it picks as it goes (pictures, checkpoints). Thr
 - One output, one process: each output is locked (flock on a `.NAME.lock` file beside it, holding the pid, the
   command, the host and the pid namespace) from the claim to the end of the command; a second writer is refused naming
   the first. Whether a lock is this process's own is whether it holds it, never its pid: in containers every bbuvl is
-  pid 1.
+  pid 1. Within a process a lock is its thread's: the thread that took it may take it again (a command's claim and the
+  library code it calls), any other thread is refused as another process would be, naming it.
   The kernel drops the lock when its holder dies, even by SIGKILL, so a killed run leaves no stale lock. Its lock
   file stays (a run that ends removes its own), naming the command: the output was claimed by that command (its
   own, or given up with --overwrite) and half written when it died, unrecorded. So the next run of the same command
@@ -40,6 +41,7 @@ import socket
 import stat
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -321,11 +323,18 @@ class Writer:
     output: Path | None = None  # what its lock names, when found by `writer_around`: the path, a folder holding it, or one under it
     host: str = ""  # its machine and pid namespace, as its lock line records them ('' in a lock of an earlier version)
     pidns: str = ""
+    thread: str = ""  # the name of the thread of this process that holds it ('' for another process's)
 
     @property
     def who(self) -> str:
-        """'pid N', with its machine or pid namespace where they are not this process's (`process_named`)."""
-        return process_named(self.pid, self.host, self.pidns)
+        """'pid N', with its machine or pid namespace where they are not this process's (`process_named`), or 'thread
+        NAME of this process, pid N' for another thread's."""
+        return thread_named(self.thread) if self.thread else process_named(self.pid, self.host, self.pidns)
+
+
+def thread_named(name: str) -> str:
+    """'thread NAME of this process, pid N': a holder or reader that is another thread of this process."""
+    return f"thread {name!r} of this process, pid {os.getpid()}"
 
 
 def writer_at(path: Path) -> Writer | None:
@@ -343,23 +352,23 @@ def writer_at(path: Path) -> Writer | None:
             running = True
         except OSError:
             return None
-        # This process's own claim (a library caller that wrote it first) is the lock it holds, never a pid: in a
-        # container every bbuvl is pid 1, and another container's `bbuvl train` was taken for this process itself
-        if running and _held_here(fh):
-            return None
+        # This thread's own claim (a library caller that wrote it first) is the lock it holds, never a pid: in a
+        # container every bbuvl is pid 1, and another container's `bbuvl train` was taken for this process itself.
+        # Another thread's is another writer: a notebook's second run wrote into the file its first was writing.
+        if running and (held := _holding_of(fh)) is not None:
+            if held.ours:
+                return None
+            return Writer(str(os.getpid()), held.lock.command, True, thread=held.thread.name)
         line = LockLine.parse(fh.read())
     if not running and not line.command:
         return None  # a writer that ended
     return Writer(line.pid or "unknown", line.command or "command", running, host=line.host, pidns=line.pidns)
 
 
-def _held_here(fh: Any) -> bool:
-    """Whether this process holds the lock (`_HELD`) on the lock file open as `fh`."""
-    try:
-        found = os.fstat(fh.fileno())
-        return any(os.path.samestat(found, os.fstat(held[1].fileno())) for held in _HELD.values())
-    except (OSError, ValueError):  # a held file closed meanwhile (a fork's child let go): not held
-        return False
+def _holding_of(fh: Any) -> "_Holding | None":
+    """This process's hold (`_HELD`) of the lock file open as `fh` (the same inode), None when it holds none."""
+    with _HELD_GUARD:
+        return _find_holding(fh)
 
 
 # A checkpoint's choices, each written whole at once (`atomic.write_text_atomic`) by `bbuvl choose-tiles` and `eval
@@ -1029,12 +1038,13 @@ def process_named(pid: str, host: str = "", pidns: str = "") -> str:
 def mark_set_aside(path: Path) -> None:
     """Note in the lock this process holds on `path` that nothing of an earlier run stands under its name any more:
     what a kill leaves there from now on is this run's alone, which a re-run of the command takes back whole."""
-    held = _HELD.get(lock_path(path))
-    if held is None or held[2]._marked:
-        return
-    # Appended: the holder's line stays whole, whenever a kill lands
-    _write_lock_line(held[1], held[2].path, f"{_SET_ASIDE}\n", at_end=True)
-    held[2]._marked = True
+    with _HELD_GUARD:
+        held = _HELD.get(lock_path(path))
+        if held is None or held.lock._marked:
+            return
+        # Appended: the holder's line stays whole, whenever a kill lands
+        _write_lock_line(held.fh, held.lock.path, f"{_SET_ASIDE}\n", at_end=True)
+        held.lock._marked = True
 
 
 def hold_outputs(command: str, outputs: Iterable[Path]) -> Claim:
@@ -1059,8 +1069,11 @@ class OutputLock:
 
     flock rather than a bare pid file: the kernel drops it when the holder dies, even by SIGKILL, so a killed run
     never leaves a stale lock behind. (filelock does the same but cannot say who holds it.) Re-entrant within a
-    process: a command's claim and the library code it calls may both lock one output. Folders the lock file
-    needed are removed again on release when still empty, so a refused command leaves no folder behind.
+    thread: a command's claim and the library code it calls may both lock one output. Another thread of this process
+    is refused as another process is: a notebook's second `run_predictions` on a background thread wrote its lines into
+    the file its first was writing. Any thread may let go of what another took (a lock is not bound to a thread).
+    Folders the lock file needed are removed again on release when still empty, so a refused command leaves no folder
+    behind.
     """
 
     def __init__(self, out: Path, command: str):
@@ -1070,14 +1083,27 @@ class OutputLock:
         self._found = ""  # what a killed holder's lock file this one found held ("PID COMMAND", then `_SET_ASIDE`), else ""
         self._created: list[Path] = []
         self._marked = False  # `mark_set_aside` wrote its line
+        self._holds = 0  # how many times this object took it and has not let go: only those it may release
 
     def acquire(self) -> "OutputLock":
-        """Take the lock, or raise OutputConflict naming the process that holds it (an OSError naming the lock file
-        when it cannot be written: a full disk, a read-only one); refused or failed, it leaves nothing behind."""
-        held = _HELD.get(self.path)
-        if held is not None:
-            held[0] += 1
-            return self
+        """Take the lock, or raise OutputConflict naming the process, or the other thread of this one, that holds it
+        (an OSError naming the lock file when it cannot be written: a full disk, a read-only one); refused or failed,
+        it leaves nothing behind."""
+        # One at a time in this process: two threads that both found it free took it both, or refused each other
+        with _HELD_GUARD:
+            held = _HELD.get(self.path)
+            if held is None:
+                _HELD[self.path] = _Holding(self, self._take(), threading.current_thread())
+            elif held.ours:
+                held.count += 1
+            else:
+                raise OutputConflict(f"{self.out}: another `bbuvl {held.lock.command}` ({held.who}) is writing it; "
+                                     "wait for it to finish, or stop it and re-run")
+            self._holds += 1
+        return self
+
+    def _take(self) -> Any:
+        """Take the lock file (`acquire`, holding `_HELD_GUARD`): its open file, flock-ed and naming this process."""
         self._created = [p for p in [self.path.parent, *self.path.parent.parents] if not p.exists()]  # deepest first
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -1099,12 +1125,11 @@ class OutputLock:
             raise _naming(e, self.path)
         if busy is not None:
             self._give_up(fh)
-            where, holder = busy
-            raise OutputConflict(f"{where}: another `bbuvl {holder.command or self.command}` ({holder.who}) is "
+            where, command, who = busy
+            raise OutputConflict(f"{where}: another `bbuvl {command or self.command}` ({who}) is "
                                  f"writing it, and {self.out} {'holds it' if where.is_relative_to(self.out) else 'is inside it'}; "
                                  "wait for it to finish, or choose another output")
-        _HELD[self.path] = [1, fh, self]
-        return self
+        return fh
 
     def _open_locked(self) -> Any:
         """The lock file, opened (made when missing) and flock-ed by this process; OutputConflict naming its holder."""
@@ -1119,8 +1144,12 @@ class OutputLock:
             except BlockingIOError:
                 fh.seek(0)
                 holder = LockLine.parse(fh.read())
+                # Another thread's, through another spelling of the path (a link to its folder): its lock line names
+                # this process's pid, which would read as another process
+                here = _find_holding(fh)
                 fh.close()
-                raise OutputConflict(f"{self.out}: another `bbuvl {holder.command or self.command}` ({holder.who}) "
+                who = here.who if here is not None else holder.who
+                raise OutputConflict(f"{self.out}: another `bbuvl {holder.command or self.command}` ({who}) "
                                      "is writing it; wait for it to finish, or stop it and re-run") from None
             except BaseException:
                 fh.close()
@@ -1154,15 +1183,20 @@ class OutputLock:
     def release(self, restore: bool = False) -> None:
         """Let go (the last of the re-entrant holders removes the lock file; with `restore`, one that held a killed
         run's line gets that line back and stays, for the run that will redo its output). Let go however it ends: an
-        OSError naming the lock file is raised only after."""
-        held = _HELD.get(self.path)
-        if held is None:
-            return
-        held[0] -= 1
-        if held[0] > 0:
-            return
-        del _HELD[self.path]
-        held[2]._let_go(held[1], restore)
+        OSError naming the lock file is raised only after. One that never took it (refused: another thread holds it),
+        or let go already, releases nothing: that holder's lock is not its to let go."""
+        with _HELD_GUARD:
+            if self._holds == 0:
+                return
+            self._holds -= 1
+            held = _HELD.get(self.path)
+            if held is None:  # a forked child's copy, let go at the fork
+                return
+            held.count -= 1
+            if held.count > 0:
+                return
+            del _HELD[self.path]
+            held.lock._let_go(held.fh, restore)
 
     def _give_up(self, fh: Any) -> None:
         """Let go of a lock this process failed or was refused to take: a killed run's lock file stays as it was
@@ -1247,14 +1281,20 @@ def _flock_soon(fd: int, tries: int = 5) -> None:
             time.sleep(0.02)
 
 
-def _busy_around(out: Path) -> tuple[Path, LockLine] | None:
-    """(output, what its lock says) of a lock another process holds on a folder holding `out`, or on anything under
-    `out` when it is a folder: one output's writer must not write into another's (a dataset folder and its images/)."""
+def _busy_around(out: Path) -> tuple[Path, str, str] | None:
+    """(output, command, who) of a lock another process, or another thread of this one, holds on a folder holding
+    `out`, or on anything under `out` when it is a folder: one output's writer must not write into another's (a
+    dataset folder and its images/). Called holding `_HELD_GUARD`."""
     candidates = [lock_path(folder) for folder in out.parents if folder.parent != folder]
     if out.is_dir():
         candidates += [p for p in out.rglob(f".*{LOCK_SUFFIX}") if p.is_file()]
     for candidate in candidates:
-        if candidate in _HELD or not candidate.is_file():
+        where = candidate.with_name(candidate.name[1:-len(LOCK_SUFFIX)])
+        if (held := _HELD.get(candidate)) is not None:
+            if held.ours:  # this thread's own claim around it (train's run folder, and what it saves inside)
+                continue
+            return where, held.lock.command, held.who
+        if not candidate.is_file():
             continue
         try:
             fh = candidate.open("r", encoding="utf-8")
@@ -1264,14 +1304,51 @@ def _busy_around(out: Path) -> tuple[Path, LockLine] | None:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                return candidate.with_name(candidate.name[1:-len(LOCK_SUFFIX)]), LockLine.parse(fh.read())
+                line = LockLine.parse(fh.read())
+                here = _find_holding(fh)  # this process's, under another spelling of its path
+                if here is not None and here.ours:
+                    continue
+                return where, line.command, here.who if here is not None else line.who
             except OSError:
                 continue
     return None
 
 
-# lock file -> [holders in this process, its open file, the OutputLock that took it]
-_HELD: dict[Path, list[Any]] = {}
+@dataclass
+class _Holding:
+    """A lock this process holds: the OutputLock that took it, its open file, the thread that took it (the only one
+    that may take it again) and how many times that thread has taken it and not let go."""
+
+    lock: OutputLock
+    fh: Any
+    thread: threading.Thread  # the object, not its ident: an ident is given again to a thread started after it ends
+    count: int = 1
+
+    @property
+    def ours(self) -> bool:
+        """Whether the calling thread is the one that took it."""
+        return self.thread is threading.current_thread()
+
+    @property
+    def who(self) -> str:
+        """'thread NAME of this process, pid N' (`thread_named`)."""
+        return thread_named(self.thread.name)
+
+
+# lock file -> this process's hold of it; read and changed only under _HELD_GUARD, so that of two threads taking one
+# lock at once one holds it and the other is refused
+_HELD: dict[Path, _Holding] = {}
+_HELD_GUARD = threading.Lock()
+
+
+def _find_holding(fh: Any) -> _Holding | None:
+    """This process's hold of the lock file open as `fh` (the same inode), None when it holds none; call holding
+    `_HELD_GUARD`."""
+    try:
+        found = os.fstat(fh.fileno())
+        return next((held for held in _HELD.values() if os.path.samestat(found, os.fstat(held.fh.fileno()))), None)
+    except (OSError, ValueError):  # a held file closed meanwhile (a fork's child let go): not held
+        return None
 
 
 def _let_go_in_forked_child() -> None:
@@ -1281,9 +1358,12 @@ def _let_go_in_forked_child() -> None:
     holding its outputs for seconds after it, and the re-run at once with --resume was refused, naming a pid that had
     ended. Forgetting them also keeps a child that ends from removing a lock file its parent still holds.
     """
+    global _HELD_GUARD
+    # A thread of the parent may have held the guard at the fork: it never lets go in the child
+    _HELD_GUARD = threading.Lock()
     for held in _HELD.values():
         try:
-            held[1].close()
+            held.fh.close()
         except OSError:
             pass
     _HELD.clear()

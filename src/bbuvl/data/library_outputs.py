@@ -5,7 +5,7 @@ viz): checked and held as a command's are, whoever calls it (bbuvl/outputs.py, d
 `claim_outputs`), but a notebook or a user's script calls the functions themselves (docs/architecture.md names
 them), and `split_dataset("sp/train.jsonl", "sp")` wrote its 30-line train.jsonl over its own 40-line input. So each
 function checks and holds its own outputs as well; under a command the locks are the command's own, taken again
-(`OutputLock` is re-entrant within a process). What stays the command's alone is its ledger and `--overwrite`: a
+(`OutputLock` is re-entrant within a thread). What stays the command's alone is its ledger and `--overwrite`: a
 library call replaces what its caller names there, as it always did.
 """
 

@@ -230,8 +230,8 @@ def holding_run(cfg: Config, resume_from: str | Path | None, overwrite: bool) ->
     (docs/outputs.md, "Called from Python"). Refused (OutputConflict, RunDirError) when another process writes the
     folder or an input, or reads what the run would replace: the whole folder with `overwrite`, else its final/.
 
-    Only the first process holds them under torchrun or accelerate; a lock already held by this process (a caller's
-    own claim) is taken again, not refused (bbuvl/outputs.py, `OutputLock`)."""
+    Only the first process holds them under torchrun or accelerate; a lock already held by this thread (a caller's
+    own claim) is taken again, not refused, and one another thread holds is refused (bbuvl/outputs.py, `OutputLock`)."""
     if int(os.environ.get("RANK", "0")) != 0:
         yield
         return
