@@ -21,17 +21,26 @@ from typing import Callable, Iterator
 import pytest
 
 from bbuvl import outputs
+from bbuvl.data.library_outputs import holding_outputs
 from bbuvl.infer.batch import PredictJob, run_predictions
 from bbuvl.infer.output import OutputError, read_manifest
-from bbuvl.outputs import (Claim, OutputConflict, OutputLock, claim_outputs, hold_outputs, lock_path, refuse_inputs_being_written,
-                           writer_around, writer_at)
+from bbuvl.outputs import (READERS_ENV, Claim, OutputConflict, OutputLock, claim_outputs, hold_outputs, live_readers,
+                           lock_path, refuse_inputs_being_written, release_readings, writer_around, writer_at)
 from tests.reliability.faults import fake_lines
+
+
+@pytest.fixture(autouse=True)
+def registry(tmp_path, monkeypatch) -> Path:
+    """Readers register in a folder of this test's."""
+    folder = tmp_path / "readers"
+    monkeypatch.setenv(READERS_ENV, str(folder))
+    return folder
 
 
 @contextmanager
 def held_on_a_thread(take: Callable[[], object], name: str = "holder") -> Iterator[object]:
-    """What `take()` returns, taken on a thread named `name` that keeps it until the block ends, then finishes or
-    releases it there."""
+    """What `take()` returns, taken on a thread named `name` that keeps it until the block ends, then lets go of it
+    there, and of what that thread registered as read."""
     taken, done, result = threading.Event(), threading.Event(), {}
 
     def hold() -> None:
@@ -46,6 +55,9 @@ def held_on_a_thread(take: Callable[[], object], name: str = "holder") -> Iterat
             held.finish(True)
         elif isinstance(held, OutputLock):
             held.release()
+        elif hasattr(held, "__exit__"):
+            held.__exit__(None, None, None)
+        release_readings()  # what the thread registered and no claim of its adopted
 
     thread = threading.Thread(target=hold, name=name)
     thread.start()
@@ -237,3 +249,37 @@ def test_two_threads_predicting_into_one_file_the_second_is_refused_and_the_file
     assert results["/ckpt-A"]["predicted"] == 6
     assert [json.loads(line)["image"] for line in out.read_text(encoding="utf-8").splitlines()] == names
     assert read_manifest(out).checkpoint == "/ckpt-A"
+
+
+def test_a_writer_on_one_thread_is_refused_what_another_thread_reads_naming_it_and_its_own_reading_is_its_own(tmp_path):
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "train.jsonl").write_text("{}\n", encoding="utf-8")
+
+    def export() -> object:  # as export_coco holds its output and reads its dataset until it returns
+        block = holding_outputs("data export-coco", {"dataset": ds / "train.jsonl"}, [tmp_path / "coco.json"])
+        block.__enter__()
+        return block
+
+    with held_on_a_thread(export, name="exporting"):
+        with pytest.raises(OutputConflict, match=re.escape(f"(thread 'exporting' of this process, pid {os.getpid()}, "
+                                                           "since ") + r".*\) is reading it"):
+            with holding_outputs("data split", {"dataset": tmp_path / "other.jsonl"}, [ds / "train.jsonl"]):
+                pytest.fail("wrote over a dataset another thread reads")
+        assert (ds / "train.jsonl").read_text(encoding="utf-8") == "{}\n"
+    # What this thread read itself it may replace (a re-run over its own earlier output)
+    refuse_inputs_being_written({"dataset": ds / "train.jsonl"})
+    with holding_outputs("data split", {"dataset": tmp_path / "other.jsonl"}, [ds / "train.jsonl"]):
+        pass
+
+
+def test_a_claim_adopts_and_lets_go_only_the_readings_of_its_own_thread(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    with held_on_a_thread(lambda: refuse_inputs_being_written({"-c": model}), name="serving"):
+        with hold_outputs("predict", [tmp_path / "pred.jsonl"]) as claim:
+            assert claim.readings == []  # the other thread's reading is not this claim's to let go
+        release_readings()  # nor what this thread's command ends with
+        assert [(r.path, r.who) for r in live_readers()] == [(model, f"thread 'serving' of this process, pid "
+                                                                      f"{os.getpid()}")]
+    assert list(live_readers()) == []  # let go on its own thread

@@ -25,7 +25,8 @@ and folders it fills with names it picks as it goes (pictures, checkpoints). Thr
   takes what is there as its own and redoes it; any other command, and anything without such a file, is refused.
 - A reader is respected: every command registers what it reads, for as long as it runs, in a per-user registry outside
   it (`register_reading`), and a writer that would replace or delete a path a live reader holds (it, a folder holding
-  it, a file under it) refuses, naming the reader (`refuse_outputs_being_read`).
+  it, a file under it) refuses, naming the reader (`refuse_outputs_being_read`). A reading is its thread's: another
+  thread of the process that would replace it is refused too, and a claim adopts only its own thread's.
 """
 
 from __future__ import annotations
@@ -465,11 +466,13 @@ class Reader:
     inode: tuple[int, int] | None = None  # (device, inode) of what it read, found again after a move
     host: str = ""  # its machine and pid namespace, as its entry records them ('' where it does not)
     pidns: str = ""
+    thread: str = ""  # the name of the thread of this process that registered it ('' for another process's)
 
     @property
     def who(self) -> str:
-        """'pid N', with its machine or pid namespace where they are not this process's (`process_named`)."""
-        return process_named(self.pid, self.host, self.pidns)
+        """'pid N', with its machine or pid namespace where they are not this process's (`process_named`), or 'thread
+        NAME of this process, pid N' for another thread's."""
+        return thread_named(self.thread) if self.thread else process_named(self.pid, self.host, self.pidns)
 
 
 class Reading:
@@ -483,6 +486,8 @@ class Reading:
         self.file: Path | None = None
         self._fh: Any = None
         self._pins: list[int] = []
+        # The thread reading: to it alone the registration is its own (a writer may replace what its thread read)
+        self.thread = threading.current_thread()
 
     def acquire(self) -> "Reading":
         """Register; a registry that cannot be written (a read-only home) is a warning, never a refusal to read."""
@@ -525,8 +530,9 @@ class Reading:
 
     def release(self) -> None:
         """Unregister (the file goes while still locked, so no writer reads it as a dead reader's meanwhile)."""
-        if self in _PENDING:
-            _PENDING.remove(self)
+        with _READING_GUARD:
+            if self in _PENDING:
+                _PENDING.remove(self)
         if self.file is None or _READING.pop(self.file, None) is None:
             return
         try:
@@ -566,7 +572,8 @@ def register_reading(inputs: Mapping[str, Path | str | None], command: str | Non
     reading = Reading(command or _command_line(), [Path(p) for p in inputs.values()
                                                     if p is not None and os.path.lexists(p)]).acquire()
     if reading.file is not None:
-        _PENDING.append(reading)
+        with _READING_GUARD:
+            _PENDING.append(reading)
     return reading
 
 
@@ -584,31 +591,43 @@ def _command_line() -> str:
     return " ".join(["bbuvl", *words])
 
 
-# Registered since the last claim: the next claim releases them when it is finished.
+# Registered since the last claim of their thread: its next claim releases them when it is finished. Each thread's
+# are its own: a claim on another thread adopted them, and dropped them while their reader still read.
 _PENDING: list[Reading] = []
+_READING_GUARD = threading.Lock()
 
 
 def _adopt_readings(claim: "Claim") -> None:
-    """Hand the registrations made since the last claim to `claim`, which releases them when it is finished."""
-    claim.readings.extend(_PENDING)
-    _PENDING.clear()
+    """Hand the registrations this thread made since its last claim to `claim`, which releases them when it is
+    finished."""
+    claim.readings.extend(_pending_of_this_thread())
 
 
 def release_readings() -> None:
-    """Release what this process registered as read and no claim adopted (a command that ends without claiming)."""
-    while _PENDING:
-        _PENDING.pop().release()
+    """Release what this thread registered as read and no claim adopted (a command that ends without claiming)."""
+    for reading in reversed(_pending_of_this_thread()):
+        reading.release()
+
+
+def _pending_of_this_thread() -> list[Reading]:
+    """This thread's registrations no claim adopted yet, taken out of `_PENDING`."""
+    with _READING_GUARD:
+        mine = [r for r in _PENDING if r.thread is threading.current_thread()]
+        _PENDING[:] = [r for r in _PENDING if r.thread is not threading.current_thread()]
+    return mine
 
 
 def live_readers() -> Iterator[Reader]:
-    """Every path another live process registered as read, removing dead readers' files on the way."""
+    """Every path another live process, or another thread of this one, registered as read, removing dead readers'
+    files on the way."""
     try:
         names = sorted(readers_dir().glob(f"{READER_PREFIX}*.json"))
     except (OSError, RuntimeError):  # no home to find the registry in: no reader could register there either
         return
     for name in names:
-        if name in _READING:
-            continue  # this process's own: a command may replace what it read itself (its own earlier output)
+        own = _READING.get(name)
+        if own is not None and own.thread is threading.current_thread():
+            continue  # this thread's own: a command may replace what it read itself (its own earlier output)
         try:
             fh = name.open("r", encoding="utf-8", errors="replace")
         except OSError:  # gone meanwhile: released
@@ -625,6 +644,8 @@ def live_readers() -> Iterator[Reader]:
                              for p, inode in zip(entry["paths"], entry.get("inodes") or [None] * len(entry["paths"]))]
                 except (ValueError, KeyError, TypeError):  # not ours to judge: nothing to name
                     continue
+                if own is not None:  # another thread's: its pid is this process's, which would read as this thread
+                    found = [replace(reader, thread=own.thread.name) for reader in found]
                 yield from found
                 continue
             except OSError:
@@ -640,8 +661,8 @@ def live_readers() -> Iterator[Reader]:
 
 
 def reader_around(path: Path) -> Reader | None:
-    """A live reader (of another process) of `path`, of a folder holding it, or of anything under it: what replacing
-    or deleting `path` would pull from under it."""
+    """A live reader (of another process, or another thread of this one) of `path`, of a folder holding it, or of
+    anything under it: what replacing or deleting `path` would pull from under it."""
     try:
         located = real_path(Path(path))
     except (OSError, ValueError):
@@ -1358,9 +1379,9 @@ def _let_go_in_forked_child() -> None:
     holding its outputs for seconds after it, and the re-run at once with --resume was refused, naming a pid that had
     ended. Forgetting them also keeps a child that ends from removing a lock file its parent still holds.
     """
-    global _HELD_GUARD
-    # A thread of the parent may have held the guard at the fork: it never lets go in the child
-    _HELD_GUARD = threading.Lock()
+    global _HELD_GUARD, _READING_GUARD
+    # A thread of the parent may have held a guard at the fork: it never lets go in the child
+    _HELD_GUARD, _READING_GUARD = threading.Lock(), threading.Lock()
     for held in _HELD.values():
         try:
             held.fh.close()
