@@ -85,17 +85,85 @@ def test_a_file_put_since_into_a_folder_a_command_listed_is_named_as_not_its_own
         out.mkdir(parents=True)
         (out / "train_00000.jpg").write_bytes(b"a photo")
         (out / "train_00001.jpg").write_bytes(b"another photo")
-    for name, advice in ((".DS_Store", "delete it or pass --overwrite"), ("notes.txt", "--overwrite refuses to delete it")):
+    for name, what, advice in ((".DS_Store", "(a file manager's record of the folder), put there since",
+                                "delete it or pass --overwrite"),
+                               ("notes.txt", ", which `bbuvl data synth` did not write",
+                                "--overwrite refuses to delete it")):
         (out / name).write_bytes(b"not the command's")
         said = refusal()
         # Before: "exists and was not written by `bbuvl data synth` (changed since `bbuvl data synth` wrote it)"
-        assert f"images: holds {name}, which `bbuvl data synth` did not write" in said and advice in said, said
+        assert f"images: holds {name}{'' if what.startswith(',') else ' '}{what}" in said and advice in said, said
         assert "changed since" not in said and (out / name).read_bytes() == b"not the command's"
         (out / name).unlink()
     (out / "train_00000.jpg").write_bytes(b"a photo retouched")
     assert "changed since `bbuvl data synth` wrote it (a file it wrote there was edited)" in refusal()
     (out / "train_00000.jpg").unlink()
     assert "changed since `bbuvl data synth` wrote it (train_00000.jpg, which it wrote there, is gone)" in refusal()
+
+
+# A file put since into a folder a command listed, and what a plain run's refusal says --overwrite does with it: each
+# kind once (a killed write's temporary of the command's own photo, of a file it did not write, a note, OS metadata)
+ADDED_SINCE = [(".val_00000.jpg.1.abcd1234.tmp.jpg", True, "a killed write's temporary of its own val_00000.jpg"),
+               (".notes.txt.1.abcd1234.tmp.txt", False, "which `bbuvl data synth` did not write"),
+               ("notes.txt", False, "which `bbuvl data synth` did not write"),
+               (".DS_Store", True, "a file manager's record of the folder")]
+
+
+@pytest.mark.parametrize("added, removed, said_as", ADDED_SINCE)
+def test_a_plain_runs_refusal_says_what_overwrite_then_does_with_a_file_added_since(tmp_path, added, removed, said_as):
+    # A killed write's temporary of synth's own photo was said to be one it "did not write" and "--overwrite refuses
+    # to delete it"; --overwrite then let the claim through and deleted it
+    out = tmp_path / "ds" / "images"
+    with claim_outputs("data synth", {}, folders=[out], own={out: written_by_synth}):
+        out.mkdir(parents=True)
+        (out / "val_00000.jpg").write_bytes(b"a photo")
+    (out / added).write_bytes(b"half")
+    with pytest.raises(OutputConflict) as refused:
+        claim_outputs("data synth", {}, folders=[out], own={out: written_by_synth})
+    said = str(refused.value)
+    assert f"images: holds {added}" in said and said_as in said, said
+    assert ("pass --overwrite (which removes it)" in said) == removed, said
+    assert ("--overwrite refuses to delete it" in said) != removed, said
+    if not removed:
+        with pytest.raises(OutputConflict, match="did not write"):
+            claim_outputs("data synth", {}, folders=[out], overwrite=True, own={out: written_by_synth})
+        assert (out / added).read_bytes() == b"half"
+        return
+    with claim_outputs("data synth", {}, folders=[out], overwrite=True, own={out: written_by_synth}), replacing([out]):
+        out.mkdir()
+        (out / "val_00000.jpg").write_bytes(b"a photo")
+    assert sorted(p.name for p in out.iterdir()) == ["val_00000.jpg"]
+
+
+def test_a_plain_runs_refusal_of_a_stranger_beside_its_own_temporary_says_overwrite_removes_that_once_it_is_out(tmp_path):
+    out = tmp_path / "images"
+    with claim_outputs("data synth", {}, folders=[out], own={out: written_by_synth}):
+        out.mkdir()
+        (out / "val_00000.jpg").write_bytes(b"a photo")
+    (out / ".val_00000.jpg.1.abcd1234.tmp.jpg").write_bytes(b"half")
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(OutputConflict, match=r"holds notes.txt, which .* \(--overwrite refuses to delete it\), or choose "
+                                             r"another output. Once it is out, --overwrite removes "
+                                             r"\.val_00000\.jpg\.1\.abcd1234\.tmp\.jpg \(a killed write's temporary"):
+        claim_outputs("data synth", {}, folders=[out], own={out: written_by_synth})
+    with pytest.raises(OutputConflict, match="holds notes.txt"):
+        claim_outputs("data synth", {}, folders=[out], overwrite=True, own={out: written_by_synth})
+    (out / "notes.txt").unlink()
+    claim_outputs("data synth", {}, folders=[out], overwrite=True, own={out: written_by_synth}).finish(False)
+
+
+def test_a_plain_runs_refusal_of_a_model_folder_says_overwrite_takes_a_choice_made_for_its_weights(tmp_path):
+    model = tmp_path / "model"
+    with claim_outputs("model tiny", {}, folders=[model], listed=[model]):
+        model.mkdir()
+        (model / "model.safetensors").write_bytes(b"w")
+    with claim_outputs("choose-tiles", {}, [model / "tile_scale.json"]):
+        (model / "tile_scale.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(OutputConflict) as refused:
+        claim_outputs("model tiny", {}, folders=[model], listed=[model])
+    assert ("holds tile_scale.json (chosen by `bbuvl choose-tiles` for the weights there, which it goes with)"
+            in str(refused.value) and "pass --overwrite (which removes it)" in str(refused.value)), refused.value
+    claim_outputs("model tiny", {}, folders=[model], overwrite=True, listed=[model]).finish(False)  # as it said
 
 
 def test_a_failed_run_claims_only_what_it_wrote(tmp_path):

@@ -783,17 +783,18 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
                 log.info("%s: taken as `bbuvl %s`'s own: a run of it was killed while writing it", given, command)
                 continue
             if owner != command:
-                raise OutputConflict(_not_its_own(given, out, command, owner))
+                raise OutputConflict(_not_its_own(given, out, command, owner, own.get(out)))
     except BaseException:
         claim.release()  # a refused claim leaves a killed run's lock file as it found it
         raise
     return claim
 
 
-def _not_its_own(given: Path, out: Path, command: str, owner: str | None) -> str:
+def _not_its_own(given: Path, out: Path, command: str, owner: str | None,
+                 own: Callable[[str], bool] | None = None) -> str:
     """Why `bbuvl COMMAND` without --overwrite refuses output `out` (as `given`), which `owner` wrote (None: no command
     wrote what is there now): another's, nobody's, or its own changed since, said as what changed where the ledger
-    lists the folder's files."""
+    lists the folder's files (`own`: the names the command writes there, as `claim_outputs` is given them)."""
     recorded = _recorded_writer(out) if owner is None else None
     if recorded != command:
         by = (f"written by `bbuvl {owner}`" if owner is not None else "written by someone else" if recorded is None
@@ -803,16 +804,9 @@ def _not_its_own(given: Path, out: Path, command: str, owner: str | None) -> str
     listed = _changes(out, recorded)
     added, gone = listed or ([], [])
     if added:
-        # A file put into the folder since (a Finder's .DS_Store, a note) was said as the folder 'changed since', as if
-        # the command's own photos had been edited: it is named, and said to be no file the command wrote
-        shown, them = ", ".join(added[:3]) + (f" and {len(added) - 3} more" if len(added) > 3 else ""), _them(len(added))
-        advice = (f"delete {them} or pass --overwrite (a file manager's record of the folder goes with it)"
-                  if all(_os_metadata(Path(name).name) for name in added) else
-                  f"move {them} out or delete {them} yourself (--overwrite refuses to delete {them})")
-        return (f"{given}: holds {shown}, which `bbuvl {recorded}` did not write (put there since it wrote the "
-                f"folder); refusing to replace the folder, and {them} with it: {advice}, or choose another output")
+        return _added_since(given, out, recorded, added, own)
     if gone:
-        what = f"{', '.join(gone[:3])}{f' and {len(gone) - 3} more' if len(gone) > 3 else ''}, which it wrote there, "
+        what = f"{_shown(gone)}, which it wrote there, "
         change = what + ("is" if len(gone) == 1 else "are") + " gone"
     elif listed is not None:
         change = "a file it wrote there was edited"
@@ -820,6 +814,49 @@ def _not_its_own(given: Path, out: Path, command: str, owner: str | None) -> str
         change = "a file under it added, edited or removed" if out.is_dir() else "edited or replaced"
     return (f"{given}: changed since `bbuvl {recorded}` wrote it ({change}); refusing to replace it. Pass --overwrite to "
             "replace it, or choose another output")
+
+
+def _added_since(given: Path, out: Path, command: str, added: list[str], own: Callable[[str], bool] | None) -> str:
+    """Why `bbuvl COMMAND` without --overwrite refuses its own folder `out` (as `given`), which holds the files `added`
+    since its last run: each said as what --overwrite does with it, by the rule --overwrite itself follows
+    (`_overwrite_takes`), so the advice cannot promise what --overwrite does not do."""
+    # A killed write's temporary of one of the command's own photos was said to be a file it "did not write", which
+    # "--overwrite refuses to delete", and --overwrite then deleted it: the two were decided by two rules
+    takes, chosen = _overwrite_takes(out, _own_rule(out, command, own))
+    strangers = _strangers(out, out, takes)
+    taken = [_taken_as(name, command, chosen) for name in added if not _covered(name, strangers)]
+    if not strangers:
+        them = _them(len(taken))
+        return (f"{given}: holds {_shown(taken)}, put there since `bbuvl {command}` wrote the folder; refusing to "
+                f"replace the folder: delete {them} or pass --overwrite (which removes {them}), or choose another "
+                "output")
+    them = _them(len(strangers))
+    gone = "it is" if len(strangers) == 1 else "they are"
+    also = f". Once {gone} out, --overwrite removes {_shown(taken)} with the folder" if taken else ""
+    return (f"{given}: holds {_shown(strangers)}, which `bbuvl {command}` did not write (put there since it wrote the "
+            f"folder); refusing to replace the folder, and {them} with it: move {them} out or delete {them} yourself "
+            f"(--overwrite refuses to delete {them}), or choose another output{also}")
+
+
+def _covered(name: str, strangers: list[str]) -> bool:
+    """Whether the file `name` is, or lies in, one of `strangers` (`_strangers`: a folder of them ends in '/')."""
+    return any(name == stranger or (stranger.endswith("/") and name.startswith(stranger)) for stranger in strangers)
+
+
+def _taken_as(name: str, command: str, chosen: Mapping[str, str]) -> str:
+    """`name`, a file --overwrite of `bbuvl COMMAND` removes with its folder, with why it may (`_overwrite_takes`)."""
+    if (of := temporary_of(name)) is not None:
+        return f"{name} (a killed write's temporary of its own {of})"
+    if name in chosen:
+        return f"{name} (chosen by `bbuvl {chosen[name]}` for the weights there, which it goes with)"
+    if _os_metadata(Path(name).name):
+        return f"{name} (a file manager's record of the folder)"
+    return f"{name} (a name `bbuvl {command}` writes there)"
+
+
+def _shown(names: list[str]) -> str:
+    """The first three of `names`, and how many more."""
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def _changes(out: Path, recorded: str) -> tuple[list[str], list[str]] | None:
@@ -882,13 +919,21 @@ def refuse_strangers(folder: Path, command: str, own: Callable[[str], bool] | No
     if not out.is_dir() or out.is_symlink():
         return
     own = _own_rule(out, command, own, killed)
-    chosen = {name: entry["by"] for name, entry in sorted(_ledger_entries(out).items()) if name in CHOICE_FILES}
-    strangers = _strangers(out, out, lambda name: name in chosen or own(name))
+    takes, chosen = _overwrite_takes(out, own)
+    strangers = _strangers(out, out, takes)
     if strangers:
         _refuse_held(folder, command, strangers, overwrite)
     for name, by in chosen.items():
         if not own(name):
             log.warning("%s, chosen by `bbuvl %s` for the old weights, goes with them", out / name, by)
+
+
+def _overwrite_takes(out: Path, own: Callable[[str], bool]) -> tuple[Callable[[str], bool], dict[str, str]]:
+    """Which names under the folder `out` --overwrite removes with it (`refuse_strangers`): the command's `own`
+    (`_own_rule`) and the choices recorded beside a model (`CHOICE_FILES`), given with the command that chose each.
+    Anything else there is a stranger; OS metadata is neither, and goes unnamed (`_strangers`)."""
+    chosen = {name: entry["by"] for name, entry in sorted(_ledger_entries(out).items()) if name in CHOICE_FILES}
+    return (lambda name: name in chosen or own(name)), chosen
 
 
 def _strangers(under: Path, folder: Path, own: Callable[[str], bool]) -> list[str]:
