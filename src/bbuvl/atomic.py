@@ -6,7 +6,8 @@ kill during the write leaves the previous file untouched and at most a stray `.N
 (the extension kept so that Pillow and matplotlib still know the format). The next write of a folder removes the
 temporary folder a killed writer of that name left (a whole model's size, for an export killed half-way): it runs
 holding that output's lock (bbuvl/outputs.py), so no other writer of it is at work, and every temporary of it but
-those this process made (`_MADE`) is a dead writer's. The pid in a temporary's name tells people whose it was, never
+those this process made (`_MADE`) is a dead writer's. (A lock file naming a writer whose kernel this machine cannot
+check, another machine's over NFS whose locks stay on each machine, is refused there, never taken: its writer may live.) The pid in a temporary's name tells people whose it was, never
 whether its writer lives: in a container every bbuvl is pid 1, and a pid that was running kept a killed pid 1's
 temporary (80 MB, for a tiny model) for good. A file's stray is at most one file, and looking for it would list the
 folder at every write: 5,000 photos written into one folder took 13.2 s that way against 1.6 s, so files are not

@@ -23,6 +23,9 @@ and folders it fills with names it picks as it goes (pictures, checkpoints). Thr
   file stays (a run that ends removes its own), naming the command: the output was claimed by that command (its
   own, or given up with --overwrite) and half written when it died, unrecorded. So the next run of the same command
   takes what is there as its own and redoes it; any other command, and anything without such a file, is refused.
+  A free lock tells that its holder ended only on the kernel that took it: one whose file names a writer of a kernel
+  this machine cannot check (another machine's, over NFS whose locks stay on each machine) is refused, never taken
+  (`LockLine.checkable_here`).
 - A reader is respected: every command registers what it reads, for as long as it runs, in a per-user registry outside
   it (`register_reading`), and a writer that would replace or delete a path a live reader holds (it, a folder holding
   it, a file under it) refuses, naming the reader (`refuse_outputs_being_read`). A reading is its thread's: another
@@ -1053,14 +1056,16 @@ _SET_ASIDE = "set aside"
 
 @dataclass(frozen=True)
 class LockLine:
-    """What a lock file says of the process that took it: "PID COMMAND", then "host=HOST pidns=INODE" (a lock of an
-    earlier version has no such line: '' then), then `_SET_ASIDE` once its writer had set the earlier output aside."""
+    """What a lock file says of the process that took it: "PID COMMAND", then "host=HOST pidns=INODE boot=ID" (a lock of
+    an earlier version has no such line, or no boot: '' then), then `_SET_ASIDE` once its writer had set the earlier
+    output aside."""
 
     pid: str = ""
     command: str = ""
     host: str = ""
     pidns: str = ""
     set_aside: bool = False
+    boot: str = ""  # the boot id of the kernel it ran on (`boot_id`): whose flock tells whether it holds the lock
 
     @classmethod
     def parse(cls, lock_text: str) -> "LockLine":
@@ -1068,18 +1073,76 @@ class LockLine:
         first, *rest = lock_text.strip().split("\n")
         pid, _, command = first.strip().partition(" ")
         where = dict(word.partition("=")[::2] for line in rest if line.startswith("host=") for word in line.split())
-        return cls(pid, command, where.get("host", ""), where.get("pidns", ""), _SET_ASIDE in map(str.strip, rest))
+        return cls(pid, command, where.get("host", ""), where.get("pidns", ""), _SET_ASIDE in map(str.strip, rest),
+                   where.get("boot", ""))
 
     @classmethod
     def of_this_process(cls, command: str) -> str:
         """The text of a lock this process takes for `bbuvl COMMAND`: a pid alone names no process where every
-        container's bbuvl is pid 1, so its machine and pid namespace go with it."""
-        return f"{os.getpid()} {command}\nhost={socket.gethostname()} pidns={pid_namespace()}\n"
+        container's bbuvl is pid 1, so its machine and pid namespace go with it, and the kernel it runs on."""
+        boot = f" boot={found}" if (found := boot_id()) else ""
+        return f"{os.getpid()} {command}\nhost={socket.gethostname()} pidns={pid_namespace()}{boot}\n"
 
     @property
     def who(self) -> str:
         """'pid N', with its machine or pid namespace where they are not this process's (`process_named`)."""
         return process_named(self.pid or "unknown", self.host, self.pidns)
+
+    @property
+    def checkable_here(self) -> bool:
+        """Whether this machine can tell, by its lock being free, that the process this line names has ended.
+
+        A flock is kept by the kernel that took it. Where a shared folder's locks stay on each machine (NFS mounted
+        `nolock` or `local_lock=flock`) a lock another machine holds looks free here, and a live writer there was taken
+        for a killed one: its temporary folder deleted under it. So the line must name this kernel: by its boot id (a
+        container of this machine has a hostname and pid namespace of its own, and this kernel), or by this host and
+        this pid namespace or one this process sees (a line without a host is of this host; a line of this host and
+        namespace but another boot is of this machine before it restarted, which ended every process).
+        """
+        if self.boot and self.boot == boot_id():
+            return True
+        if self.host and self.host != socket.gethostname():
+            return False
+        return not self.pidns or self.pidns == pid_namespace() or _pid_namespace_seen(self.pidns)
+
+
+def boot_id() -> str:
+    """The boot id of the kernel this process runs on (one per boot, shared by its containers), '' where the system does
+    not say."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except (OSError, ValueError):
+        return ""
+
+
+def _pid_namespace_seen(pidns: str) -> bool:
+    """Whether a process of the pid namespace `pidns` (its /proc/PID/ns/pid inode) is one this process sees: then that
+    namespace is of this kernel, whose flock is the truth. One of another user's processes is not seen (not checked)."""
+    try:
+        wanted = int(pidns)
+        entries = os.scandir("/proc")
+    except (OSError, ValueError):
+        return False
+    with entries:
+        for entry in entries:
+            try:
+                if entry.name.isdigit() and os.stat(f"/proc/{entry.name}/ns/pid").st_ino == wanted:
+                    return True
+            except OSError:  # ended meanwhile, or not this user's to look at
+                continue
+    return False
+
+
+def _cannot_check(out: Path, line: LockLine, lock: Path, around: Path | None = None) -> OutputConflict:
+    """The refusal of output `out` when the lock file `lock`, its own or that of `around` (a folder holding it, or an
+    output inside it), names a writer this machine cannot check (`LockLine.checkable_here`): nothing is taken from it,
+    nor any of its temporaries removed."""
+    whose = ("its lock" if around is None else
+             f"the lock of {around}, {'inside it' if around.is_relative_to(out) else 'which holds it'},")
+    return OutputConflict(f"{out}: {whose} names {line.who} (`bbuvl {line.command}`), which this machine cannot check: "
+                          "over a shared folder whose locks stay on each machine (NFS with nolock or local_lock) that "
+                          "run looks ended from here even while it writes. If that run is gone, delete "
+                          f"{lock}, then run this again; or choose another output")
 
 
 def pid_namespace() -> str:
@@ -1180,8 +1243,11 @@ class OutputLock:
         try:
             fh.seek(0)
             # A holder that ends removes its lock file before letting go, so a file with a holder's line in it, now
-            # unheld, is a killed run's.
+            # unheld, is a killed run's: where this kernel would hold its lock, else it may be writing still, and
+            # nothing of it is taken (atomic.py removes every temporary of an output held but this process's own).
             self._found = fh.read().strip()
+            if self.killed.command and not self.killed.checkable_here:
+                raise _cannot_check(self.out, self.killed, self.path)
             _write_lock_line(fh, self.path, LockLine.of_this_process(self.command))
             # Taken first, then the folders around it checked: of two runs that start at once on a folder and a file
             # inside it, at least one sees the other (at worst both are refused, never both let through).
@@ -1191,7 +1257,9 @@ class OutputLock:
             raise _naming(e, self.path)
         if busy is not None:
             self._give_up(fh)
-            where, command, who = busy
+            where, command, who, uncheckable = busy
+            if uncheckable is not None:
+                raise _cannot_check(self.out, uncheckable, lock_path(where), around=where)
             raise OutputConflict(f"{where}: another `bbuvl {command or self.command}` ({who}) is "
                                  f"writing it, and {self.out} {'holds it' if where.is_relative_to(self.out) else 'is inside it'}; "
                                  "wait for it to finish, or choose another output")
@@ -1347,10 +1415,12 @@ def _flock_soon(fd: int, tries: int = 5) -> None:
             time.sleep(0.02)
 
 
-def _busy_around(out: Path) -> tuple[Path, str, str] | None:
-    """(output, command, who) of a lock another process, or another thread of this one, holds on a folder holding
-    `out`, or on anything under `out` when it is a folder: one output's writer must not write into another's (a
-    dataset folder and its images/). Called holding `_HELD_GUARD`."""
+def _busy_around(out: Path) -> tuple[Path, str, str, LockLine | None] | None:
+    """(output, command, who, line) of a lock another process, or another thread of this one, holds on a folder
+    holding `out`, or on anything under `out` when it is a folder: one output's writer must not write into another's (a
+    dataset folder and its images/). A lock free here that names a writer this machine cannot check
+    (`LockLine.checkable_here`) is one too, its line given as `line` (None for a held lock). Called holding
+    `_HELD_GUARD`."""
     candidates = [lock_path(folder) for folder in out.parents if folder.parent != folder]
     if out.is_dir():
         candidates += [p for p in out.rglob(f".*{LOCK_SUFFIX}") if p.is_file()]
@@ -1359,13 +1429,14 @@ def _busy_around(out: Path) -> tuple[Path, str, str] | None:
         if (held := _HELD.get(candidate)) is not None:
             if held.ours:  # this thread's own claim around it (train's run folder, and what it saves inside)
                 continue
-            return where, held.lock.command, held.who
+            return where, held.lock.command, held.who, None
         if not candidate.is_file():
             continue
         try:
-            fh = candidate.open("r", encoding="utf-8")
+            fh = candidate.open("r", encoding="utf-8", errors="replace")
         except OSError:  # gone meanwhile, or unreadable: nothing we can tell
             continue
+        where = candidate.with_name(candidate.name[1:-len(LOCK_SUFFIX)])
         with fh:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -1374,9 +1445,11 @@ def _busy_around(out: Path) -> tuple[Path, str, str] | None:
                 here = _find_holding(fh)  # this process's, under another spelling of its path
                 if here is not None and here.ours:
                     continue
-                return where, line.command, here.who if here is not None else line.who
+                return where, line.command, here.who if here is not None else line.who, None
             except OSError:
                 continue
+            if (line := LockLine.parse(fh.read())).command and not line.checkable_here:
+                return where, line.command, line.who, line
     return None
 
 
