@@ -1,8 +1,12 @@
-"""How many threads a learning guard trains with (tests/test_learnability.py, tests/test_small_parts_learnability.py)."""
+"""How many threads a learning guard trains with (tests/test_learnability.py, tests/test_small_parts_learnability.py),
+and running one function on several threads at once (the thread-safety tests)."""
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
 
 
 def guard_threads() -> int:
@@ -18,3 +22,17 @@ def guard_threads() -> int:
     cores = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
     busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= (os.cpu_count() or 1)
     return max(1, min(1 if busy else 2, wanted, cores))
+
+
+def run_together(target: Callable[..., None], args: list[tuple], handles: Iterable[Any] = ()) -> None:
+    """Run `target` once per tuple in `args`, each on its own thread, wait for all, then remove the torch hooks
+    `handles` the test attached, however the threads ended."""
+    try:
+        threads = [threading.Thread(target=target, args=a) for a in args]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -17,6 +17,7 @@ from bbuvl.model.checkpoint import save_checkpoint
 from bbuvl.model.vlm import core_model
 from bbuvl.train.trainer import build_run
 from tests.model.test_vlm_fine_features import _nudge_fine
+from tests.threads import run_together
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -88,15 +89,7 @@ def test_threads_sharing_one_predictor_get_what_each_photo_gets_alone(fine_predi
                 except Exception as e:  # noqa: BLE001 - the thread's failure is the test's to report
                     got[p].append(e)
 
-    try:
-        threads = [threading.Thread(target=work, args=(odd_photos[k::2],)) for k in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        for handle in handles:
-            handle.remove()
+    run_together(work, [(odd_photos[k::2],) for k in range(2)], handles)
     for p in odd_photos:
         assert got[p] == [alone[p]] * 3, p
     assert most[0] == 1  # the passes ran one at a time

@@ -17,6 +17,7 @@ from bbuvl.model.grounding_attention import QueryKeyCapture, attention_layers, c
 from bbuvl.model.shared_prefix import shared_prefix_length
 from bbuvl.model.vlm import core_model
 from bbuvl.train.trainer import build_run
+from tests.threads import run_together
 
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.usefixtures("one_thread")]
 
@@ -131,15 +132,7 @@ def test_two_threads_recording_through_one_language_model_at_once_each_keep_thei
         except Exception as e:  # noqa: BLE001 - the thread's failure is the test's to report
             kept[k] = e
 
-    try:
-        threads = [threading.Thread(target=record, args=(k,)) for k in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        for handle in handles:
-            handle.remove()
+    run_together(record, [(k,) for k in range(2)], handles)
     layers = len(attention_layers(text))
     assert kept == {0: [5] * layers, 1: [9] * layers}
     copied = copy.deepcopy(capture)  # GRPO's frozen reference deep-copies the model with it (rl/trainer.py)

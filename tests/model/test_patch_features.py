@@ -18,6 +18,7 @@ from bbuvl.model.patch_features import (
     unit_order_to_map,
 )
 from tests.diagnostics.conftest import one_thread  # noqa: F401 - one torch thread, as the training tests
+from tests.threads import run_together
 
 
 def _record(model, images: list[Image.Image], processor,
@@ -164,15 +165,7 @@ def test_two_threads_recording_through_one_tower_at_once_each_take_their_own_pho
         except Exception as e:  # noqa: BLE001 - the thread's failure is the test's to report
             taken[k] = e
 
-    try:
-        threads = [threading.Thread(target=record, args=(k,)) for k in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        for handle in handles:
-            handle.remove()
+    run_together(record, [(k,) for k in range(2)], handles)
     for k in range(2):
         assert isinstance(taken[k], PatchFeatures), taken[k]
         assert torch.equal(taken[k].grid_thw, alone[k].grid_thw)
