@@ -356,3 +356,18 @@ def test_boxes_written_0_to_1000_on_large_photos_are_named_as_data_check_names_t
     # Before: 0 errors, 0 warnings; every box fits in the photo's top-left corner.
     [said] = [p for p in report.problems if "0-1000 of each side" in p.message]
     assert said.severity == "warning" and said in check_dataset(data)
+
+
+def test_a_photo_holding_more_objects_than_the_heads_queries_is_a_warning_naming_its_line(small_dataset, tmp_path):
+    folder = tmp_path / "crowded"
+    shutil.copytree(small_dataset, folder)
+    train = read_records(folder / "train.jsonl")
+    box = train[1].objects[0]
+    train[1] = train[1].model_copy(update={"objects": [box.model_copy(update={"bbox_2d": [2 + 5 * i, 2, 6 + 5 * i, 9]})
+                                                       for i in range(12)]})
+    write_dataset(folder / "train.jsonl", train)
+    cfg = load_config(_config_file(folder, tmp_path), ["detection.num_queries=10"])
+    [found] = _found(diagnose_data(folder, cfg), "train.jsonl", 2, "12 objects", "detection.num_queries (10)")
+    assert found.severity == "warning" and "raise detection.num_queries to at least 12" in found.message
+    assert not _found(diagnose_data(folder, load_config(_config_file(folder, tmp_path), ["detection.enabled=false"])),
+                      "train.jsonl", 2, "num_queries")

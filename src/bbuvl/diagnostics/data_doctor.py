@@ -113,6 +113,17 @@ def record_problems(file: Path, line: int, sample: Sample) -> list[Problem]:
     return found
 
 
+def queries_problem(file: Path, line: int, sample: Sample, cfg: Config) -> Problem | None:
+    """A photo holding more objects than the head has queries (train/query_room.py): each draw teaches the head at most
+    `detection.num_queries` of them, and it finds no more there. Teachers are context, never the head's targets."""
+    n, queries = len(sample.student.objects), cfg.detection.num_queries
+    if not cfg.detection.enabled or file.name == TEACHERS or n <= queries:
+        return None
+    return Problem(str(file), line, f"{n} objects, more than detection.num_queries ({queries}): each draw teaches the "
+                   f"head {queries} of them and {n - queries} nothing, and it finds at most {queries} a photo; raise "
+                   f"detection.num_queries to at least {n}", "warning")
+
+
 def photo_problems(file: Path, line: int, prefix: str, record: ImageRecord, cfg: Config,
                    contract: CoordinateContract | None, infos: dict[Path, ImageInfo | str]) -> tuple[int, list[Problem]]:
     """Vision tokens of one record's photo and what is wrong with its file: unreadable, size, EXIF, token budget.
@@ -194,6 +205,8 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
         summary = TokenSummary(str(file))
         for line, sample in found:
             report.problems.extend(record_problems(file, line, sample))
+            if (crowded := queries_problem(file, line, sample, cfg)) is not None:
+                report.problems.append(crowded)
             total = 0
             for prefix, record in _records(sample):
                 for obj in record.objects:
@@ -273,7 +286,7 @@ def _length_problems(files: list[Path], cfg: Config, family: Family, report: Dat
         for entry in ds.truncated:
             at = _located(entry, file)
             report.problems.append(Problem(at.file, at.line, f"{at.message}, at data.max_length={cfg.data.max_length} (the "
-                                           "head still learns every box; raise data.max_length to teach the whole answer)",
+                                           "head still gets every box as a target; raise data.max_length to teach the whole answer)",
                                            "warning"))
         cut += len(ds.truncated)
     return (f"answer lengths checked with {family.name}'s tokenizer and prompt against data.max_length="

@@ -309,7 +309,7 @@ class ConversationDataset(torch.utils.data.Dataset):
         self.truncated = [f"{at}: {why}" for at, (_, why) in zip(locate([r for r, _ in cut]), cut)]
         if self.truncated:
             log.warning("%d photo(s) have answers longer than data.max_length=%d leaves room for; each is cut there "
-                        "(the detection head still learns every box): %s", len(self.truncated), max_length,
+                        "(the detection head still gets every box as a target): %s", len(self.truncated), max_length,
                         "; ".join(self.truncated[:5]) + (" ..." if len(self.truncated) > 5 else ""))
         short = sum(len(self._within(i, list(zip(s.teachers, self._teacher_len[i])), self._student_len[i]))
                     < len(s.teachers) for i, s in enumerate(self.sources) if s.teachers)

@@ -36,6 +36,7 @@ from bbuvl.model.processor import saved_pixel_range
 from bbuvl.train.caption_refit import Photo, jsonl_photos
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, SourcedRecord, read_training_rows, rows_as_sources
+from bbuvl.train.query_room import queries_note
 from bbuvl.train.run_dir import check_rotation, looked_from, module_problem
 
 log = logging.getLogger(__name__)
@@ -321,6 +322,9 @@ def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
     note = mirror_note(cfg, labels, hierarchy) if cfg.training.method == "sft" else None  # GRPO's: rl/trainer.py
     if note is not None and os.environ.get("RANK", "0") == "0":  # once, not once a process
         log.warning("%s", note)
+    crowded = queries_note(train, cfg.detection.num_queries) if cfg.detection.enabled and cfg.training.method == "sft" else None
+    if crowded is not None and os.environ.get("RANK", "0") == "0":
+        log.warning("%s", crowded)
     prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.family), labels, cfg.data.lang)
     return RunInputs(family, contract, hierarchy, files.faults(cfg.data.hierarchy, hierarchy), train, pool, val, refit_photos,
                      labels, prompt)
