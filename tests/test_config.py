@@ -64,6 +64,22 @@ def test_a_detection_freeze_of_every_epoch_is_said_not_refused():
                                         "detection.enabled=false", "inference.mode=generate"])) == []
 
 
+def test_a_new_head_frozen_by_its_learning_rate_is_said_not_refused():
+    # Before: `training.lr.detection=0` trained 2 steps on a new head without a word: every checkpoint held the head as
+    # built (box layers ending at zero), and the head's loss fell from 24.4 to 18.2 by training the VLM toward it
+    base = ROOT / "configs" / "base.yaml"
+    [note] = run_notes(load_config(base, ["training.lr.detection=0"]))
+    assert note.keys == ("training.lr.detection", "detection.enabled", "model.reuse_modules")
+    assert "the checkpoints hold a head that never learned, and its loss still trains the VLM's features" in note
+    [note] = run_notes(load_config(base, ["training.lr.detection=0", "detection.grad_to_vlm=0"]))
+    assert note.endswith("never learned; give training.lr.detection a rate above 0, set detection.enabled: false, or "
+                         "start the head from a checkpoint's with model.reuse_modules: true")
+    # A head started from a checkpoint's may stay as it is; no head, or GRPO's frozen one, is no such run
+    assert run_notes(load_config(base, ["training.lr.detection=0", "model.reuse_modules=true"])) == []
+    assert run_notes(load_config(base, ["training.lr.detection=0", "detection.enabled=false"])) == []
+    assert run_notes(load_config(ROOT / "configs" / "grpo.yaml")) == []
+
+
 def test_a_rate_given_to_a_group_lora_leaves_nothing_to_train_is_said_not_refused():
     # Before: a LoRA run with training.lr.merger 1e-3 trained no merger weight, and nothing said so
     demo = ROOT / "configs" / "demo.yaml"

@@ -768,6 +768,16 @@ def run_notes(cfg: Config) -> list[BudgetProblem]:
             f"every epoch of the run (training.num_epochs {t.num_epochs:g}): the head never trains, and the "
             "checkpoints hold the one it started with; lower training.detection_freeze_epochs, or set "
             "detection.enabled: false", ("training.detection_freeze_epochs", "training.num_epochs")))
+    if t.method == "sft" and cfg.detection.enabled and t.lr.detection == 0 and not cfg.model.reuse_modules:
+        # The run shipped a head that never learned (its box layers end at zero: one box for every query), and through
+        # grad_to_vlm its loss trained the VLM's features toward that head; a head reused from a checkpoint may stay
+        pulled = (f", and its loss still trains the VLM's features toward it (detection.grad_to_vlm "
+                  f"{cfg.detection.grad_to_vlm:g})" if cfg.detection.grad_to_vlm > 0 else "")
+        notes.append(BudgetProblem(
+            "training.lr.detection is 0, which freezes the detection head as the run builds it (model.reuse_modules "
+            f"is false: a new head), so the checkpoints hold a head that never learned{pulled}; give "
+            "training.lr.detection a rate above 0, set detection.enabled: false, or start the head from a checkpoint's "
+            "with model.reuse_modules: true", ("training.lr.detection", "detection.enabled", "model.reuse_modules")))
     return notes + lora_idle_rates(cfg)
 
 
