@@ -64,6 +64,20 @@ def test_a_detection_freeze_of_every_epoch_is_said_not_refused():
                                         "detection.enabled=false", "inference.mode=generate"])) == []
 
 
+def test_a_warm_up_the_constant_schedule_never_takes_is_said_not_refused():
+    # Before: `training.lr_scheduler=constant` beside base.yaml's warmup_ratio 0.03 (or 0.5) trained every step at the
+    # full rate, 0.001 from step 1, without a word
+    base = ROOT / "configs" / "base.yaml"
+    [note] = run_notes(load_config(base, ["training.lr_scheduler=constant"]))
+    assert note.keys == ("training.warmup_ratio", "training.lr_scheduler")
+    assert note.startswith("training.warmup_ratio (0.03) warms nothing up under training.lr_scheduler constant")
+    assert "constant_with_warmup" in note
+    for fine in (["training.lr_scheduler=constant_with_warmup"], ["training.lr_scheduler=constant", "training.warmup_ratio=0"]):
+        assert run_notes(load_config(base, fine)) == []
+    # The schema's default ratio is no choice made: unsaid
+    assert run_notes(Config.model_validate({"training": {"lr_scheduler": "constant"}})) == []
+
+
 def test_a_new_head_frozen_by_its_learning_rate_is_said_not_refused():
     # Before: `training.lr.detection=0` trained 2 steps on a new head without a word: every checkpoint held the head as
     # built (box layers ending at zero), and the head's loss fell from 24.4 to 18.2 by training the VLM toward it

@@ -768,6 +768,12 @@ def run_notes(cfg: Config) -> list[BudgetProblem]:
             f"every epoch of the run (training.num_epochs {t.num_epochs:g}): the head never trains, and the "
             "checkpoints hold the one it started with; lower training.detection_freeze_epochs, or set "
             "detection.enabled: false", ("training.detection_freeze_epochs", "training.num_epochs")))
+    if t.lr_scheduler == "constant" and t.warmup_ratio > 0 and "warmup_ratio" in t.model_fields_set:
+        # HF's "constant" has no warm-up: a run given both started at the full rate, as constant_with_warmup would not
+        notes.append(BudgetProblem(
+            f"training.warmup_ratio ({t.warmup_ratio:g}) warms nothing up under training.lr_scheduler constant, which "
+            "holds every step at the full rate from the first; set training.lr_scheduler: constant_with_warmup to warm "
+            "up first, or training.warmup_ratio: 0", ("training.warmup_ratio", "training.lr_scheduler")))
     if t.method == "sft" and cfg.detection.enabled and t.lr.detection == 0 and not cfg.model.reuse_modules:
         # The run shipped a head that never learned (its box layers end at zero: one box for every query), and through
         # grad_to_vlm its loss trained the VLM's features toward that head; a head reused from a checkpoint may stay
