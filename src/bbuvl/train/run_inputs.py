@@ -37,6 +37,7 @@ from bbuvl.train.caption_refit import Photo, jsonl_photos
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, SourcedRecord, read_training_rows, rows_as_sources
 from bbuvl.train.query_room import queries_note
+from bbuvl.train.val_labels import val_only_note
 from bbuvl.train.run_dir import check_rotation, looked_from, module_problem
 
 log = logging.getLogger(__name__)
@@ -325,6 +326,9 @@ def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
     crowded = queries_note(train, cfg.detection.num_queries) if cfg.detection.enabled and cfg.training.method == "sft" else None
     if crowded is not None and os.environ.get("RANK", "0") == "0":
         log.warning("%s", crowded)
+    unseen = val_only_note(train, val) if val else None
+    if unseen is not None and os.environ.get("RANK", "0") == "0":
+        log.warning("%s", unseen)
     prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.family), labels, cfg.data.lang)
     return RunInputs(family, contract, hierarchy, files.faults(cfg.data.hierarchy, hierarchy), train, pool, val, refit_photos,
                      labels, prompt)
