@@ -36,6 +36,7 @@ from bbuvl.model.processor import saved_pixel_range
 from bbuvl.train.caption_refit import Photo, jsonl_photos
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, SourcedRecord, read_training_rows, rows_as_sources
+from bbuvl.train.frame_boxes import shrunk_note
 from bbuvl.train.query_room import queries_note
 from bbuvl.train.val_labels import val_only_note
 from bbuvl.train.run_dir import check_rotation, looked_from, module_problem
@@ -326,6 +327,9 @@ def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
     crowded = queries_note(train, cfg.detection.num_queries) if cfg.detection.enabled and cfg.training.method == "sft" else None
     if crowded is not None and os.environ.get("RANK", "0") == "0":
         log.warning("%s", crowded)
+    small = shrunk_note(train, contract) if cfg.training.method == "sft" else None
+    if small is not None and os.environ.get("RANK", "0") == "0":
+        log.warning("%s", small)
     unseen = val_only_note(train, val) if val else None
     if unseen is not None and os.environ.get("RANK", "0") == "0":
         log.warning("%s", unseen)
