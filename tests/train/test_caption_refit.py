@@ -294,3 +294,30 @@ def test_refit_photos_that_are_validation_photos_are_refused(run_config, small_d
         check_held_out(run_config(f"detection.caption_refit.photos={mixed}"))  # no refit: nothing shown
     finally:
         mixed.unlink()
+
+
+def test_a_run_whose_refit_finds_nothing_covered_names_the_checkpoint_that_holds_it_and_the_ways_on(run_config, tmp_path):
+    # Before: "no training object is covered ... the head has not learned to find them yet" alone, with no final/, and a
+    # resume (the refit's settings are the run's own) met the same head and stopped the same way
+    cfg = run_config("training.max_steps=1", "data.teachers=null", "data.teacher_ratio=0",
+                     "detection.caption_refit.steps=5", "detection.caption_refit.min_iou=0.999")
+    with pytest.raises(ValueError) as e:
+        train(cfg, progress=False)
+    saved = Path(cfg.training.output_dir) / "checkpoint-1"
+    assert f"Training itself ended at step 1, and {saved} holds the trained model: --resume with a higher " \
+           "training.max_steps trains the head on" in str(e.value)
+    assert saved.is_dir() and not (saved.parent / "final").exists()
+
+
+def test_a_refit_over_training_photos_without_any_object_is_refused_before_training(run_config, small_dataset, tmp_path):
+    # Before: the run trained to its end, then stopped there, "no training object is covered (0 objects)"
+    from bbuvl.data.schema import read_records, write_dataset
+    from bbuvl.train.run_inputs import read_run_inputs
+
+    empty = tmp_path / "empty.jsonl"
+    write_dataset(empty, [r.model_copy(update={"objects": [], "images": [str(small_dataset / r.image)]})
+                          for r in read_records(small_dataset / "train.jsonl")])
+    with pytest.raises(ValueError, match=rf"detection.caption_refit.steps 5 refits the captions on the training objects, "
+                                         rf"and no photo of data.train {empty} holds one"):
+        read_run_inputs(run_config(f"data.train={empty}", "detection.caption_refit.steps=5"))
+    assert not (tmp_path / "run").exists()

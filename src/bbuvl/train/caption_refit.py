@@ -214,6 +214,10 @@ def seeded_random_state(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
+class NothingCovered(ValueError):
+    """The refit found no training object a query's box covers: there is nothing to fit the captions on."""
+
+
 def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedCollator, contract: CoordinateContract,
                    photos: Sequence[Photo], cfg: CaptionRefitConfig, seed: int) -> RefitResult:
     """Fit the head's caption layers to the frozen model's covered objects for `cfg.steps` steps; every other
@@ -231,7 +235,7 @@ def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColl
         model.train(was_training)
     labels = pairs.labels
     if not labels:
-        raise ValueError(f"detection.caption_refit: no training object is covered by a query's box at IoU >= "
+        raise NothingCovered(f"detection.caption_refit: no training object is covered by a query's box at IoU >= "
                          f"{cfg.min_iou:g} ({pairs.uncovered} objects): the head has not learned to find them yet")
     captions = [torch.tensor(encoder.tokenizer.encode(label, add_special_tokens=False) + [head.eos_token_id])
                 for label in labels]
@@ -315,7 +319,16 @@ class CaptionRefitCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         """Refit the captions of the model the trainer is about to save."""
-        result = refit_captions(model, self.encoder, self.collator, self.contract, self.photos, self.cfg, self.seed)
+        try:
+            result = refit_captions(model, self.encoder, self.collator, self.contract, self.photos, self.cfg, self.seed)
+        except NothingCovered as e:
+            # Said alone, the run stopped at its end with no final/, and its resume (the refit's settings are the run's)
+            # met the same head and stopped again: the way on is more training, or the checkpoint as it is
+            saved = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            held = f"{saved} holds the trained model" if saved.is_dir() else "the run's newest checkpoint-N holds it"
+            raise NothingCovered(f"{e}. Training itself ended at step {state.global_step}, and {held}: --resume with a "
+                                 "higher training.max_steps trains the head on and refits at the new end, or `bbuvl "
+                                 "predict` reads that checkpoint as it is, its captions not refitted") from None
         state.log_history.append({"caption_refit_pairs": result.pairs, "caption_refit_uncovered": result.uncovered,
                                   "caption_refit_loss_first": result.first_loss,
                                   "caption_refit_loss_last": result.last_loss,

@@ -318,6 +318,13 @@ def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
     labels = ordered_labels((o.desc for s in train + (val or []) for o in s.student.record.objects), hierarchy)
     known = set(labels) | {o.desc for s in train for o in s.student.record.objects}
     unknown = sorted({label for p in refit_photos for label in p.labels} - known)
+    if cfg.detection.refits and not any(s.student.record.objects for s in train) and not any(p.labels for p in refit_photos):
+        # The run trained to its end and then stopped there, its refit finding "no training object covered", with no
+        # final/ and a resume refused the refit turned off
+        raise ValueError(f"detection.caption_refit.steps {refit.steps} refits the captions on the training objects, and "
+                         f"no photo of data.train {cfg.data.train}" + (" nor of detection.caption_refit.photos"
+                                                                        if refit.photos else "")
+                         + " holds one: set detection.caption_refit.steps: 0, or give photos with objects")
     if unknown:  # the captions would learn to write a label the prompt never offers and no metric expects
         raise ValueError(f"detection.caption_refit.photos {refit.photos}: {len(unknown)} label(s) the training data "
                          f"does not hold, e.g. {unknown[0]!r}: give the refit photos of the training labels")
