@@ -37,6 +37,7 @@ from bbuvl.train.caption_refit import Photo, jsonl_photos
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, SourcedRecord, read_training_rows, rows_as_sources
 from bbuvl.train.frame_boxes import shrunk_note
+from bbuvl.train.oversize import all_skipped
 from bbuvl.train.query_room import queries_note
 from bbuvl.train.val_labels import val_only_note
 from bbuvl.train.run_dir import check_rotation, looked_from, module_problem
@@ -313,6 +314,13 @@ def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
     val = None
     if val_path := optional_data(cfg, "val"):
         val = rows_as_sources(read_training_rows(val_path, files=files), val_path)
+    if cfg.data.oversize == "skip":
+        for key, path, records in (("data.train", cfg.data.train, [s.student.record for s in train]),
+                                   ("data.val", val_path, [s.student.record for s in val or []]),
+                                   ("data.teachers", teachers, [t.record for t in pool]
+                                    if cfg.data.teacher_ratio > 0 and cfg.data.num_teachers > 0 else [])):
+            if problem := all_skipped(key, str(path), records, contract):
+                raise ValueError(problem)
     refit = cfg.detection.caption_refit
     refit_photos = jsonl_photos(refit.photos, files) if cfg.detection.refits and refit.photos else []
     labels = ordered_labels((o.desc for s in train + (val or []) for o in s.student.record.objects), hierarchy)
