@@ -94,6 +94,17 @@ def test_a_new_head_frozen_by_its_learning_rate_is_said_not_refused():
     assert run_notes(load_config(ROOT / "configs" / "grpo.yaml")) == []
 
 
+def test_vision_positions_held_at_zero_by_their_learning_rate_are_said_not_refused():
+    # Before: `model.vision_positions=true training.lr.adapter=0` trained 2 steps without a word, and final/'s
+    # vision_positions.safetensors held zeros alone: positions that add nothing to any vision token
+    base = ROOT / "configs" / "base.yaml"
+    [note] = run_notes(load_config(base, ["model.vision_positions=true", "training.lr.adapter=0"]))
+    assert note.keys == ("model.vision_positions", "training.lr.adapter") and "so no token gets any" in note
+    assert run_notes(load_config(base, ["model.vision_positions=true"])) == []
+    assert run_notes(load_config(base, ["model.vision_positions=true", "training.lr.adapter=0",
+                                        "model.reuse_modules=true"])) == []
+
+
 def test_a_rate_given_to_a_group_lora_leaves_nothing_to_train_is_said_not_refused():
     # Before: a LoRA run with training.lr.merger 1e-3 trained no merger weight, and nothing said so
     demo = ROOT / "configs" / "demo.yaml"

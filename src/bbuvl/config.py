@@ -784,6 +784,13 @@ def run_notes(cfg: Config) -> list[BudgetProblem]:
             f"is false: a new head), so the checkpoints hold a head that never learned{pulled}; give "
             "training.lr.detection a rate above 0, set detection.enabled: false, or start the head from a checkpoint's "
             "with model.reuse_modules: true", ("training.lr.detection", "detection.enabled", "model.reuse_modules")))
+    if t.method == "sft" and cfg.model.vision_positions and t.lr.adapter == 0 and not cfg.model.reuse_modules:
+        # Built at zero (model/vision_positions.py) and held there: the run trained and saved positions that add
+        # nothing to any vision token, without a word
+        notes.append(BudgetProblem(
+            "model.vision_positions adds each vision token's position through a projection built at zero, and "
+            "training.lr.adapter 0 holds it there, so no token gets any; give training.lr.adapter a rate above 0, or "
+            "set model.vision_positions: false", ("model.vision_positions", "training.lr.adapter")))
     return notes + lora_idle_rates(cfg)
 
 
