@@ -326,6 +326,12 @@ def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
     labels = ordered_labels((o.desc for s in train + (val or []) for o in s.student.record.objects), hierarchy)
     known = set(labels) | {o.desc for s in train for o in s.student.record.objects}
     unknown = sorted({label for p in refit_photos for label in p.labels} - known)
+    if not any(s.student.record.objects for s in train) and os.environ.get("RANK", "0") == "0":
+        # A conversion that lost every label trained a model that answers [] to every photo, and said nothing
+        log.warning("data.train %s: none of its %d photo(s) holds an object, so the run teaches the model to answer [] "
+                    "(nothing) for every photo%s; if they should hold objects, see what their conversion kept (`bbuvl "
+                    "data stats %s`)", cfg.data.train, len(train),
+                    " and the head to find nothing" if cfg.detection.enabled else "", cfg.data.train)
     if cfg.detection.refits and not any(s.student.record.objects for s in train) and not any(p.labels for p in refit_photos):
         # The run trained to its end and then stopped there, its refit finding "no training object covered", with no
         # final/ and a resume refused the refit turned off
