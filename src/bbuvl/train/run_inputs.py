@@ -29,7 +29,7 @@ from bbuvl.data.layout import ordered_labels
 from bbuvl.data.text import show_text
 from bbuvl.encode.loss_terms import LossTerms
 from bbuvl.encode.prompts import system_prompt
-from bbuvl.model.checkpoint import Prompt, start_folder_problem, stopped_swap
+from bbuvl.model.checkpoint import HEAD_FILE, POSITIONS_FILE, Prompt, start_folder_problem, stopped_swap
 from bbuvl.model.export import stock_frame
 from bbuvl.model.checkpoint_files import IMAGE_PROCESSOR_FILE
 from bbuvl.model.processor import saved_pixel_range
@@ -146,6 +146,26 @@ def check_start(cfg: Config) -> None:
                              "auto or the checkpoint's family")
     if (note := frame_note(cfg)) is not None and os.environ.get("RANK", "0") == "0":  # every process would say it
         log.warning("%s", note)
+    if (note := unused_modules_note(cfg)) is not None and os.environ.get("RANK", "0") == "0":
+        log.warning("%s", note)
+
+
+def unused_modules_note(cfg: Config) -> str | None:
+    """What a run says when model.path holds a trained head or vision positions that it builds anew instead
+    (model.reuse_modules false), or None. Without it, a run started from a checkpoint to go on with its training (what
+    a refused resume advises) trained a new head from random weights, and nothing said the old one went unused."""
+    start = Path(cfg.model.path)
+    if cfg.training.method != "sft" or cfg.model.reuse_modules or not start.is_dir():
+        return None
+    unused = [f"{name} ({what})" for name, what, built in (
+        (HEAD_FILE, "its trained detection head", cfg.detection.enabled),
+        (POSITIONS_FILE, "its trained vision positions", cfg.model.vision_positions)) if built and (start / name).is_file()]
+    if not unused:
+        return None
+    them, those = ("them", "those") if len(unused) > 1 else ("it", "that one")
+    return (f"model.path {start} holds {' and '.join(unused)}, and model.reuse_modules is false: this run builds "
+            f"{them} new and leaves {those} unused; set model.reuse_modules: true to start from {them} (what fits the "
+            "run's labels and queries carries over)")
 
 
 def trains_adapters_on(cfg: Config) -> bool:
