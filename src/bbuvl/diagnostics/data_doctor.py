@@ -114,13 +114,13 @@ def record_problems(file: Path, line: int, sample: Sample) -> list[Problem]:
 
 
 def queries_problem(file: Path, line: int, sample: Sample, cfg: Config) -> Problem | None:
-    """A photo holding more objects than the head has queries (train/query_room.py): each draw teaches the head at most
+    """A photo holding more objects than the head has queries (train/query_room.py): each draw teaches the queries at most
     `detection.num_queries` of them, and it finds no more there. Teachers are context, never the head's targets."""
     n, queries = len(sample.student.objects), cfg.detection.num_queries
     if not cfg.detection.enabled or file.name == TEACHERS or n <= queries:
         return None
     return Problem(str(file), line, f"{n} objects, more than detection.num_queries ({queries}): each draw teaches the "
-                   f"head {queries} of them and {n - queries} nothing, and it finds at most {queries} a photo; raise "
+                   f"queries {queries} of them and {n - queries} to none, and the head finds at most {queries} a photo; raise "
                    f"detection.num_queries to at least {n}", "warning")
 
 

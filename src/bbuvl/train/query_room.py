@@ -1,9 +1,10 @@
 """Training photos holding more objects than the detection head has queries: objects left without one each draw.
 
 The head matches each object to a query of its own (model/matcher.py; under `loss.assignment: overlap` a query
-learns one object too), so a photo of N objects under Q < N queries teaches the head Q of them at each draw and
-leaves N - Q with no target at all, and the head never finds more than Q there. The run said nothing of it: a
-300-object photo under 8 queries trained with its start-up saying the head still learns every box.
+learns one object too), so a photo of N objects under Q < N queries teaches the queries Q of them at each draw: the
+other N - Q reach no query's box, objectness or caption term (only the two-stage proposals, one a token, still see
+them), and the head never finds more than Q there. The run said nothing of it: a 300-object photo under 8 queries
+trained with its start-up saying the head still learns every box.
 """
 
 from __future__ import annotations
@@ -25,6 +26,6 @@ def queries_note(sources: list[SampleSource], num_queries: int, key: str = "data
     more = f" (and {len(over) - SHOWN} more)" if len(over) > SHOWN else ""
     return (f"{len(over)} photo(s) of {key} hold more objects than detection.num_queries ({num_queries}), and the head "
             f"gives each object a query of its own: at every draw {sum(counts) - num_queries * len(over)} of their "
-            f"{sum(counts)} objects are matched to no query and teach the head nothing, and it finds at most "
-            f"{num_queries} a photo: {named}{more}. Raise detection.num_queries to at least {max(counts)} (the most a "
+            f"{sum(counts)} objects are matched to no query, so no box, objectness or caption term of a query learns "
+            f"them, and the head finds at most {num_queries} a photo: {named}{more}. Raise detection.num_queries to at least {max(counts)} (the most a "
             "photo holds)")
