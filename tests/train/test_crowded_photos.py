@@ -42,7 +42,7 @@ def test_photos_with_more_objects_than_queries_are_named_with_the_objects_the_he
     [note] = warnings(caplog)
     assert note.startswith("2 photo(s) of data.train hold more objects than detection.num_queries (8)")
     # 12 + 30 objects, 8 of each matched a draw: 4 + 22 are never a target of any query
-    assert "at every draw 26 of their 42 objects are matched to no query" in note
+    assert "at each draw of the whole photos 26 of their 42 objects are matched to no query" in note
     assert f"{train}:2: 12 objects; {train}:4: 30 objects." in note
     assert f"{train}:3" not in note  # 8 objects fill the 8 queries exactly
     assert "Raise detection.num_queries to at least 30" in note

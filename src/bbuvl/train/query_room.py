@@ -24,8 +24,9 @@ def queries_note(sources: list[SampleSource], num_queries: int, key: str = "data
     where = locate(over[:SHOWN])
     named = "; ".join(f"{at}: {n} objects" for at, n in zip(where, counts))
     more = f" (and {len(over) - SHOWN} more)" if len(over) > SHOWN else ""
+    left = sum(counts) - num_queries * len(over)
     return (f"{len(over)} photo(s) of {key} hold more objects than detection.num_queries ({num_queries}), and the head "
-            f"gives each object a query of its own: at every draw {sum(counts) - num_queries * len(over)} of their "
-            f"{sum(counts)} objects are matched to no query, so no box, objectness or caption term of a query learns "
-            f"them, and the head finds at most {num_queries} a photo: {named}{more}. Raise detection.num_queries to at least {max(counts)} (the most a "
-            "photo holds)")
+            f"gives each object a query of its own: at each draw of the whole photos {left} of their {sum(counts)} "
+            "objects are matched to no query, so no box, objectness or caption term of a query learns them, and the "
+            f"head finds at most {num_queries} a photo: {named}{more}. Raise detection.num_queries to at least "
+            f"{max(counts)} (the most a photo holds)")
