@@ -31,6 +31,7 @@ from bbuvl.atomic import name_or_temporary, write_text_atomic
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.scale import SCALE_DECIMALS
 from bbuvl.data.schema import resolve_image
+from bbuvl.eval.left_out import per_category_left_out
 from bbuvl.eval.metrics import evaluate_predictions
 from bbuvl.eval.predictions import read_ground_truth, read_predictions
 from bbuvl.infer.options import PredictOptions
@@ -172,8 +173,8 @@ def choose_refine(predictor: Predictor, gt: Path, out: Path, scale: float, mode:
         return (scores.get(category) or {}).get(metric)
 
     all_base, all_refined = per_category(records, base_file, base_lines), per_category(records, every, refined_lines)
-    left_out = [(per_category(records[:i] + records[i + 1:], base_file, base_lines),
-                 per_category(records[:i] + records[i + 1:], every, refined_lines)) for i in range(len(records))]
+    left_out = list(zip(*(per_category_left_out(records, gt, found, pred, 1, predictor.faults)
+                          for pred, found in ((base_file, base_lines), (every, refined_lines))))) if len(records) > 1 else []
     scores = []
     for c in candidates:
         without, refined = value(all_base, c), value(all_refined, c)
@@ -270,7 +271,9 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
                     return category_score(found.metrics["per_category"] or {}, metric, scored_on)
 
                 passes = sum(len(first_regions(r.size, plan, predictor.contract)) for r in records)
-                left_out = [score(records[:i] + records[i + 1:]) for i in range(len(records))] if len(records) > 1 else []
+                # Each photo left out in turn, from one evaluation: n evaluations afresh were quadratic in the photos
+                left_out = [category_score(found, metric, scored_on) for found in per_category_left_out(
+                    records, gt, lines_read, pred, 1, predictor.faults)] if len(records) > 1 else []
                 scored[key] = (score(records), passes, left_out)
             value, passes, left_out = scored[key]
             replicates[scale] = left_out
