@@ -376,6 +376,14 @@ def test_a_photo_with_a_box_whose_label_may_be_a_fault_the_hierarchy_cannot_read
     assert m.photo_unusable == [True, False]  # flagged at every threshold, when thresholds are chosen
 
 
+def test_a_photo_with_a_fault_label_written_on_past_its_state_is_sent_to_review_as_predict_does():
+    # '.../连接错误/松动': a fault with a part after it was read as no fault, by eval as by predict, and the photo passed
+    records = [photo((BOX1, A_BAD)), photo((BOX1, A_OK))]
+    m = fault_metrics(records, [[pred(BOX1, A_BAD + "/松动", 0.9)], [pred(BOX1, A_OK + "/松动", 0.9)]], FAULTS, T)
+    assert m.photo_verdicts == ["review", "pass"]
+    assert m.photo_unusable == [True, False]
+
+
 def test_a_fault_found_at_exactly_a_chosen_threshold_is_counted_as_its_photos_verdict_reads_it():
     # choose_thresholds sets review and fail at fault scores the photos have, so a fault found at exactly a threshold
     # is the usual case: the object counts and the missed faults must read it as verdict_of does (score >= threshold).

@@ -131,7 +131,10 @@ def test_the_reason_gives_the_fault_score_beside_the_thresholds_in_the_same_digi
     assert judge([(BOX, FAULT, 0.61234)], FAULTS, T).reason == f"{FAULT} scored 0.61234 (fail at 0.6)"
 
 
-@pytest.mark.parametrize("label", ["螺丝连接点/BBU安装螺丝/连接错", "挡风板/没安装", "挡风版/未安装", "螺丝连接点"])
+@pytest.mark.parametrize("label", ["螺丝连接点/BBU安装螺丝/连接错", "挡风板/没安装", "挡风版/未安装", "螺丝连接点",
+                                   # a fault with a part after it: read as no fault, the photo passed
+                                   "螺丝连接点/BBU安装螺丝/连接错误/松动", "挡风板 / 未安装 / 松动",
+                                   "air baffle/not installed/loose"])
 def test_a_box_whose_label_may_be_a_fault_the_hierarchy_cannot_read_sends_its_photo_to_review(label):
     # Before: a label an answer not held to the vocabulary wrote ('.../连接错') was no fault, and the photo passed.
     v = judge([(BOX, OK, 0.9), (BOX, label, 0.9)], FAULTS, T)
@@ -140,7 +143,8 @@ def test_a_box_whose_label_may_be_a_fault_the_hierarchy_cannot_read_sends_its_ph
     assert judge([(BOX, label, 0.9), (BOX, FAULT, 0.7)], FAULTS, T).verdict == "fail"  # a fault read fails it still
 
 
-@pytest.mark.parametrize("label", ["bbu基带处理单元/华", "标签贴纸", "screw or connection point/BBU mounting screw/correct"])
+@pytest.mark.parametrize("label", ["bbu基带处理单元/华", "标签贴纸", "screw or connection point/BBU mounting screw/correct",
+                                   "bbu基带处理单元/华为/连接错误"])
 def test_a_label_that_is_read_or_can_be_no_fault_leaves_the_photo_to_its_faults(label):
     # A vendor no fault is kept under, a known label, an English gloss: none can hide a fault.
     assert judge([(BOX, label, 0.9)], FAULTS, T).verdict == "pass"

@@ -121,12 +121,13 @@ class Faults:
     def unjudgeable(self, label: str) -> bool:
         """True when the hierarchy cannot read `label` and it may stand for one of its faults: none of its parts is
         known (a category misspelt), or those that are lead to a fault (`螺丝连接点/BBU安装螺丝/连接错`, a state it
-        lacks). A verdict never passes a photo on such a box (infer/verdict.py); a known part without faults
-        (`bbu基带处理单元/华`) is no fault however it ends."""
+        lacks) or are one (a fault with a part written after it). A verdict never passes a photo on such a
+        box (infer/verdict.py); a known part without faults (`bbu基带处理单元/华`) is no fault however it ends."""
         if not self.labels or self.canonical(label) is not None:
             return False
         head, _ = self.known_path(label)
-        return not head or any(fault.startswith(head + SEP) for fault in self.labels)
+        # A fault the answer went on writing after (its state, then '/松动') was read as no fault, and the photo passed
+        return not head or head in self.labels or any(fault.startswith(head + SEP) for fault in self.labels)
 
     def is_fault(self, label: str) -> bool:
         """True when `label` (however spelt) is a fault the hierarchy marks."""
