@@ -384,6 +384,14 @@ def test_a_photo_with_a_fault_label_written_on_past_its_state_is_sent_to_review_
     assert m.photo_unusable == [True, False]
 
 
+def test_a_box_naming_a_category_without_faults_alone_leaves_its_photo_to_its_faults():
+    # 'bbu基带处理单元' (its brand unwritten) was read as no category at all, and sent every such photo to review
+    records = [photo((BOX1, A_OK)), photo((BOX1, A_OK))]
+    m = fault_metrics(records, [[pred(BOX1, "bbu基带处理单元", 0.9)], [pred(BOX1, A_BAD.split("/")[0], 0.9)]], FAULTS, T)
+    assert m.photo_verdicts == ["pass", "review"]
+    assert m.photo_unusable == [False, True]
+
+
 def test_a_fault_found_at_exactly_a_chosen_threshold_is_counted_as_its_photos_verdict_reads_it():
     # choose_thresholds sets review and fail at fault scores the photos have, so a fault found at exactly a threshold
     # is the usual case: the object counts and the missed faults must read it as verdict_of does (score >= threshold).

@@ -70,6 +70,13 @@ def test_a_state_the_hierarchy_lacks_is_still_of_its_category_and_attribute(tmp_
     assert m["label_accuracy"]["level_2"] == 1.0
 
 
+def test_a_path_short_of_a_label_is_spelt_whole_in_the_truths_language():
+    # Before: its last part was kept as typed ('screw or connection point/BBU安装螺丝'), another category at level 2
+    spell = truth_spelling(["screw or connection point/BBU mounting screw/correct", "cabinet space/full"], [], Faults.load())
+    assert spell("螺丝连接点/BBU安装螺丝") == "screw or connection point/BBU mounting screw"
+    assert spell("机柜空间") == "cabinet space"
+
+
 def test_a_truth_mixing_spellings_is_respelt_into_labels_the_hierarchy_still_reads():
     faults = Faults.load()
     truth = ["screw or connection point/BBU mounting screw/correct", "air baffle/installed", "cable", "label sticker",

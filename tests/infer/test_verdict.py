@@ -144,7 +144,9 @@ def test_a_box_whose_label_may_be_a_fault_the_hierarchy_cannot_read_sends_its_ph
 
 
 @pytest.mark.parametrize("label", ["bbu基带处理单元/华", "标签贴纸", "screw or connection point/BBU mounting screw/correct",
-                                   "bbu基带处理单元/华为/连接错误"])
+                                   "bbu基带处理单元/华为/连接错误",
+                                   # a category without faults alone: read as no category, its photo went to review
+                                   "机柜空间", "bbu基带处理单元", "BBU base-band unit", "线缆/x"])
 def test_a_label_that_is_read_or_can_be_no_fault_leaves_the_photo_to_its_faults(label):
     # A vendor no fault is kept under, a known label, an English gloss: none can hide a fault.
     assert judge([(BOX, label, 0.9)], FAULTS, T).verdict == "pass"

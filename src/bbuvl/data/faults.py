@@ -109,7 +109,9 @@ class Faults:
             return full, ""
         typed = [clean_label(part) for part in clean_label(label).split(SEP)]
         keys = label_key(label).split(SEP)
-        for n in range(len(keys) - 1, 0, -1):
+        # Every part may be a path short of a label: a category alone ('机柜空间', whose brand or state went unwritten)
+        # was read as no category, and sent its photo to review however far it lies from a fault
+        for n in range(len(keys), 0, -1):
             head = SEP.join(keys[:n])
             found = self.hierarchy.path(head)
             if found is None and self.token_map is not None:
