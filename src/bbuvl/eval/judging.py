@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bbuvl.config import CONFIG_FILE
 from bbuvl.data.digests import FileDigest, file_digest
+from bbuvl.data.jsonfile import is_json_number
 from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE, Faults
 from bbuvl.data.scale import TILE_SCALE_FILE
 from bbuvl.eval.faults import CannotChoose, FaultMetrics, choose_thresholds
@@ -124,28 +125,46 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
 
     thresholds = FramedThresholds(given(own.whole), None if own.tiled is None else given(own.tiled))
     if review is None and fail is None and not need_checkpoint and checkpoint is not None and changed is None and (
-            then := typed_at_predict(manifest, Path(checkpoint))) is not None and then != thresholds.whole:
+            typed := typed_at_predict(manifest, Path(checkpoint), thresholds.whole)) is not None and (
+            then := typed[0]) != thresholds.whole:
         notes.append(f"the verdicts in {pred}'s lines were judged at review ≥ {then.review:g}, fail ≥ {then.fail:g}, "
-                     f"given to predict as --verdict-review / --verdict-fail; these metrics judge at review ≥ "
+                     f"given to predict as {' and '.join(typed[1])}"
+                     + ("" if len(typed[1]) == 2 else " (the other the checkpoint's)")
+                     + "; these metrics judge at review ≥ "
                      f"{thresholds.whole.review:g}, fail ≥ {thresholds.whole.fail:g} ({source}): give eval "
                      f"--verdict-review {then.review:g} --verdict-fail {then.fail:g} to judge as the lines were")
     return VerdictSetup(faults, thresholds, source, checkpoint,
                         manifest.mode if manifest is not None else None, changed, notes)
 
 
-def typed_at_predict(manifest: Manifest, checkpoint: Path) -> VerdictThresholds | None:
-    """The thresholds `bbuvl predict`'s --verdict-* options judged a predictions file's lines with (its manifest records
-    them among its options); None when it recorded none or the run config's own (predict judged by the checkpoint's)."""
+def typed_at_predict(manifest: Manifest, checkpoint: Path,
+                     in_effect: VerdictThresholds) -> tuple[VerdictThresholds, list[str]] | None:
+    """The thresholds `bbuvl predict` judged a predictions file's lines with when --verdict-review or --verdict-fail was
+    given to it (its manifest records its options), a threshold not given being the one `in_effect` (the checkpoint's
+    chosen or run config's, as predict paired it), and the options given; None when neither was given, or the record
+    cannot say."""
     from bbuvl.config import InferenceConfig, read_run_config
-    from bbuvl.infer.verdict import config_thresholds
 
     options = manifest.key.options if manifest.key is not None else {}
-    try:
-        then = VerdictThresholds(options["verdict_review"], options["verdict_fail"])
-    except (KeyError, TypeError, ValueError):  # an older or damaged record says nothing of them
-        return None
     inference = read_run_config(checkpoint).inference if (checkpoint / CONFIG_FILE).is_file() else InferenceConfig()
-    return None if then == config_thresholds(inference) else then
+    given = {}
+    for name in ("verdict_review", "verdict_fail"):
+        value, tiled = options.get(name), options.get(f"{name}_tiled")
+        if not is_json_number(value):  # an older or damaged record says nothing of them
+            return None
+        # A threshold not given is recorded as the run config's: one that differs was given. One given equal to it
+        # is told by its tiled twin, which predict sets to the given value too (cli/predict.py). Told apart by the
+        # first alone, a pair given equal to the config's beside a chosen pair was taken for none given, and a lone
+        # threshold for one paired with the config's other, where predict paired it with the chosen one.
+        if value != getattr(inference, name) or (tiled == value and tiled != getattr(inference, f"{name}_tiled")):
+            given[name] = value
+    if not given:
+        return None
+    try:
+        then = VerdictThresholds(given.get("verdict_review", in_effect.review), given.get("verdict_fail", in_effect.fail))
+    except (TypeError, ValueError):
+        return None
+    return then, ["--" + name.replace("_", "-") for name in given]
 
 
 def hierarchy_since(manifest: Manifest, own: str | Path | None) -> str | None:
