@@ -143,6 +143,14 @@ def test_a_box_whose_label_may_be_a_fault_the_hierarchy_cannot_read_sends_its_ph
     assert judge([(BOX, label, 0.9), (BOX, FAULT, 0.7)], FAULTS, T).verdict == "fail"  # a fault read fails it still
 
 
+@pytest.mark.parametrize("label", ["螺丝连接点／地排处螺丝／ground_bar_screw_false", "windshield／not_installed",
+                                   "connection_point ／ install_screw ／ false"])
+def test_a_fault_a_platform_spells_with_full_width_separators_fails_its_photo(label):
+    # The token map split a label at '/' alone: '／' left one part no token names, and the fault read as no label
+    assert FAULTS.is_fault(label)
+    assert judge([(BOX, label, 0.9)], FAULTS, T).verdict == "fail"
+
+
 @pytest.mark.parametrize("label", ["bbu基带处理单元/华", "标签贴纸", "screw or connection point/BBU mounting screw/correct",
                                    "bbu基带处理单元/华为/连接错误",
                                    # a category without faults alone: read as no category, its photo went to review

@@ -368,5 +368,7 @@ class TokenMap:
     def map_path(self, parts: list[str] | str) -> str:
         """Canonical label path from platform parts; empty parts are dropped, nothing else is."""
         if isinstance(parts, str):
-            parts = parts.split(SEP)
+            # `／` separates parts as `/` does (data/text.py `clean_label`): a platform's path typed with it was one
+            # part no token names, and its fault was read as no label
+            parts = parts.replace(FULL_WIDTH_SEP, SEP).split(SEP)
         return SEP.join(self.map_token(p) for p in parts if p and p.strip())
