@@ -70,6 +70,63 @@ def test_a_state_the_hierarchy_lacks_is_still_of_its_category_and_attribute(tmp_
     assert m["label_accuracy"]["level_2"] == 1.0
 
 
+@pytest.mark.parametrize("truth,mixed", [(RIGHT, "air baffle/未安装"),
+                                         ("screw or connection point/BBU mounting screw/correct", "螺丝连接点/BBU安装螺丝/wrong"),
+                                         (RIGHT, "screw or connection point/BBU mounting screw/连接错误"),
+                                         (RIGHT, "screw or connection point/pigtail to ODF/连接正确/wrong")])
+def test_a_label_in_two_languages_is_judged_as_predict_judges_it(tmp_path, truth, mixed):
+    # Spelt in the truth's language it became a fault label, and eval failed the photo `bbuvl predict` sends to review
+    # as holding a label the hierarchy cannot judge.
+    from bbuvl.infer.verdict import VerdictThresholds, judge
+
+    assert judge([(BOXES[1], mixed, 0.8)], Faults.load(), VerdictThresholds(0.25, 0.5)).verdict == "review"
+    m = _evaluate(tmp_path, [truth, truth], [truth, mixed], None)
+    assert {v: sum(c.values()) for v, c in m["faults"]["photos"]["verdicts"].items()} == {"pass": 0, "review": 1, "fail": 0}
+    assert m["faults"]["objects"]["predicted"] == 0
+
+
+@pytest.mark.parametrize("truth", [RIGHT, "screw or connection point/BBU mounting screw/correct",
+                                   "connection_point/install_screw/install_screw_true", "螺丝连接点 ／ ＢＢＵ安装螺丝／连接正确"])
+def test_eval_judges_each_photo_as_predict_judges_its_line_however_its_label_is_spelt(tmp_path, truth):
+    """Labels put together from the hierarchy's names, English glosses, platform tokens and misspellings, a part
+    more or less, any separator: each photo's verdict in eval is the one `bbuvl predict` gives its line."""
+    import random
+
+    from bbuvl.data.labels import DEFAULT_TOKEN_MAP
+    from bbuvl.infer.verdict import VerdictThresholds, judge
+
+    faults, thresholds = Faults.load(), VerdictThresholds(0.25, 0.5)
+    h, rng = faults.hierarchy, random.Random(truth)
+    tokens = list(json.loads(DEFAULT_TOKEN_MAP.read_text(encoding="utf-8"))["tokens"])
+
+    def label() -> str:
+        path = rng.choice(h.paths())
+        parts = [rng.choice([n, e, n, e, rng.choice(tokens)]) for n, e in zip(path.split("/"), h.english(path).split("/"))]
+        if (r := rng.random()) < 0.2:
+            parts.append(rng.choice(["x", "wrong", "未安装", "correct", "连接错误"]))
+        elif r < 0.35:
+            parts[-1] = parts[-1][:-1] or parts[-1]
+        return rng.choice(["/", " / ", "／"]).join(parts)
+
+    labels = [label() for _ in range(150)]
+    gt = "".join(json.dumps({"images": [f"p{i}.png"], "width": 448, "height": 336,
+                             "objects": [{"bbox_2d": BOXES[0], "desc": truth}]}, ensure_ascii=False) + "\n"
+                 for i in range(len(labels)))
+    pred = "".join(json.dumps({"image": f"p{i}.png", "width": 448, "height": 336, "raw": None, "error": None,
+                               "objects": [{"bbox_2d": BOXES[1], "label": text, "score": 0.8}]}, ensure_ascii=False) + "\n"
+                   for i, text in enumerate(labels))
+    (tmp_path / "gt.jsonl").write_text(gt, encoding="utf-8")
+    (tmp_path / "pred.jsonl").write_text(pred, encoding="utf-8")
+    e = evaluate_predictions(read_records(tmp_path / "gt.jsonl"), tmp_path / "gt.jsonl",
+                             read_predictions(tmp_path / "pred.jsonl"), tmp_path / "pred.jsonl", faults=faults,
+                             thresholds=thresholds)
+    judged = {r.record.image: v for r, v in zip(e.images, e.faults.photo_verdicts)}
+    differ = [(text, judge([(BOXES[1], text, 0.8)], faults, thresholds).verdict, judged[f"p{i}.png"])
+              for i, text in enumerate(labels) if judge([(BOXES[1], text, 0.8)], faults, thresholds).verdict
+              != judged[f"p{i}.png"]]
+    assert not differ, differ[:5]
+
+
 def test_a_path_short_of_a_label_is_spelt_whole_in_the_truths_language():
     # Before: its last part was kept as typed ('screw or connection point/BBU安装螺丝'), another category at level 2
     spell = truth_spelling(["screw or connection point/BBU mounting screw/correct", "cabinet space/full"], [], Faults.load())
@@ -81,7 +138,8 @@ def test_a_truth_mixing_spellings_is_respelt_into_labels_the_hierarchy_still_rea
     faults = Faults.load()
     truth = ["screw or connection point/BBU mounting screw/correct", "air baffle/installed", "cable", "label sticker",
              "螺丝连接点／ＢＢＵ安装螺丝／连接错误", "connection_point/cpri_bbu/cpri_bbu_true", "挡风板 / 未安装"]
-    others = [RIGHT, "挡风板/已安装", "ｂｂｕ基带处理单元/华为", "螺丝连接点/BBU安装螺丝/连接错", "不知道/什么"]
+    others = [RIGHT, "挡风板/已安装", "ｂｂｕ基带处理单元/华为", "螺丝连接点/BBU安装螺丝/连接错", "不知道/什么",
+              "air baffle/未安装", "挡风板/not installed"]
     spell = truth_spelling(truth, others, faults)
     for label in truth + others:
         assert faults.canonical(spell(label)) == faults.canonical(label), label  # the fault metrics read it alike

@@ -61,7 +61,13 @@ def truth_spelling(gt_labels: list[str], others: Iterable[str], faults: Faults) 
         names = path.split(SEP)
         own = faults.hierarchy.english(path).split(SEP) if english else names
         parts = [spelt.get(SEP.join(names[:n]), own)[n - 1] for n in range(1, len(names) + 1)]
-        return SEP.join([*parts, rest] if rest else parts)
+        read = SEP.join([*parts, rest] if rest else parts)
+        # Respelt, a label is judged as predict judges it as typed, or kept as typed: its parts in two languages (a
+        # category's English gloss before a state's Chinese name; a sound label in two languages, then a word) spelt in
+        # the truth's became a fault, or a sound part, of a photo `bbuvl predict` sends to review for a label the
+        # hierarchy cannot judge
+        same = faults.canonical(read) == faults.canonical(label) and faults.unjudgeable(read) == faults.unjudgeable(label)
+        return read if same else plain(label)
 
     return spell
 
