@@ -192,6 +192,23 @@ def test_a_hierarchy_edited_since_the_predictions_is_named(run, tmp_path):
     assert f"the hierarchy these predictions are judged by ({own}) has other content" in text(r)
 
 
+def test_a_hierarchy_given_to_predict_is_named_as_what_judged_the_lines(run, tmp_path):
+    """`predict --hierarchy` judged the lines by other faults than the run config's hierarchy, which eval judges by: the
+    note named every cause but that one, the commonest."""
+    from tests.eval.test_choosing_for_the_model import hierarchy_with_one_more_fault
+
+    own = hierarchy_with_one_more_fault(tmp_path / "hierarchy.json")
+    r = invoke(["predict", "-c", run["ckpt"], "-i", run["gt"], "-o", run["out"], "--mode", "head", "--device", "cpu",
+                "--hierarchy", own, "--overwrite"])
+    assert r.exit_code == 0, r.output
+    r = evaluate(run, "m1.json")
+    assert r.exit_code == 0, r.output
+    assert "(given to predict as --hierarchy, edited since" in text(r)
+    assert "give eval the hierarchy predict judged by as --hierarchy to judge as the lines were" in text(r)
+    r = evaluate(run, "m2.json", "--hierarchy", own)
+    assert r.exit_code == 0 and "other content than the one their lines" not in text(r), r.output
+
+
 def test_predictions_that_name_no_checkpoint_are_not_judged_by_the_one_in_the_working_folder(run, tmp_path, monkeypatch):
     """`run_predictions` of a library caller records no checkpoint (""): read as a path, that was the folder eval runs
     in, and a run's checkpoint there judged them by its thresholds and frame."""

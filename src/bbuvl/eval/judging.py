@@ -169,8 +169,9 @@ def typed_at_predict(manifest: Manifest, checkpoint: Path,
 
 def hierarchy_since(manifest: Manifest, own: str | Path | None) -> str | None:
     """A note when the hierarchy eval judges by without --hierarchy (`own`: the run config's, None: the shipped one) has
-    other content than the one predict judged the lines by (its SHA-256 in the manifest's options): edited since, or a
-    relative data.hierarchy read from another folder than predict ran in. None when alike or not recorded."""
+    other content than the one predict judged the lines by (its SHA-256 in the manifest's options): given to predict as
+    --hierarchy, edited since, or a relative data.hierarchy read from another folder than predict ran in. None when alike
+    or not recorded."""
     from bbuvl.data.labels import DEFAULT_HIERARCHY
     from bbuvl.infer.resume_key import file_key
 
@@ -179,8 +180,9 @@ def hierarchy_since(manifest: Manifest, own: str | Path | None) -> str | None:
     if not isinstance(then, str) or file_key(path) == then:
         return None
     return (f"the hierarchy these predictions are judged by ({path}) has other content than the one their lines' "
-            "verdicts were judged by when predicted (edited since, or a relative data.hierarchy read from another "
-            "folder): the fault metrics follow this one; give --hierarchy to judge by another")
+            "verdicts were judged by when predicted (given to predict as --hierarchy, edited since, or a relative "
+            "data.hierarchy read from another folder): the fault metrics follow this one, and a photo's verdict may "
+            "differ from its line's; give eval the hierarchy predict judged by as --hierarchy to judge as the lines were")
 
 
 def model_changed(pred: str | Path, manifest: Manifest, changed: str) -> str:
