@@ -30,6 +30,19 @@ def test_invalid_labels_are_explained(label, needle):
     assert needle in h.problem(label)
 
 
+@pytest.mark.parametrize("label,said", [
+    # Read by the hierarchy's names alone, each was of an "unknown category 'air baffle'" (or 'screw or ...'): the
+    # reason a verdict gives for a photo sent to review named a category the label spells right.
+    ("air baffle/not installed/loose", "label 'air baffle/not installed/loose' has too many parts (nearest known "
+                                       "label: 'air baffle/not installed'"),
+    ("screw or connection point/BBU mounting screw/wrongly", "unknown state 'wrongly' for 'screw or connection point/BBU "
+                                                             "mounting screw' (known: correct, wrong)"),
+    ("BBU base-band unit/Huwei", "unknown attribute 'Huwei' for 'BBU base-band unit' (known: Huawei, ZTE, Ericsson)"),
+])
+def test_a_label_in_english_is_explained_in_english(label, said):
+    assert said in Hierarchy.load().problem(label)
+
+
 def test_user_hierarchy_file_adds_categories(tmp_path):
     p = tmp_path / "h.json"
     p.write_text(json.dumps({"categories": {"电源模块": {"attributes": {"正常": {}, "告警": {}}}}}), encoding="utf-8")

@@ -103,28 +103,41 @@ class Hierarchy:
         if self.is_valid(label):
             return None
         if label not in self._problems:
-            self._problems[label] = self._part_problem(label) + did_you_mean(label, self.labels())
+            # the nearest in either language: an English label's is its gloss
+            self._problems[label] = self._part_problem(label) + did_you_mean(
+                label, self.labels() + [self.english(known) for known in self.labels()])
         return self._problems[label]
 
     def _part_problem(self, label: str) -> str:
         parts = label_key(label).split(SEP)
         typed = label.replace(FULL_WIDTH_SEP, SEP).split(SEP)  # the parts as typed, to quote them
         typed = typed if len(typed) == len(parts) else parts
-        cat = self.categories.get(_keyed(self.categories).get(parts[0], ""))
+        # A part is read as its name, or as its English gloss (`data convert --lang en`, a model trained on such
+        # labels): read by names alone, 'air baffle/not installed/loose' was of an "unknown category 'air baffle'"
+        by_gloss = {label_key(c.gloss): c.name for c in self.categories.values()}
+        en = parts[0] not in _keyed(self.categories) and parts[0] in by_gloss
+        cat = self.categories.get(_keyed(self.categories).get(parts[0]) or by_gloss.get(parts[0], ""))
         if cat is None:
             return f"unknown category {show_text(typed[0])} (known: {', '.join(self.categories)})"
+
+        def said(names: dict[str, str]) -> str:  # {name: gloss} in the label's language
+            return ", ".join(names.values() if en else names)
+
+        kind = self.english(cat.name) if en else cat.name
         if not cat.attributes:
-            return f"category '{cat.name}' takes no attribute, got {show_text(label)}"
+            return f"category '{kind}' takes no attribute, got {show_text(label)}"
+        attributes = {a: g for a, (g, _) in cat.attributes.items()}
         if len(parts) < 2:
-            return f"label {show_text(label)} lacks an attribute (one of: {', '.join(cat.attributes)})"
-        attr_name = _keyed(cat.attributes).get(parts[1])
+            return f"label {show_text(label)} lacks an attribute (one of: {said(attributes)})"
+        attr_name = _keyed(cat.attributes).get(parts[1]) or {label_key(g): a for a, g in attributes.items()}.get(parts[1])
         if attr_name is None:
-            return f"unknown attribute {show_text(typed[1])} for '{cat.name}' (known: {', '.join(cat.attributes)})"
+            return f"unknown attribute {show_text(typed[1])} for '{kind}' (known: {said(attributes)})"
         states = cat.attributes[attr_name][1]
+        kind = SEP.join((kind, attributes[attr_name] if en else attr_name))
         if states and len(parts) < 3:
-            return f"label {show_text(label)} lacks a state (one of: {', '.join(states)})"
-        if states and _keyed(states).get(parts[2]) is None:
-            return f"unknown state {show_text(typed[2])} for '{cat.name}/{attr_name}' (known: {', '.join(states)})"
+            return f"label {show_text(label)} lacks a state (one of: {said(states)})"
+        if states and (_keyed(states).get(parts[2]) or {label_key(g): n for n, g in states.items()}.get(parts[2])) is None:
+            return f"unknown state {show_text(typed[2])} for '{kind}' (known: {said(states)})"
         return f"label {show_text(label)} has too many parts"
 
     def from_english(self, label: str) -> str | None:
