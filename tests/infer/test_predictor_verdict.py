@@ -239,3 +239,28 @@ def test_thresholds_copied_from_another_model_judge_no_photo_and_say_so(trained_
     # A checkpoint that recorded nothing of its training (a plain folder) cannot tell: its thresholds judge as before
     (other / "content_digest.json").unlink()
     assert Predictor.load(other, device="cpu").options("head").thresholds() == VerdictThresholds(0.15, 0.85)
+
+
+def test_a_tiled_pair_chosen_at_another_scale_than_auto_cuts_at_now_is_said(trained_checkpoint, tmp_path):
+    """`bbuvl choose-tiles --choose-thresholds` records the scale and refinement the tiled photos' pair was chosen at;
+    once the scale was chosen again without it (or removed), predict and serve judged the whole cabinets by that pair
+    without a word, where choose-tiles had said it once."""
+    from bbuvl.data.faults import TILED_THRESHOLDS_FILE
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    judged = sorted(Faults.load(Predictor.load(ckpt, device="cpu").cfg.data.hierarchy).labels)
+    p = Predictor.load(ckpt, device="cpu")
+    now = p.train_scale
+    chosen = ChosenThresholds(VerdictThresholds(0.3, 0.6), 0.8, 0.9, 0.8, 0.9, 10, 4, judged, "val.jsonl", tiled=True,
+                              mode="head", tile_scale=round((now or 1.0) * 2, 3), tile_refine=[])
+    chosen.save(ckpt)
+    p = Predictor.load(ckpt, device="cpu")
+    assert p.options("head").thresholds(tiled=True) == VerdictThresholds(0.3, 0.6)  # it judges, as before
+    [note] = [n for n in p.threshold_notes("head") if TILED_THRESHOLDS_FILE in n]
+    assert f"was chosen on photos cut at scale {chosen.tile_scale:g}, where `tiles: auto` cuts them at" in note, note
+    assert not any(TILED_THRESHOLDS_FILE in n for n in p.threshold_notes("head", "2x2"))  # no auto grid to compare
+    from dataclasses import replace
+
+    replace(chosen, tile_scale=now).save(ckpt)  # chosen at the scale photos are cut at now: nothing to say
+    assert not any(TILED_THRESHOLDS_FILE in n for n in Predictor.load(ckpt, device="cpu").threshold_notes("head"))

@@ -201,7 +201,7 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     console.print(f"serving {escape(engine.checkpoint)} ({escape(engine.mode)} mode, {len(keys)} API key(s)) on "
                   f"{escape(f'http://{shown}:{sock.getsockname()[1]}/')}", soft_wrap=True)
-    for note in predictor.threshold_notes(engine.mode):
+    for note in predictor.threshold_notes(engine.mode, engine.options.tiles):
         console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
     if rescorer is not None:
         for note in rescorer.warnings:

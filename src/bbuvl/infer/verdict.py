@@ -363,6 +363,27 @@ def checkpoint_verdict(checkpoint: str | Path, mode: str | None = None, hierarch
     return framed, own_hierarchy, source
 
 
+def cut_otherwise(chosen_tiled: ChosenThresholds | None, scale: float | None, refine: Sequence[str]) -> str | None:
+    """The sentence saying that the tiled photos' pair was chosen on photos `tiles: auto` cut at another scale than the
+    one it cuts them at now (`scale`, None: not known), or refined by the tiles in other categories (`refine`); None
+    when it records neither or both agree. A fault's score depends on the grid it was found in and on the refinement
+    (docs/faults.md, "Thresholds per framing"): `bbuvl choose-tiles` said so when it chose the scale again, and predict
+    and serve judged by the pair after it without a word."""
+    if chosen_tiled is None or chosen_tiled.tile_scale is None:
+        return None
+    other = []
+    if scale is None or not math.isclose(chosen_tiled.tile_scale, scale, rel_tol=1e-6):
+        now = "a scale not known" if scale is None else f"{scale:g}"
+        other.append(f"at scale {chosen_tiled.tile_scale:g}, where `tiles: auto` cuts them at {now} now")
+    if chosen_tiled.tile_refine is not None and sorted(chosen_tiled.tile_refine) != sorted(refine):
+        other.append(f"with the tiles refining {', '.join(chosen_tiled.tile_refine) or 'no category'}, where they refine "
+                     f"{', '.join(refine) or 'no category'} now")
+    if not other:
+        return None
+    return (f"{TILED_THRESHOLDS_FILE} was chosen on photos cut {' and '.join(other)}: it judges fault scores other than "
+            "those it was chosen on; choose it again with `bbuvl choose-tiles --choose-thresholds`")
+
+
 def other_mode(chosen: ChosenThresholds | None, chosen_tiled: ChosenThresholds | None, mode: str | None) -> str | None:
     """The sentence saying that a checkpoint's chosen thresholds were left out because they were chosen on another
     mode's predictions than `mode`'s; None when none was."""
