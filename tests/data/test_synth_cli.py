@@ -116,7 +116,7 @@ def test_a_run_killed_while_it_claims_leaves_the_next_run_refusing_the_files_it_
     subprocess.run(_synth_process(out), check=True, capture_output=True, timeout=300)
     (out / "images" / "notes.txt").write_text("mine", encoding="utf-8")
     with (out / "images" / "site_visit.mp4").open("wb") as fh:
-        fh.truncate(4 << 30)  # sparse: nothing on disk, seconds to hash, so the kill lands inside the claim
+        fh.truncate(512 << 20)  # sparse: nothing on disk, a second or so to hash, so the kill lands inside the claim
     _kill_once_it_locks(_synth_process(out, *typed), out / ".images.lock")
 
     result = subprocess.run(_synth_process(out, *typed), capture_output=True, text=True, timeout=300)
@@ -127,7 +127,7 @@ def test_a_run_killed_while_it_claims_leaves_the_next_run_refusing_the_files_it_
     # a plain run is not told --overwrite deletes them: it would itself, taking back the killed run's folder
     assert ("so --overwrite would delete them" if typed else "so running it again, which takes back") in said, said
     assert (out / "images" / "notes.txt").read_text(encoding="utf-8") == "mine"
-    assert (out / "images" / "site_visit.mp4").stat().st_size == 4 << 30
+    assert (out / "images" / "site_visit.mp4").stat().st_size == 512 << 20
 
 
 def test_overwrite_refuses_a_photo_added_under_a_name_synth_writes_but_its_last_run_did_not(tmp_path: Path):
