@@ -1,6 +1,8 @@
 """`bbuvl train` with training.method: grpo given what it cannot train with: each refusal one line naming the key or
 the function, before any weights load, and a previous run --overwrite would replace kept whole."""
 
+import shutil
+
 import pytest
 from typer.testing import CliRunner
 
@@ -8,7 +10,7 @@ from bbuvl.cli import app
 from bbuvl.config import dump_config
 from bbuvl.rl.trainer import train_grpo
 from bbuvl.train.run_record import CHECKPOINT_RECORD
-from tests.rl.test_grpo_trainer import grpo_config  # noqa: F401 - the fixture
+from tests.rl.test_grpo_trainer import grpo_config, grpo_config_at  # noqa: F401 - the fixture
 from tests.train.test_run_inputs import _tree
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -22,10 +24,19 @@ def invoke(cfg, tmp_path, *args: str) -> tuple[int, str]:
     return result.exit_code, "".join(result.output.split())
 
 
+@pytest.fixture(scope="module")
+def one_step_run(trained_checkpoint, small_dataset, tmp_path_factory):
+    """A finished one-step GRPO run, trained once for the module: the tests only read it, each from its own copy."""
+    out = tmp_path_factory.mktemp("grpo-one-step") / "grpo"
+    train_grpo(grpo_config_at(trained_checkpoint, small_dataset, out)("training.max_steps=1", "training.save_steps=1"),
+               progress=False)
+    return out
+
+
 @pytest.fixture()
-def previous_run(grpo_config, tmp_path):
+def previous_run(one_step_run, tmp_path):
     """A finished one-step GRPO run in the config's output folder, and its files."""
-    train_grpo(grpo_config("training.max_steps=1", "training.save_steps=1"), progress=False)
+    shutil.copytree(one_step_run, tmp_path / "grpo", symlinks=True)
     before = _tree(tmp_path / "grpo")
     assert "final/model.safetensors" in before and "checkpoint-1/trainer_state.json" in before
     return before

@@ -25,13 +25,18 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 def grpo_config(trained_checkpoint, small_dataset, tmp_path):
     """`make(*overrides)`: GRPO from the session's tiny checkpoint (at its frame), 3 short rollouts per photo, a log
     per step."""
+    return grpo_config_at(trained_checkpoint, small_dataset, tmp_path / "grpo")
+
+
+def grpo_config_at(trained_checkpoint, small_dataset, out):
+    """The `grpo_config` fixture's `make(*overrides)`, its run written to `out` (for a fixture wider than a test)."""
 
     def make(*overrides):
         return load_config(None, [
             f"model.path={trained_checkpoint}", "model.dtype=float32", "model.min_pixels=12544", "model.max_pixels=50176",
             "training.method=grpo",
             f"data.train={small_dataset / 'train.jsonl'}", "data.val=null", "data.teachers=null", "data.num_workers=0",
-            f"training.output_dir={tmp_path / 'grpo'}", "training.per_device_batch_size=2",
+            f"training.output_dir={out}", "training.per_device_batch_size=2",
             "training.gradient_accumulation_steps=1", "training.max_steps=2", "training.logging_steps=1",
             "training.save_steps=100", "training.bf16=false", "training.gradient_checkpointing=false",
             "training.use_cpu=true", "training.warmup_ratio=0", "training.lr.llm=1e-3", "training.lr.vision=1e-3",
