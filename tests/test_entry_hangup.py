@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.children import reaped
+
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this OS")
 
 CHILD = "import sys, bbuvl.entry; sys.argv = ['bbuvl', *sys.argv[1:]]; bbuvl.entry.main()"
@@ -42,14 +44,10 @@ def test_a_hangup_mid_command_ends_it_as_sigterm_does(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", CHILD, *SYNTH[:2], str(out), *SYNTH[2:]],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              preexec_fn=_hangup_at(signal.SIG_DFL))
-    try:
+    with reaped(child):
         _photos_written(out, child)
         child.send_signal(signal.SIGHUP)
         _, err = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     assert child.returncode == 129, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("bbuvl: hangup (SIGHUP): the command stopped;"), err
@@ -95,14 +93,10 @@ def test_a_hangup_the_caller_ignores_stays_ignored(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", CHILD, *SYNTH[:2], str(out), *SYNTH[2:]],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              preexec_fn=_hangup_at(signal.SIG_IGN))
-    try:
+    with reaped(child):
         _photos_written(out, child)
         child.send_signal(signal.SIGHUP)
         _photos_written(out, child, len(os.listdir(out / "images")) + 20)  # still writing
         child.send_signal(signal.SIGTERM)
         _, err = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     assert child.returncode == 143 and "terminated (SIGTERM)" in err, err

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+from tests.children import reaped
+
 # A Ctrl-C that arrives while the CLI imports typer, made deterministic: the import itself raises it, as the signal
 # handler would at that moment.
 CHILD = """
@@ -82,16 +84,12 @@ def test_ctrl_c_to_the_process_group_ends_a_command_with_only_its_line_not_its_w
     child = subprocess.Popen([sys.executable, "-c", FORKED], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True,
                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
-    try:
+    with reaped(child, group=True):
         assert child.stdout.readline() == "working\n", child.communicate()
         for _ in range(2):  # pressed twice, as a terminal sends it: to every process of the group
             os.killpg(child.pid, signal.SIGINT)
             time.sleep(0.3)
         _, err = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
     assert child.returncode == 130, err
     # before: "Process ForkProcess-1: Traceback ... in _interrupt ... KeyboardInterrupt" from the worker, first
     assert err == "bbuvl: interrupted (Ctrl-C): the command stopped; what it had begun is removed\n", err

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from bbuvl.atomic import atomic_folder
 from bbuvl.cli import app
 from bbuvl.outputs import LockLine, OutputConflict, boot_id, claim_outputs, hold_outputs, lock_path, pid_namespace
+from tests.children import reaped
 
 HERE = socket.gethostname()
 # The pid namespace of no process here: the inodes of /proc/PID/ns/pid are far below it
@@ -97,8 +98,7 @@ def test_a_free_lock_of_another_machine_around_an_output_is_refused_naming_it(tm
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="unshare --pid needs root")
 def test_a_free_lock_of_another_pid_namespace_this_process_sees_is_a_killed_runs(tmp_path):
     """A container of this machine whose processes this one sees (as its host does): its flock is this kernel's."""
-    container = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "sleep", "60"])
-    try:
+    with reaped(subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "sleep", "60"])) as container:
         for _ in range(100):
             children = Path(f"/proc/{container.pid}/task/{container.pid}/children").read_text().split()
             if children:
@@ -109,6 +109,3 @@ def test_a_free_lock_of_another_pid_namespace_this_process_sees_is_a_killed_runs
         line = f"1 model tiny\nhost={HERE} pidns={inside}\n"  # as an earlier version wrote it: no boot id
         model, temporary = _model_with_a_writer_elsewhere(tmp_path, line)
         claim_outputs("model tiny", {}, folders=[model], listed=[model]).finish(succeeded=False)
-    finally:
-        container.kill()
-        container.wait()

@@ -18,6 +18,7 @@ import pytest
 
 from bbuvl.outputs import (LockLine, OutputConflict, claim_outputs, lock_path, refuse_inputs_being_written, writer_around,
                            writer_at)
+from tests.children import reaped
 from tests.reliability.test_train2_model_being_written import HOLD, _hold
 
 
@@ -27,13 +28,8 @@ def held_run(tmp_path):
     final = tmp_path / "runs" / "run" / "final"
     final.mkdir(parents=True)
     (final / "config.json").write_text("{}", encoding="utf-8")
-    child = _hold(tmp_path / "runs" / "run", "train")
-    try:
+    with reaped(_hold(tmp_path / "runs" / "run", "train")) as child:
         yield tmp_path / "runs" / "run", child
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
 
 
 def test_a_checkpoint_in_a_held_run_is_found_through_a_link_and_from_another_working_folder(held_run, tmp_path,
@@ -76,21 +72,13 @@ def test_a_choice_written_into_a_checkpoint_leaves_it_whole_to_readers_and_a_mod
     final.mkdir()
     (final / "model.safetensors").write_bytes(b"weights")
     for name in sorted(CHOICE_FILES):
-        child = _hold(final / name, "choose-tiles")
-        try:
+        with reaped(_hold(final / name, "choose-tiles")) as child:
             assert writer_around(final) is None
             refuse_inputs_being_written({"--checkpoint": final})
             assert writer_around(final / name).pid == str(child.pid)  # the choice itself is being written
-        finally:
-            child.kill()
-            child.wait()
-    child = _hold(final / "model.safetensors", "model export")
-    try:
+    with reaped(_hold(final / "model.safetensors", "model export")) as child:
         with pytest.raises(OutputConflict, match=f"pid {child.pid}"):
             refuse_inputs_being_written({"--checkpoint": final})
-    finally:
-        child.kill()
-        child.wait()
 
 
 # Another process taking an output's lock as a writer does, with the lock line it is given: a writer of another
@@ -113,13 +101,10 @@ time.sleep(120)
 @contextmanager
 def held_as(out: Path, line: str) -> Iterator[subprocess.Popen]:
     """Another process holding `out` with the lock line `line`, until the block ends."""
-    child = subprocess.Popen([sys.executable, "-c", HOLD_AS, str(out), line], stdout=subprocess.PIPE, text=True)
-    try:
+    with reaped(subprocess.Popen([sys.executable, "-c", HOLD_AS, str(out), line], stdout=subprocess.PIPE,
+                                 text=True)) as child:
         assert child.stdout is not None and child.stdout.readline().strip() == "held"
         yield child
-    finally:
-        child.kill()
-        child.wait()
 
 
 def test_a_writer_whose_pid_is_this_processs_own_is_another_writer_and_names_its_host(tmp_path):
@@ -164,14 +149,11 @@ def test_two_containers_pid_1_each_see_each_other_as_another_writer(tmp_path):
     in_container = ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     holder = subprocess.Popen([*in_container, HOLD, str(run), "train"], stdout=subprocess.PIPE, text=True, env=env)
-    try:
+    with reaped(holder):
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         assert LockLine.parse(lock_path(run).read_text(encoding="utf-8")).pid == "1"
         reader = subprocess.run([*in_container, READ_IN_CONTAINER, str(run / "final")], capture_output=True, text=True,
                                 env=env, timeout=60)
-    finally:
-        holder.kill()
-        holder.wait()
     assert reader.returncode == 0, reader.stderr
     assert reader.stdout.startswith("1 refused: ") and "`bbuvl train` (pid 1 in another pid namespace" in reader.stdout
 

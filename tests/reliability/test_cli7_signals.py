@@ -1,13 +1,14 @@
 """A pipeline stops `bbuvl` with SIGTERM (Airflow, CI, systemd, `timeout`) as a person does with Ctrl-C: either ends
 the command with one line, no traceback, the shell's status for the signal (143, 130), and what it began removed."""
 
-import os
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+
+from tests.children import reaped
 
 CHILD = "import sys, bbuvl.entry; sys.argv = ['bbuvl', *sys.argv[1:]]; bbuvl.entry.main()"
 
@@ -26,17 +27,13 @@ def long_synth(out, stdout=subprocess.PIPE) -> subprocess.Popen:
                                                    (signal.SIGINT, 130, "interrupted (Ctrl-C)")])
 def test_a_signal_mid_command_ends_it_with_one_line_its_status_and_its_new_folder_removed(tmp_path, signum, status, said):
     out = tmp_path / "synth"
-    child = long_synth(out)
-    try:
+    with reaped(long_synth(out)) as child:
         deadline = time.monotonic() + 60
         while not (out / "images").is_dir() or not any((out / "images").iterdir()):
             assert child.poll() is None and time.monotonic() < deadline, child.communicate()
             time.sleep(0.02)
         child.send_signal(signum)
         _, err = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            os.kill(child.pid, signal.SIGKILL)
     assert child.returncode == status, err
     assert "Traceback" not in err, err
     lines = [line for line in err.splitlines() if line.strip()]
