@@ -146,7 +146,9 @@ def test_two_containers_pid_1_each_see_each_other_as_another_writer(tmp_path):
     """Each process is pid 1 of its own pid namespace, as `docker run ... bbuvl` makes it."""
     run = tmp_path / "run"
     (run / "final").mkdir(parents=True)
-    in_container = ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c"]
+    # --kill-child: the container's pid 1 is killed with unshare, which alone the test holds; without it, the holder
+    # went on holding the lock for its two minutes after the test
+    in_container = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", sys.executable, "-c"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     holder = subprocess.Popen([*in_container, HOLD, str(run), "train"], stdout=subprocess.PIPE, text=True, env=env)
     with reaped(holder):
