@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -27,6 +28,18 @@ def pytest_collection_modifyitems(config, items) -> None:
         return next((k for k, name in enumerate(LONGEST_FIRST) if path.endswith(name)), len(LONGEST_FIRST))
 
     items.sort(key=rank)
+
+
+def pytest_collection_finish(session) -> None:
+    """Freeze what collection left (torch, transformers, the test modules: some 200,000 objects) out of the garbage
+    collector's full passes, each of which walked them all again: a quarter of the collector's time (measured on
+    tests/model/test_export.py, 2.6 s of 20 s CPU before, 2.0 s after)."""
+    # Hypothesis's plugins (trio's) check the PRNG they register with gc.get_referrers, which frozen objects escape:
+    # loaded after the freeze, they warned that it could be collected at once
+    import hypothesis  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_deselected(items) -> None:
