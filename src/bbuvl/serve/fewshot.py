@@ -17,7 +17,7 @@ from PIL import Image
 from bbuvl.data.coords import box_is_degenerate
 from bbuvl.data.images import stored_crop
 from bbuvl.fewshot.backbones import Backbone, load_backbone
-from bbuvl.fewshot.classifier import FewShotClassifier, decide
+from bbuvl.fewshot.classifier import SCORE_DECIMALS, FewShotClassifier, decide
 from bbuvl.fewshot.embed import crop_box
 from bbuvl.serve.names import served_name
 from bbuvl.serve.support_watch import WATCH_S, ServedSupport, SupportWatcher
@@ -85,7 +85,9 @@ class FewShotRescorer:
             classifier = served.classifier
             d = decide(classifier.scores(self.backbone.embed(crops)), self.threshold)
             for k, i in enumerate(where):
+                # At the decimals it was decided on, as `fewshot classify` writes it: at 5, a score of 0.599996 was
+                # served as 0.6 and flagged unknown at --fewshot-threshold 0.6
                 objects[i]["fewshot"] = {"label": classifier.classes[d.best[k]],
-                                         "score": round(float(d.best_score[k]), 5)}
+                                         "score": round(float(d.best_score[k]), SCORE_DECIMALS)}
                 objects[i]["unknown"] = not bool(d.accepted[k])
         return self.info(served)
