@@ -283,7 +283,7 @@ def evaluate(
     mode: str = MODE,
     seed: int = SEED,
     margin: float = MARGIN,
-    level: Optional[int] = typer.Option(None, "--level", callback=int_range(1), help="Cut dataset labels to this many levels (1 = category)."),
+    level: Optional[int] = typer.Option(None, "--level", callback=int_range(1), help="Cut dataset labels, and the support classes answered, to this many levels (1 = category)."),
     batch_size: int = BATCH,
     device: str = DEVICE,
     cache: Optional[Path] = CACHE,

@@ -2,7 +2,9 @@
 
 Queries are embedded once (streamed, cached); per shot count only the best class, best score and
 runner-up score of each query are kept, which is all the threshold sweep needs. A query whose class has
-no support folder has the truth `Unknown`: accepting it as any class counts towards fall-out.
+no support folder has the truth `Unknown`: accepting it as any class counts towards fall-out. With `--level`, the
+answers are cut to that level as the dataset's labels are (a support class `a/b/c` answers `a` at level 1), so the
+evaluation is at that level on both sides.
 
 Output folder:
     metrics.csv                 one row per (shots, threshold): accuracy, balanced accuracy, macro P/R/F1, MCC, fall-out
@@ -27,6 +29,7 @@ import numpy as np
 
 from bbuvl.atomic import atomic_path, name_or_temporary, write_text_atomic
 from bbuvl.data.jsonfile import dumps_json
+from bbuvl.data.labels import label_at_level
 from bbuvl.data.text import label_key
 from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.batch import FittedSupport, Shots, fit_support, shots_name, spreadsheet_safe
@@ -114,6 +117,7 @@ class ShotRun:
     """One shot count's classifier and, filled as queries stream, each query's best and runner-up class."""
 
     fit: FittedSupport
+    level: int | None = None  # the answers are cut to this many levels, as the queries' labels are
     best: list[np.ndarray] = field(default_factory=list)  # per batch: [n] class index
     best_score: list[np.ndarray] = field(default_factory=list)  # per batch: [n]
     second: list[np.ndarray] = field(default_factory=list)
@@ -139,7 +143,8 @@ class ShotRun:
 
     def answers(self, threshold: float) -> list[str]:
         """Every query's answer at `threshold`: its best class, or Unknown below it."""
-        top = np.array(self.fit.classifier.classes, dtype=object)[self.column("best").astype(int)]
+        names = [label_at_level(c, self.level) for c in self.fit.classifier.classes]
+        top = np.array(names, dtype=object)[self.column("best").astype(int)]
         return np.where(self.column("best_score") >= threshold, top, UNKNOWN).tolist()
 
 
@@ -238,10 +243,12 @@ def run_eval(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     support = read_support(support_root)
-    classes = support.classes
+    # At --level the truths are cut, and so are the answers: a support class deeper than the level (`a/b/c` against
+    # truths `a`) was never any query's truth, every query of its category was Unknown and each answer a false accept.
+    classes = sorted({label_at_level(c, level) for c in support.classes})
     support_report, query_report = EmbedReport(), EmbedReport()
     fitted, warnings = fit_support(support, list(shots), seed, backbone, cache, batch_size, support_report, mode)
-    runs = [ShotRun(f) for f in fitted]
+    runs = [ShotRun(f, level) for f in fitted]
 
     problems: list[str] = list(filter(None, [support.left_out]))
     queries = _with_truth(iter_queries(query_path, problems, margin=margin, level=level), set(classes), problems)

@@ -1,0 +1,37 @@
+"""`fewshot eval --level`: the answers are cut to the level the dataset's labels are, so a support set of full labels
+is evaluated at that level, not against truths none of its classes can be."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from typer.testing import CliRunner
+
+from bbuvl.cli.fewshot import app
+from bbuvl.data.labels import label_at_level
+from bbuvl.data.schema import read_records
+from bbuvl.fewshot.support import UNKNOWN
+
+
+def test_a_support_of_full_labels_is_scored_at_the_level_the_query_labels_are_cut_to(part_crops, tmp_path):
+    out = tmp_path / "res"
+    result = CliRunner().invoke(app, [str(a) for a in (
+        "eval", "--support", part_crops.support, "--query", part_crops.data / "val.jsonl", "--backbone", "pixels:8",
+        "--level", "1", "--shots", "all", "--thresholds", "-1,0.5", "--out", out, "--no-cache")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    categories = {label_at_level(c, 1) for c in part_crops.known}
+    assert any("/" in c for c in part_crops.known)  # a support class deeper than the level
+    assert summary["classes"] == sorted(categories)
+    truths = [label_at_level(o.desc, 1) for r in read_records(part_crops.data / "val.jsonl") for o in r.objects]
+    # Unknown only where the category has no support at any depth: every query of such a category was Unknown before
+    assert summary["queries"]["unknown_truth"] == sum(t not in categories for t in truths) < len(truths) // 2
+    with (out / "queries.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    # At threshold -1 nothing is rejected: a query is right when its best class is of its category
+    right = sum(label_at_level(r["best_class"], 1) == r["truth"] for r in rows)
+    first = next(r for r in summary["rows"] if r["threshold"] == -1)
+    assert first["accuracy"] == round(right / len(rows), 6) and first["predicted_unknown"] == 0
+    with (out / "confusion" / "shotsall_t-1.00.csv").open(encoding="utf-8") as fh:
+        assert next(csv.reader(fh))[1:] == sorted(categories) + [UNKNOWN]
