@@ -35,3 +35,29 @@ def test_a_support_of_full_labels_is_scored_at_the_level_the_query_labels_are_cu
     assert first["accuracy"] == round(right / len(rows), 6) and first["predicted_unknown"] == 0
     with (out / "confusion" / "shotsall_t-1.00.csv").open(encoding="utf-8") as fh:
         assert next(csv.reader(fh))[1:] == sorted(categories) + [UNKNOWN]
+
+
+def test_queries_labelled_below_a_support_class_are_said_to_be_counted_unknown_with_the_way_to_score_them(
+        part_crops, tmp_path):
+    from bbuvl.fewshot.crops import write_crops
+
+    support = tmp_path / "support"
+    write_crops(part_crops.data / "train.jsonl", support, per_class=2, level=1)  # support/螺丝连接点/, ...
+    val = part_crops.data / "val.jsonl"
+    deep = [o.desc for r in read_records(val) for o in r.objects if "/" in o.desc]
+    args = ["eval", "--support", support, "--backbone", "pixels:8", "--shots", "all", "--thresholds", "0.5",
+            "--no-cache"]
+    for query, extra, fix in ((val, [], "give --level 1"), (part_crops.query, [], "a folder per support class"),
+                              (val, ["--level", "1"], None)):
+        out = tmp_path / f"res{len(list(tmp_path.iterdir()))}"
+        result = CliRunner().invoke(app, [str(a) for a in (*args, "--query", query, "--out", out, *extra)])
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        warnings = json.loads((out / "summary.json").read_text(encoding="utf-8"))["warnings"]
+        said = [w for w in warnings if "below a support class" in w]
+        if fix is None:
+            assert not said, said
+            continue
+        assert len(said) == 1 and fix in said[0], warnings
+        counted = json.loads((out / "summary.json").read_text(encoding="utf-8"))["queries"]["unknown_truth"]
+        assert said[0].startswith(f"{counted} of ") and (query != val or counted == len(deep))
+        assert " ".join(result.output.split()).count("below a support class") == 1

@@ -29,7 +29,7 @@ import numpy as np
 
 from bbuvl.atomic import atomic_path, name_or_temporary, write_text_atomic
 from bbuvl.data.jsonfile import dumps_json
-from bbuvl.data.labels import label_at_level
+from bbuvl.data.labels import SEP, label_at_level
 from bbuvl.data.text import label_key
 from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.batch import FittedSupport, Shots, fit_support, shots_name, spreadsheet_safe
@@ -148,15 +148,36 @@ class ShotRun:
         return np.where(self.column("best_score") >= threshold, top, UNKNOWN).tolist()
 
 
-def _with_truth(items: Iterator[ImageItem], classes: set[str], problems: list[str]) -> Iterator[ImageItem]:
-    """Queries with a ground truth (a class however typed, or Unknown for a class without support); the rest reported."""
+def _with_truth(items: Iterator[ImageItem], classes: set[str], problems: list[str],
+                below: list[tuple[ImageItem, str]] | None = None) -> Iterator[ImageItem]:
+    """Queries with a ground truth (a class however typed, or Unknown for a class without support); the rest reported.
+    A query Unknown whose label lies under a support class (`a/b/c` where the support has `a`) goes to `below` too,
+    with that class."""
     spelled = {label_key(c): c for c in classes}
     for item in items:
         if item.label is None:
             problems.append(f"{item.where}: query has no ground truth (put it in a class folder); left out of the evaluation")
             continue
-        truth = spelled.get(label_key(item.label), UNKNOWN)
+        key = label_key(item.label)
+        truth = spelled.get(key, UNKNOWN)
+        if truth == UNKNOWN and below is not None:
+            parts = key.split(SEP)
+            if above := next((spelled[k] for n in range(len(parts) - 1, 0, -1)
+                              if (k := SEP.join(parts[:n])) in spelled), None):
+                below.append((item, above))
         yield item if truth == item.label else replace(item, label=truth)
+
+
+def _below_support_note(below: list[tuple[ImageItem, str]], total: int, query: Path, level: int | None) -> str:
+    """The warning for queries counted Unknown whose labels lie under a support class: a support set cut to a level
+    (support/螺丝连接点/) against queries of full labels scored each of them as a class without support."""
+    item, above = below[0]
+    depth = above.count(SEP) + 1
+    dataset = query.is_file() and level is None
+    fix = (f"give --level {depth} to score them at the support's level" if dataset else
+           "label the queries as the support's classes are (a folder per support class)")
+    return (f"{len(below)} of {total} queries are labelled below a support class and counted as Unknown (no support of "
+            f"their own; the first: {item.where}, '{item.label}' under '{above}'): {fix}")
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -251,7 +272,8 @@ def run_eval(
     runs = [ShotRun(f, level) for f in fitted]
 
     problems: list[str] = list(filter(None, [support.left_out]))
-    queries = _with_truth(iter_queries(query_path, problems, margin=margin, level=level), set(classes), problems)
+    below: list[tuple[ImageItem, str]] = []
+    queries = _with_truth(iter_queries(query_path, problems, margin=margin, level=level), set(classes), problems, below)
     origins: list[str] = []
     truth: list[str] = []
     # A query that is a support photo scores 1 against its class by construction (query = support folder, a copy).
@@ -272,6 +294,8 @@ def run_eval(
         warnings.append(f"{labelled} of {len(truth)} queries are labelled as `fewshot label` answered them (the first: "
                         f"{first}): scored against those answers, a classifier as the one that labelled them is right "
                         "by construction; score it on labels people gave")
+    if below:
+        warnings.append(_below_support_note(below, len(truth), Path(query_path), level))
     if seen:
         warnings.append(f"{len(seen)} of {len(truth)} queries are support photos themselves (the same bytes; the first: "
                         f"{seen[0]}): each scores 1 against its own class, so these numbers are higher than on new photos")
