@@ -71,8 +71,12 @@ class SupportSet:
                 for by in classes_of.values() if len(by) > 1]
 
     def ready(self, label: str, shots: int | None) -> list[SupportImage]:
-        """The class's images in its `shot<K>` folder for K = `shots` (none for None, or without such a folder)."""
-        return [im for im in self.images if im.label == label and im.shot == shots] if shots is not None else []
+        """The class's distinct images (by content, first by path) in its `shot<K>` folder for K = `shots` (none for
+        None, or without such a folder): a photo copied twice into it weighed twice in its class's mean, where a draw
+        from the class's pool counts it once."""
+        if shots is None:
+            return []
+        return _distinct(im for im in self.images if im.label == label and im.shot == shots)
 
     def drawn_from(self, shot_list: Iterable[int | None]) -> list[Path]:
         """Every image a K-shot draw of `shot_list` may pick (`sample_support`): the pools of the classes without a
@@ -82,10 +86,15 @@ class SupportSet:
 
     def pool(self, label: str) -> list[SupportImage]:
         """All distinct images of a class (by content: the same photo in shot1/ and shot5/ counts once), by path."""
-        seen: dict[str, SupportImage] = {}
-        for im in sorted((im for im in self.images if im.label == label), key=lambda im: str(im.path)):
-            seen.setdefault(im.digest, im)
-        return list(seen.values())
+        return _distinct(im for im in self.images if im.label == label)
+
+
+def _distinct(images: Iterable[SupportImage]) -> list[SupportImage]:
+    """`images` by path, one per content (the first path of each)."""
+    seen: dict[str, SupportImage] = {}
+    for im in sorted(images, key=lambda im: str(im.path)):
+        seen.setdefault(im.digest, im)
+    return list(seen.values())
 
 
 def _class_of(rel: Path) -> tuple[str, int | None]:
@@ -194,6 +203,9 @@ def sample_support(support: SupportSet, shots: int | None, seed: int = 0,
     warnings = []
     for label in support.classes:
         if ready := support.ready(label, shots):
+            if len(ready) < shots:  # type: ignore[operator]
+                warnings.append(f"class '{label}': its shot{shots} folder holds {len(ready)} distinct support image(s), "
+                                f"fewer than {shots} shots (a photo copied in twice counts once): using all")
             chosen[label] = sorted(im.path for im in ready)
             continue
         pool = [im for im in support.pool(label) if im.path not in unreadable]
