@@ -93,6 +93,11 @@ class _Photos:
         return stored_crop(loaded.image, size, box)
 
 
+def item_pixels(item: ImageItem) -> Image.Image:
+    """The item's pixels as RGB, as they are embedded (raises ImageError naming the file)."""
+    return _Photos().crop(item)
+
+
 def _skipped(item: ImageItem, why: str) -> str:
     """A skip message: where the item came from (when that is not just its file), then the file and why."""
     return f"{item.origin}: {why}" if item.origin else why

@@ -35,6 +35,7 @@ from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.batch import FittedSupport, Shots, fit_support, shots_name, spreadsheet_safe
 from bbuvl.fewshot.cache import DigestMemo, EmbeddingCache
 from bbuvl.fewshot.classifier import SCORE_DECIMALS, Mode, confidence_band, decide
+from bbuvl.fewshot.copies import SupportCopies
 from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
 from bbuvl.fewshot.metrics import METRIC_NAMES, classification_metrics, confusion, per_class
 from bbuvl.fewshot.plots import plot_confusion, plot_metric_vs_threshold
@@ -180,6 +181,15 @@ def _below_support_note(below: list[tuple[ImageItem, str]], total: int, query: P
             f"their own; the first: {item.where}, '{item.label}' under '{above}'): {fix}")
 
 
+def _support_copies(runs: list[ShotRun]) -> SupportCopies:
+    """The support images every shot count embedded, each once, to find the queries that are one of them."""
+    rows: dict[Path, np.ndarray] = {}
+    for run in runs:
+        paths = [path for paths in run.fit.chosen.values() for path in paths]  # the classifier's rows, in order
+        rows.update(zip(paths, run.fit.classifier.support))
+    return SupportCopies(list(rows), np.stack(list(rows.values())) if rows else np.zeros((0, 1), np.float32))
+
+
 def _write_csv(path: Path, rows: list[dict]) -> None:
     """`rows` as a CSV, the header from the first; class names (in cells and, for a confusion matrix, in the header)
     made spreadsheet-safe (`spreadsheet_safe`)."""
@@ -278,10 +288,14 @@ def run_eval(
     truth: list[str] = []
     # A query that is a support photo scores 1 against its class by construction (query = support folder, a copy).
     support_photos, digest, seen = {im.digest for im in support.images}, DigestMemo(), []
+    # A crop of the photo a support crop was cut from (--query train.jsonl, the support cut from it) has its pixels
+    copies, copied = _support_copies(runs), []
     for items, vectors in embed_items(queries, backbone, cache, batch_size, query_report):
         origins += [item.where for item in items]
         truth += [item.label for item in items]  # type: ignore[misc]
-        seen += [item.where for item in items if item.box is None and digest(item.path) in support_photos]
+        same_bytes = [item.where for item in items if item.box is None and digest(item.path) in support_photos]
+        seen += same_bytes
+        copied += [(where, path) for where, path in copies.find(items, vectors) if where not in same_bytes]
         for run in runs:
             run.add(vectors)
         if on_progress:
@@ -299,6 +313,10 @@ def run_eval(
     if seen:
         warnings.append(f"{len(seen)} of {len(truth)} queries are support photos themselves (the same bytes; the first: "
                         f"{seen[0]}): each scores 1 against its own class, so these numbers are higher than on new photos")
+    if copied:
+        warnings.append(f"{len(copied)} of {len(truth)} queries are support images themselves (the same pixels; the "
+                        f"first: {copied[0][0]}, as {copied[0][1]}): each scores as its support image does, so these numbers are higher than "
+                        "on new photos; cut the support from photos the queries do not hold")
     labels = classes + [UNKNOWN]
     metric_rows, class_rows, confusions = _sweep(runs, truth, list(thresholds), labels)
     _write_query_rows(out / "queries.csv", runs, origins, truth)
