@@ -331,6 +331,10 @@ def evaluate(
         fallout = "n/a" if b["fallout"] is None else f"{b['fallout']:.3f}"
         console.print(f"{_shots_label(name)}: best macro F1 {b['macro_f1']:.3f} at threshold {threshold_name(b['threshold'])} "
                       f"(accuracy {b['accuracy']:.3f}, balanced {b['balanced_accuracy']:.3f}, fall-out {fallout})")
+    if len(threshold_list) > 1:
+        # The threshold is chosen on the very queries it is scored on: what it reaches on them is in-sample
+        console.print("best: the threshold is chosen on these queries, so its numbers are an upper bound for new "
+                      "photos; choose it on other labelled crops to know what it reaches there")
     e = summary["embedding"]
     console.print(_embedded(e["support"]["embedded"], e["support"]["cached"], e["queries"]["embedded"],
                             e["queries"]["cached"]) + (f" ({escape(str(e['cache']))})" if e["cache"] else " (cache off)"))

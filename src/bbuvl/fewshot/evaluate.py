@@ -245,7 +245,8 @@ def _sweep(
 
 
 def best_rows(metric_rows: list[dict]) -> dict[str, dict]:
-    """Per shot count, the threshold with the highest macro F1 (the lower threshold on a tie) and its metrics."""
+    """Per shot count, the threshold with the highest macro F1 (the lower threshold on a tie) and its metrics: chosen
+    on the queries it is scored on, in-sample, an upper bound for new photos."""
     best: dict[str, dict] = {}
     for r in metric_rows:
         b = best.get(r["shots"])
