@@ -48,7 +48,7 @@ def test_queries_labelled_below_a_support_class_are_said_to_be_counted_unknown_w
     args = ["eval", "--support", support, "--backbone", "pixels:8", "--shots", "all", "--thresholds", "0.5",
             "--no-cache"]
     for query, extra, fix in ((val, [], "give --level 1"), (part_crops.query, [], "a folder per support class"),
-                              (val, ["--level", "1"], None)):
+                              (val, ["--level", "1"], None), (val, ["--level", "2"], "give --level 1")):
         out = tmp_path / f"res{len(list(tmp_path.iterdir()))}"
         result = CliRunner().invoke(app, [str(a) for a in (*args, "--query", query, "--out", out, *extra)])
         assert result.exit_code == 0, result.output + repr(result.exception)
@@ -59,5 +59,5 @@ def test_queries_labelled_below_a_support_class_are_said_to_be_counted_unknown_w
             continue
         assert len(said) == 1 and fix in said[0], warnings
         counted = json.loads((out / "summary.json").read_text(encoding="utf-8"))["queries"]["unknown_truth"]
-        assert said[0].startswith(f"{counted} of ") and (query != val or counted == len(deep))
+        assert said[0].startswith(f"{counted} of ") and (query != val or extra or counted == len(deep))
         assert " ".join(result.output.split()).count("below a support class") == 1

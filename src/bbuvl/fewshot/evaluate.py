@@ -169,13 +169,12 @@ def _with_truth(items: Iterator[ImageItem], classes: set[str], problems: list[st
         yield item if truth == item.label else replace(item, label=truth)
 
 
-def _below_support_note(below: list[tuple[ImageItem, str]], total: int, query: Path, level: int | None) -> str:
+def _below_support_note(below: list[tuple[ImageItem, str]], total: int, query: Path) -> str:
     """The warning for queries counted Unknown whose labels lie under a support class: a support set cut to a level
     (support/螺丝连接点/) against queries of full labels scored each of them as a class without support."""
     item, above = below[0]
     depth = above.count(SEP) + 1
-    dataset = query.is_file() and level is None
-    fix = (f"give --level {depth} to score them at the support's level" if dataset else
+    fix = (f"give --level {depth} to score them at the support's level" if query.is_file() else
            "label the queries as the support's classes are (a folder per support class)")
     return (f"{len(below)} of {total} queries are labelled below a support class and counted as Unknown (no support of "
             f"their own; the first: {item.where}, '{item.label}' under '{above}'): {fix}")
@@ -310,7 +309,7 @@ def run_eval(
                         f"{first}): scored against those answers, a classifier as the one that labelled them is right "
                         "by construction; score it on labels people gave")
     if below:
-        warnings.append(_below_support_note(below, len(truth), Path(query_path), level))
+        warnings.append(_below_support_note(below, len(truth), Path(query_path)))
     if seen:
         warnings.append(f"{len(seen)} of {len(truth)} queries are support photos themselves (the same bytes; the first: "
                         f"{seen[0]}): each scores 1 against its own class, so these numbers are higher than on new photos")
