@@ -755,8 +755,8 @@ def test_config_check_notes_the_files_it_names_that_are_not_on_this_machine(tmp_
     there = tmp_path / "train.jsonl"
     there.write_text("", encoding="utf-8")
     p = tmp_path / "c.yaml"
-    p.write_text(f"model:\n  path: {tmp_path / 'no-model'}\ndata:\n  train: {there}\n  val: {tmp_path / 'val.jsonl'}\n",
-                 encoding="utf-8")
+    p.write_text(f"model:\n  path: {tmp_path / 'no-model'}\ndata:\n  train: {there}\n  val: {tmp_path / 'val.jsonl'}\n"
+                 "training:\n  bf16: false\n", encoding="utf-8")  # bf16 is noted on a machine without it: not here
     for name in ("check", "validate"):
         done = CliRunner().invoke(app, ["config", name, str(p)])
         said = "".join(done.output.split())  # rich wraps long lines, inside a path too
@@ -815,6 +815,25 @@ def test_config_check_notes_the_settings_this_machine_cannot_run_without_refusin
     assert "note: model.lora.bits=4 (override): training on this machine would refuse it: 4-bit loading (QLoRA)" in said
     if importlib.util.find_spec("deepspeed") is None:
         assert "training on this machine would refuse it: training.deepspeed is set but the deepspeed package" in said
+
+
+def test_config_check_notes_the_shipped_bf16_on_a_machine_without_it():
+    """`bbuvl config check configs/base.yaml` on a CPU machine said `ok` alone, and `bbuvl train` of the same config
+    then refused training.bf16 before the model loaded: it is noted at its line now, as flash_attention_2 is."""
+    from transformers.utils import is_torch_bf16_gpu_available
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    if is_torch_bf16_gpu_available():
+        pytest.skip("this machine's GPU computes in bf16")
+    base = ROOT / "configs" / "base.yaml"
+    line = next(n for n, text in enumerate(base.read_text("utf-8").splitlines(), 1) if text.startswith("  bf16:"))
+    said = " ".join(CliRunner().invoke(app, ["config", "check", str(base)], env={"COLUMNS": "400"}).output.split())
+    assert f"note: {base}:{line}: training on this machine would refuse it: training.bf16 is true, but this machine " \
+           "has no GPU that computes in bf16" in said, said
+    on_cpu = CliRunner().invoke(app, ["config", "check", str(base), "training.use_cpu=true"], env={"COLUMNS": "400"})
+    assert on_cpu.exit_code == 0 and "training.bf16" not in on_cpu.output, on_cpu.output
     plain = CliRunner().invoke(app, ["config", "check", str(ROOT / "configs" / "base.yaml"), "model.lora.bits=4"])
     assert "QLoRA" not in plain.output  # bits load nothing quantised without LoRA: the run loads in full precision
 

@@ -94,12 +94,14 @@ def deepspeed_missing() -> str | None:
 
 
 def machine_problems(cfg: Config) -> list[BudgetProblem]:
-    """What of `cfg` this machine cannot run, which a training start here refuses before the model loads: FlashAttention
-    2 or QLoRA without a CUDA GPU and their package, DeepSpeed without its package. Said by `bbuvl config check`, not
-    refused there: a config may be written for the machine that trains."""
+    """What of `cfg` this machine cannot run, which a training start here refuses before the model loads: bf16 without
+    a GPU that computes in it, FlashAttention 2 or QLoRA without a CUDA GPU and their package, DeepSpeed without its
+    package. Said by `bbuvl config check`, not refused there: a config may be written for the machine that trains."""
     from bbuvl.model.loading import flash_attention_problem, quantization_problem
 
     found = []
+    if (why := precision_problem(cfg)) is not None:
+        found.append(BudgetProblem(why, ("training.bf16",)))
     if cfg.model.attn_implementation == "flash_attention_2" and (why := flash_attention_problem()) is not None:
         found.append(BudgetProblem(why, ("model.attn_implementation",)))
     bits = cfg.model.lora.bits if cfg.model.lora.enabled else 16  # as the run loads it (train/trainer.py)
@@ -108,6 +110,17 @@ def machine_problems(cfg: Config) -> list[BudgetProblem]:
     if cfg.training.deepspeed is not None and (why := deepspeed_missing()) is not None:
         found.append(BudgetProblem(why, ("training.deepspeed",)))
     return found
+
+
+def precision_problem(cfg: Config) -> str | None:
+    """Why `training.bf16` cannot run on this machine (no GPU here computes in bf16), naming the key; None when it can."""
+    from transformers.utils import is_torch_bf16_gpu_available, is_torch_xla_available
+
+    t = cfg.training
+    if t.bf16 and not t.use_cpu and not is_torch_bf16_gpu_available() and not is_torch_xla_available():
+        return ("training.bf16 is true, but this machine has no GPU that computes in bf16: set training.bf16=false to "
+                "train in float32, or training.use_cpu=true to train on the CPU")
+    return None
 
 
 def deepspeed_problem(path: str | Path) -> str | None:

@@ -55,7 +55,7 @@ from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check
                                  latest_complete_checkpoint, looked_from, nothing_to_resume)
 from bbuvl.train.resume_records import (HISTORY_FILE, abandoned_checkpoints, check_cut_back, check_training_state,
                                         cut_back, global_step)
-from bbuvl.train.run_inputs import RunInputs, check_inputs, check_start, optional_data, read_run_inputs  # noqa: F401 - rl's too
+from bbuvl.train.run_inputs import RunInputs, check_inputs, check_start, optional_data, precision_problem, read_run_inputs  # noqa: F401 - rl's too
 from bbuvl.train.run_record import (RUN_RECORD, ResumeMismatch, base_gone, carry_run_record, check_resume,
                                     record_accepted_code, record_resumed_software, software_before, software_changes,
                                     write_run_record)
@@ -85,12 +85,8 @@ class Run:
 def check_precision(cfg: Config) -> None:
     """Refuse `training.bf16` where nothing computes in it, before the model loads: transformers refuses it only once
     the trainer is built, minutes later, and names no key of ours."""
-    from transformers.utils import is_torch_bf16_gpu_available, is_torch_xla_available
-
-    t = cfg.training
-    if t.bf16 and not t.use_cpu and not is_torch_bf16_gpu_available() and not is_torch_xla_available():
-        raise ValueError("training.bf16 is true, but this machine has no GPU that computes in bf16: set "
-                         "training.bf16=false to train in float32, or training.use_cpu=true to train on the CPU")
+    if (why := precision_problem(cfg)) is not None:
+        raise ValueError(why)
 
 
 def with_base_located(cfg: Config) -> Config:
