@@ -38,7 +38,9 @@ def choose_tiles(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help=CHECKPOINT_HELP),
     gt: Path = typer.Option(..., "--gt", help="Validation dataset JSONL: photos like the ones `auto` will tile (their "
                             "size and framing), with their ground truth."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for each candidate's predictions (pred_scale_S.jsonl)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the candidates' predictions (pred_scale_S.jsonl), "
+                             "one file per distinct tiling: a scale that cuts every photo into the grids of a scale "
+                             "nearer the training one is scored on that one's file."),
     mode: str = typer.Option("head", help="Prediction mode the candidates are scored in.",
                              callback=one_of("head", "name", "generate")),
     factors: str = typer.Option("0.5,0.75,1,1.25", help="Candidate scales, as factors of the checkpoint's training "
