@@ -58,7 +58,7 @@ from bbuvl.train.resume_records import (HISTORY_FILE, abandoned_checkpoints, che
 from bbuvl.train.run_inputs import RunInputs, check_inputs, check_start, optional_data, precision_problem, read_run_inputs  # noqa: F401 - rl's too
 from bbuvl.train.run_record import (RUN_RECORD, ResumeMismatch, base_gone, carry_run_record, check_resume,
                                     record_accepted_code, record_resumed_software, software_before, software_changes,
-                                    write_run_record)
+                                    processes, write_run_record)
 from bbuvl.train.sample_cache import SampleCache
 from bbuvl.train.stand_ins import StandInSampler, stand_ins
 from bbuvl.train.weight_average import WeightAverage
@@ -87,6 +87,20 @@ def check_precision(cfg: Config) -> None:
     the trainer is built, minutes later, and names no key of ours."""
     if (why := precision_problem(cfg)) is not None:
         raise ValueError(why)
+
+
+def check_distributed(args: TrainingArguments) -> None:
+    """Refuse a run launched as several processes that transformers trains one by one: on a machine without a GPU and
+    with `training.use_cpu` false, accelerate gives each process a whole run of its own, and every one then trains
+    on all the data and writes training.output_dir over the others."""
+    from transformers.training_args import ParallelMode
+
+    ranks = processes()
+    if ranks > 1 and args.parallel_mode in (ParallelMode.NOT_PARALLEL, ParallelMode.NOT_DISTRIBUTED):
+        raise ValueError(f"launched as {ranks} processes (WORLD_SIZE {ranks}), but transformers trains each one alone "
+                         f"here (device {args.device}, training.use_cpu {str(args.use_cpu).lower()}): each would "
+                         "train on all the data and write training.output_dir over the others. On a machine without "
+                         "a GPU set training.use_cpu=true to train them as one run on the CPU, or launch one process")
 
 
 def with_base_located(cfg: Config) -> Config:
@@ -804,6 +818,7 @@ def _fit_held(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str, o
         if cfg.model.lora.enabled:
             check_lora_base(ckpt, adapters_base_of(cfg))  # a run recorded before run.json: its only check
     trainer = make()
+    check_distributed(trainer.args)  # before --overwrite clears the folder, and before any rank writes into it
     if trainer.args.should_save:
         # Only once the model is built: a LoRA target, a head size or an attention kernel it refuses must not cost
         # the run --overwrite would replace. Building writes nothing there (the writers start with the first step).
