@@ -852,3 +852,32 @@ def test_a_dumped_config_holds_every_key_so_the_keys_a_checkpoints_lacks_are_the
     assert older.model.vision_positions  # filled with today's default, which that bbu-vl never built
     assert not holds_key(older, "model.vision_positions") and holds_key(older, "detection.enabled")
     assert not holds_key(older, "grpo.group_size")
+
+
+def test_config_check_notes_a_model_path_the_training_start_refuses(tmp_path):
+    """`bbuvl config check configs/base.yaml model.path=QWEN3_VL_FOLDER` said `ok` alone, and `bbuvl train` of the same
+    refused it before loading ("model.family is qwen2_5_vl but ... holds a qwen3_vl model"); so was a folder without
+    its tokenizer. config check asked only whether the folder held a model at all; it asks what the start asks now."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+    from bbuvl.tiny.model import build_tiny_model
+
+    other = build_tiny_model(tmp_path / "qwen3_vl", seed=0, family="qwen3_vl")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    shutil.copy(other / "config.json", broken / "config.json")
+    base = str(ROOT / "configs" / "base.yaml")
+    for path, said in [(other, f"model.family is qwen2_5_vl but {other} holds a qwen3_vl model; set model.family: auto"),
+                       (broken, f"model.path {broken}: incomplete or damaged model folder (no tokenizer")]:
+        done = CliRunner().invoke(app, ["config", "check", base, f"model.path={path}", "training.bf16=false"],
+                                  env={"COLUMNS": "400"})
+        out = " ".join(done.output.split())
+        assert done.exit_code == 0 and "is valid" in out, out
+        assert f"note: model.path={path} (override): {said}" in out, out
+    fine = CliRunner().invoke(app, ["config", "check", base, f"model.path={other}", "model.family=auto",
+                                    "training.bf16=false"], env={"COLUMNS": "400"})
+    fine_out = " ".join(fine.output.split())
+    assert fine.exit_code == 0 and f"note: model.path={other}" not in fine_out, fine_out

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from bbuvl.cli.common import command_group, console, fail
 from bbuvl.config import (BudgetError, Config, ConfigError, ConfigOrigin, batch_budget_problems, dump_config,
-                          load_config, load_located_config, not_a_checkpoint, run_conflicts, run_notes)
+                          load_config, load_located_config, run_conflicts, run_notes)
 from bbuvl.data.input_paths import file_kind
 from bbuvl.paths import looks_local
 
@@ -114,7 +114,7 @@ def _not_here(cfg: Config, origin: ConfigOrigin) -> list[str]:
         named["detection.caption_refit.photos"] = cfg.detection.caption_refit.photos
     # val and teachers left at their defaults are optional (training goes on without them); named, they are not
     named |= {f"data.{key}": getattr(cfg.data, key) for key in ("val", "teachers") if key in cfg.data.model_fields_set}
-    from bbuvl.train.run_inputs import looked_from, machine_problems  # a relative path: looked for where it runs
+    from bbuvl.train.run_inputs import looked_from, machine_problems, start_problem  # relative: where it runs
 
     notes = [f"{origin.locate((key,))}: {key} {path}: {kind}{looked_from(path)}; training on this machine would refuse "
              "it"
@@ -126,8 +126,13 @@ def _not_here(cfg: Config, origin: ConfigOrigin) -> list[str]:
         if not start.is_dir():
             notes.append(f"{origin.locate(('model.path',))}: model.path {start}: no such folder on this machine"
                          f"{looked_from(cfg.model.path)}")
-        elif (what := not_a_checkpoint(start)) is not None:
-            notes.append(f"{origin.locate(('model.path',))}: model.path {what}")
+        else:
+            try:
+                problem = start_problem(cfg)
+            except (OSError, ValueError) as e:  # a config.json the family is read from that cannot be read
+                problem = f"model.path {start}: {e}"
+            if problem is not None:
+                notes.append(f"{origin.locate(('model.path',))}: {problem}")
     return notes
 
 

@@ -136,31 +136,40 @@ def deepspeed_problem(path: str | Path) -> str | None:
 
 def check_start(cfg: Config) -> None:
     """Raise ValueError when model.path is a local folder that holds no model, or lacks a file its model is loaded
-    from (with model.reuse_modules, a module its checkpoint's config builds)."""
+    from (with model.reuse_modules, a module its checkpoint's config builds), or holds another family's model."""
+    if (problem := start_problem(cfg)) is not None:
+        raise ValueError(problem)
+    if (note := frame_note(cfg)) is not None and os.environ.get("RANK", "0") == "0":  # every process would say it
+        log.warning("%s", note)
+    if (note := unused_modules_note(cfg)) is not None and os.environ.get("RANK", "0") == "0":
+        log.warning("%s", note)
+
+
+def start_problem(cfg: Config) -> str | None:
+    """Why a training start refuses model.path before the model loads (what `check_start` raises), naming it; None
+    when it would not, or when model.path is no local folder (a hub id, or a missing folder: named where the model
+    loads, paths.py). `bbuvl config check` notes the same."""
     start = Path(cfg.model.path)
     if not start.is_dir():
         if (left := stopped_swap(start)) is not None:  # a run's final/ whose save stopped between its renames
-            raise ValueError(f"model.path {start}: no such folder: {left}")
-        return  # a hub id, or a missing folder: named where the model loads (paths.py)
+            return f"model.path {start}: no such folder: {left}"
+        return None
     if what := not_a_checkpoint(start):
-        raise ValueError(f"model.path {what}")
+        return f"model.path {what}"
     # Before minutes of loading, and before transformers names something else ("Can't load video processor", "config
     # and tokenizer disagree"); a start without its chat template trained a final/ without one. With
     # model.reuse_modules, a checkpoint lacking the head its config builds would start with a new one, silently.
     if problem := start_folder_problem(start) or (module_problem(start) if cfg.model.reuse_modules else None):
-        raise ValueError(f"model.path {start}: incomplete or damaged model folder ({problem}); re-copy it, or point "
-                         "model.path at another")
+        return (f"model.path {start}: incomplete or damaged model folder ({problem}); re-copy it, or point model.path "
+                "at another")
     # Here as well as once loaded: configs/base.yaml names qwen2_5_vl, and a Qwen3-VL model.path was refused only
     # after the model had loaded, when --overwrite had already removed the run it would replace.
     if not trains_adapters_on(cfg):
         named = cfg.model.resolve_family()
         if (held := model_type_of(start)) != named.model_type:
-            raise ValueError(f"model.family is {named.model_type} but {start} holds a {held} model; set model.family: "
-                             "auto or the checkpoint's family")
-    if (note := frame_note(cfg)) is not None and os.environ.get("RANK", "0") == "0":  # every process would say it
-        log.warning("%s", note)
-    if (note := unused_modules_note(cfg)) is not None and os.environ.get("RANK", "0") == "0":
-        log.warning("%s", note)
+            return f"model.family is {named.model_type} but {start} holds a {held} model; set model.family: auto or " \
+                   "the checkpoint's family"
+    return None
 
 
 def unused_modules_note(cfg: Config) -> str | None:
