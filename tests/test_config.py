@@ -881,3 +881,29 @@ def test_config_check_notes_a_model_path_the_training_start_refuses(tmp_path):
                                     "training.bf16=false"], env={"COLUMNS": "400"})
     fine_out = " ".join(fine.output.split())
     assert fine.exit_code == 0 and f"note: model.path={other}" not in fine_out, fine_out
+
+
+def test_config_check_refuses_validation_photos_the_run_would_show_in_training(tmp_path):
+    """`bbuvl config check configs/base.yaml data.teachers=data/val.jsonl` said `ok`, and `bbuvl train` of the same
+    refused it ("data.teachers data/val.jsonl and data.val data/val.jsonl are the same file: the validation answers
+    would be shown in training as teacher examples"); so was a validation photo also listed in data.train."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    line = {"images": ["a.jpg"], "width": 64, "height": 48, "objects": []}
+    val = tmp_path / "val.jsonl"
+    val.write_text(json.dumps(line) + "\n", encoding="utf-8")
+    train = tmp_path / "train.jsonl"
+    train.write_text(json.dumps({**line, "images": ["b.jpg"]}) + "\n" + json.dumps(line) + "\n", encoding="utf-8")
+    base = str(ROOT / "configs" / "base.yaml")
+    common = ["training.bf16=false", f"data.val={val}"]
+    for over, said in [([f"data.train={train}", f"data.teachers={val}"],
+                        f"data.teachers={val} (override): data.teachers {val} and data.val {val} are the same file"),
+                       ([f"data.train={train}", "data.teachers=null"],
+                        f"data.train={train} (override): {train}:2: training photo a.jpg is also a photo of data.val")]:
+        done = CliRunner().invoke(app, ["config", "check", base, *common, *over], env={"COLUMNS": "400"})
+        out = " ".join(done.output.split())
+        assert done.exit_code == 2 and "is valid" not in out and said in out, out

@@ -42,7 +42,8 @@ def check_config(
     overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Validate a config: unknown keys, wrong types and bad values are errors with file:line; batches that would
-    overflow a budget too."""
+    overflow a budget too, and what a training start refuses in the files here (data.val shown in training). What
+    this machine lacks (data files, model.path, bf16, FlashAttention, DeepSpeed) is noted, not refused."""
     try:
         cfg, origin = load_located_config(config, overrides or [])
     except ConfigError as e:
@@ -84,8 +85,10 @@ def report_valid(config: Path, cfg: Config, origin: ConfigOrigin) -> None:
 
 def _broken_here(cfg: Config, origin: ConfigOrigin) -> list[str]:
     """What training would refuse in the files the config names that are here: a hierarchy it cannot read, a DeepSpeed
-    config that is no JSON object, an output folder that is a file. `ok` was said of each, and training refused it."""
+    config that is no JSON object, a data.val that is or shares photos with what training shows (train/held_out.py),
+    an output folder that is a file. `ok` was said of each, and training refused it."""
     from bbuvl.data.labels import Hierarchy
+    from bbuvl.train.held_out import HeldOutError, check_held_out
     from bbuvl.train.run_inputs import deepspeed_problem
 
     found = []
@@ -97,6 +100,10 @@ def _broken_here(cfg: Config, origin: ConfigOrigin) -> list[str]:
     deepspeed = cfg.training.deepspeed
     if deepspeed is not None and Path(deepspeed).is_file() and (why := deepspeed_problem(deepspeed)) is not None:
         found.append(f"{origin.locate(('training.deepspeed',))}: training.deepspeed {why}")
+    try:  # data.val that is, or shares photos with, what training shows: the start refuses it whatever the machine
+        check_held_out(cfg)
+    except HeldOutError as e:
+        found.append(f"{origin.locate(e.keys)}: {e}")
     out = Path(cfg.training.output_dir)
     if os.path.lexists(out) and not out.is_dir():
         found.append(f"{origin.locate(('training.output_dir',))}: training.output_dir {out}: "

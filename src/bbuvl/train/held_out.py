@@ -21,7 +21,11 @@ from bbuvl.train.data_files import DataFiles
 
 
 class HeldOutError(ValueError):
-    """A training input is, or holds photos of, the validation set."""
+    """A training input is, or holds photos of, the validation set; `keys`: that input's config key and data.val."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.keys = (key, "data.val")
 
 
 def check_held_out(cfg: Config, files: DataFiles | None = None) -> None:
@@ -43,7 +47,7 @@ def check_held_out(cfg: Config, files: DataFiles | None = None) -> None:
             raise HeldOutError(f"{key} {value} and data.val {cfg.data.val} {how}: the validation answers would be "
                                f"shown in training{' as teacher examples' if key == 'data.teachers' else ''}, and the "
                                "validation loss would measure recall, not learning. Give data.val photos the run never "
-                               "sees (`bbuvl data split` writes train, val and a teacher pool drawn from train)")
+                               "sees (`bbuvl data split` writes train, val and a teacher pool drawn from train)", key)
     # A photo listed in both files (a line copied, two datasets joined) leaks as surely as the same file does.
     fixes = {"data.train": ("training", "Give each photo to one of the two files (`bbuvl data split` writes them apart)"),
              "data.teachers": ("teacher", "Draw the teacher pool from the training photos (`bbuvl data teachers "
@@ -59,7 +63,7 @@ def check_held_out(cfg: Config, files: DataFiles | None = None) -> None:
             line, name = both[0]
             raise HeldOutError(f"{path}:{line}: {what} photo {name} is also a photo of data.val {cfg.data.val} "
                                f"({len(both)} {what} photo{'s' if len(both) > 1 else ''} in all): its answer would be "
-                               f"shown in training. {fix}")
+                               f"shown in training. {fix}", key)
         # A training line's own teachers are shown with their answers in that line's prompt
         taught = [(line, name) for line, name, photo in _photos(path, files, teachers=True) if photo in val_photos] \
             if key == "data.train" and path.is_file() else []
@@ -67,7 +71,7 @@ def check_held_out(cfg: Config, files: DataFiles | None = None) -> None:
             line, name = taught[0]
             raise HeldOutError(f"{path}:{line}: teacher photo {name} of this training line is also a photo of data.val "
                                f"{cfg.data.val} ({len(taught)} in all): its answer would be shown in that line's "
-                               "prompt. Give the training lines teachers the run never validates on")
+                               "prompt. Give the training lines teachers the run never validates on", key)
 
 
 def _path(value: str) -> Path:
