@@ -393,7 +393,8 @@ def tile(
     out: Path = typer.Argument(..., help="Dataset folder to create: the tiles as photos, with their boxes."),
     grid: str = typer.Option("2x2", "--grid", help="Tiles per photo, COLSxROWS: the grid predict will use."),
     overlap: float = typer.Option(0.15, "--overlap", callback=finite_range(0, 0.9),
-                                  help="Share of a tile's side its neighbour also covers."),
+                                  help="Width of the strip neighbouring tiles share, as a share of the "
+                                  "shorter side of a grid cell (the photo's side over the grid)."),
     zoom: float = typer.Option(1.0, "--zoom", callback=finite_range(0.25, 8),
                                help="Write each tile magnified this many times (the scale predict will show it at)."),
     whole: bool = typer.Option(True, "--whole/--tiles-only", help="Keep each whole photo beside its tiles."),
