@@ -210,3 +210,22 @@ def test_the_package_import_graph_docs_architecture_draws_is_the_codes():
              f"{', '.join(sorted(real.get(me, ()))) or 'nothing'}"
              for me in sorted(drawn.keys() | real.keys()) if drawn.get(me) != real.get(me)]
     assert not wrong, "\n".join(wrong)
+
+
+def test_every_help_text_shows_as_written():
+    """`--help` renders each text as Rich markup, which takes `[word ...]` for a style and drops it: `data convert
+    --help` said "smart_resize minimum pixel count (--resize) ." where the source gave "[config's, or Qwen's]"."""
+    from rich.text import Text
+
+    def walk(command, words: list[str]):
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                yield from walk(sub, [*words, name])
+        yield " ".join(words) or "bbuvl", command
+
+    wrong = []
+    for name, command in walk(typer.main.get_command(app), []):
+        texts = [("", command.help or "")] + [(p.name, getattr(p, "help", None) or "") for p in command.params]
+        wrong += [f"{name} {who}: {text!r} shows as {Text.from_markup(text).plain!r}".replace(" : ", ": ")
+                  for who, text in texts if Text.from_markup(text).plain != text]
+    assert not wrong, "\n".join(wrong)

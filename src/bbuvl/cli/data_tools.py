@@ -193,8 +193,8 @@ def _print_stats(s: dict[str, Any]) -> None:
 
 def stats(
     path: Path = typer.Argument(..., help="A dataset JSONL, or a dataset folder (train + val)."),
-    min_pixels: Optional[int] = typer.Option(None, "--min-pixels", callback=int_range(1), help="smart_resize lower bound [config or Qwen's]."),
-    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", callback=int_range(1), help="smart_resize upper bound [config or Qwen's]."),
+    min_pixels: Optional[int] = typer.Option(None, "--min-pixels", callback=int_range(1), help="smart_resize lower bound (default: the --config's or --checkpoint's frame, else Qwen's)."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", callback=int_range(1), help="smart_resize upper bound (default: the --config's or --checkpoint's frame, else Qwen's)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Run config: use its image frame (pixels, token budget)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint: use the frame it was trained with."),
     json_out: Optional[Path] = typer.Option(None, "--json", metavar=FILE_OUT, help="Also write the statistics to this JSON file."),
