@@ -907,3 +907,37 @@ def test_config_check_refuses_validation_photos_the_run_would_show_in_training(t
         done = CliRunner().invoke(app, ["config", "check", base, *common, *over], env={"COLUMNS": "400"})
         out = " ".join(done.output.split())
         assert done.exit_code == 2 and "is valid" not in out and said in out, out
+
+
+def test_config_check_refuses_an_output_folder_every_start_of_the_run_refuses(tmp_path):
+    """`bbuvl config check configs/base.yaml training.output_dir=data` said `ok`, and `bbuvl train` of the same refused
+    it, --overwrite or not ("training.output_dir data: holds the input data.train (data/train.jsonl); writing into it
+    could destroy the input"); so was an output folder inside model.path or inside another run's final/."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_text(json.dumps({"images": ["a.jpg"], "width": 64, "height": 48, "objects": []}) + "\n",
+                                      encoding="utf-8")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "old" / "final").mkdir(parents=True)
+    (tmp_path / "old" / "run.json").write_text("{}", encoding="utf-8")
+    base = str(ROOT / "configs" / "base.yaml")
+    common = ["training.bf16=false", f"data.train={data / 'train.jsonl'}", "data.val=null", "data.teachers=null",
+              f"model.path={model}", "model.family=auto"]
+    for out, said in [(data, f"training.output_dir {data}: holds the input data.train"),
+                      (model / "run", f"training.output_dir {model / 'run'}: is inside the input model.path"),
+                      (tmp_path / "old" / "final", f"training.output_dir {tmp_path / 'old' / 'final'}: is ")]:
+        done = CliRunner().invoke(app, ["config", "check", base, *common, f"training.output_dir={out}"],
+                                  env={"COLUMNS": "400"})
+        text = " ".join(done.output.split())
+        assert done.exit_code == 2 and "is valid" not in text and f"(override): {said}" in text, text
+    fine = CliRunner().invoke(app, ["config", "check", base, *common, f"training.output_dir={tmp_path / 'new'}"],
+                              env={"COLUMNS": "400"})
+    assert "is valid" in fine.output and "training.output_dir" not in fine.output, fine.output

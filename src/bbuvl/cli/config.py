@@ -42,8 +42,9 @@ def check_config(
     overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Validate a config: unknown keys, wrong types and bad values are errors with file:line; batches that would
-    overflow a budget too, and what a training start refuses in the files here (data.val shown in training). What
-    this machine lacks (data files, model.path, bf16, FlashAttention, DeepSpeed) is noted, not refused."""
+    overflow a budget too, and what a training start refuses in the files here (validation photos it would train on,
+    an output folder holding an input). What this machine lacks (data files, model.path, bf16, FlashAttention,
+    DeepSpeed) is noted, not refused."""
     try:
         cfg, origin = load_located_config(config, overrides or [])
     except ConfigError as e:
@@ -108,7 +109,30 @@ def _broken_here(cfg: Config, origin: ConfigOrigin) -> list[str]:
     if os.path.lexists(out) and not out.is_dir():
         found.append(f"{origin.locate(('training.output_dir',))}: training.output_dir {out}: "
                      f"{file_kind(out) or 'a file'}, not a folder: a run writes its checkpoints into a folder")
+    elif (why := _output_dir_problem(cfg)) is not None:
+        found.append(f"{origin.locate(('training.output_dir',))}: {why}")
     return found
+
+
+def _output_dir_problem(cfg: Config) -> str | None:
+    """Why any start of this run refuses training.output_dir, --overwrite or not: it is or lies in another run's
+    checkpoint or final/ (run_dir.py check_not_nested), or is, holds or lies in one of the run's inputs
+    (check_run_inputs); None when it does not, or when a data file cannot be read (its reader names that)."""
+    from bbuvl.outputs import OutputConflict
+    from bbuvl.train.run_dir import RunDirError, check_not_nested, check_run_inputs
+
+    refit = cfg.detection.caption_refit.photos if cfg.detection.refits else None
+    inputs = {"model.path": cfg.model.path, "data.train": cfg.data.train, "data.val": cfg.data.val,
+              "data.teachers": cfg.data.teachers, "data.hierarchy": cfg.data.hierarchy,
+              "detection.caption_refit.photos": refit}  # as train/trainer.py fit gives them
+    try:
+        check_not_nested(cfg.training.output_dir)
+        check_run_inputs(cfg.training.output_dir, inputs, overwrite=False)
+    except (RunDirError, OutputConflict) as e:
+        return str(e)
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def _not_here(cfg: Config, origin: ConfigOrigin) -> list[str]:
