@@ -61,3 +61,22 @@ def test_queries_labelled_below_a_support_class_are_said_to_be_counted_unknown_w
         counted = json.loads((out / "summary.json").read_text(encoding="utf-8"))["queries"]["unknown_truth"]
         assert said[0].startswith(f"{counted} of ") and (query != val or extra or counted == len(deep))
         assert " ".join(result.output.split()).count("below a support class") == 1
+
+
+def test_queries_csv_names_the_classes_at_the_level_its_truths_are(part_crops, tmp_path):
+    out = tmp_path / "res"
+    result = CliRunner().invoke(app, [str(a) for a in (
+        "eval", "--support", part_crops.support, "--query", part_crops.data / "val.jsonl", "--backbone", "pixels:8",
+        "--level", "1", "--shots", "all", "--thresholds", "-1", "--out", out, "--no-cache")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    categories = {label_at_level(c, 1) for c in part_crops.known}
+    assert len(categories) < len(part_crops.known) and len(categories) > 1  # two support classes share a category
+    with (out / "queries.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["best_class"] for r in rows} <= categories and {r["second_class"] for r in rows} <= categories
+    # The runner-up is the next category: a sibling class of the best one's category is no other answer at the level
+    assert all(r["second_class"] != r["best_class"] for r in rows)
+    assert all(float(r["margin"]) == round(float(r["score"]) - float(r["second_score"]), 6) >= 0 for r in rows)
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    right = sum(r["best_class"] == r["truth"] for r in rows)
+    assert summary["rows"][0]["accuracy"] == round(right / len(rows), 6)

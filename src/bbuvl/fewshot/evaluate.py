@@ -4,13 +4,14 @@ Queries are embedded once (streamed, cached); per shot count only the best class
 runner-up score of each query are kept, which is all the threshold sweep needs. A query whose class has
 no support folder has the truth `Unknown`: accepting it as any class counts towards fall-out. With `--level`, the
 answers are cut to that level as the dataset's labels are (a support class `a/b/c` answers `a` at level 1), so the
-evaluation is at that level on both sides.
+evaluation is at that level on both sides: queries.csv's best and second class too, a cut class scoring as its best
+support class, so the runner-up is the next class at that level.
 
 Output folder:
     metrics.csv                 one row per (shots, threshold): accuracy, balanced accuracy, macro P/R/F1, MCC, fall-out
     per_class.csv               per (shots, threshold, class incl. Unknown): counts, TP/FP/FN, P/R/F1
     confusion/shots<K>_t<T>.csv confusion matrix, rows truth, columns prediction, Unknown as a row and a column
-    queries.csv                 per (query, shots): best class, scores, margin, confidence
+    queries.csv                 per (query, shots): best and second class (at --level), scores, margin, confidence
     summary.json                inputs, counts, skipped files, cache hits, every row, best threshold per shot count
     accuracy_vs_threshold.png, fallout_vs_threshold.png, confusion_best.png
 """
@@ -129,9 +130,22 @@ class ShotRun:
         """The shot count as files show it."""
         return shots_name(self.fit.shots)
 
+    names: list[str] = field(init=False)  # the classes answered, cut to the level
+    _groups: list[list[int]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        full = list(self.fit.classifier.classes)
+        self.names = full if self.level is None else sorted({label_at_level(c, self.level) for c in full})
+        # Which answered class each support class scores for: at the level, a class's score is its best member's, so
+        # the runner-up is another answer, never a sibling of the best (`a/b` then `a/c`, both `a`, a margin of none).
+        self._groups = [[j for j, c in enumerate(full) if label_at_level(c, self.level) == name] for name in self.names]
+
     def add(self, vectors: np.ndarray) -> None:
-        """Score a batch of query embeddings `[n, D]` and keep their top two."""
-        d = decide(self.fit.classifier.scores(vectors), threshold=-math.inf)
+        """Score a batch of query embeddings `[n, D]` and keep their top two answered classes."""
+        scores = self.fit.classifier.scores(vectors)
+        if self.level is not None:
+            scores = np.stack([scores[:, group].max(axis=1) for group in self._groups], axis=1)
+        d = decide(scores, threshold=-math.inf)
         self.best.append(d.best)
         self.best_score.append(d.best_score)
         self.second.append(d.second)
@@ -144,8 +158,7 @@ class ShotRun:
 
     def answers(self, threshold: float) -> list[str]:
         """Every query's answer at `threshold`: its best class, or Unknown below it."""
-        names = [label_at_level(c, self.level) for c in self.fit.classifier.classes]
-        top = np.array(names, dtype=object)[self.column("best").astype(int)]
+        top = np.array(self.names, dtype=object)[self.column("best").astype(int)]
         return np.where(self.column("best_score") >= threshold, top, UNKNOWN).tolist()
 
 
@@ -209,7 +222,7 @@ def _write_query_rows(path: Path, runs: list[ShotRun], origins: list[str], truth
         writer = csv.writer(fh)
         writer.writerow(fields)
         for run in runs:
-            names = run.fit.classifier.classes
+            names = run.names  # at --level, cut as the truths are
             best, best_score = run.column("best").astype(int), run.column("best_score")
             second, second_score = run.column("second").astype(int), run.column("second_score")
             for i, origin in enumerate(origins):
