@@ -132,3 +132,25 @@ def test_a_scale_copied_from_another_model_is_left_for_the_training_scale_and_sa
     # Before: the other model's grids cut these photos, unnoticed.
     assert p.tile_scale is None and p.train_scale == TrainingScale.load(other).median
     assert f"{other / TILE_SCALE_FILE} was chosen for another model" in caplog.text
+
+
+def test_the_thresholds_record_the_ground_truth_they_were_chosen_on_as_an_absolute_path(tmp_path, monkeypatch):
+    # Before: "chosen_on": "val.jsonl" as typed, quoted later ("chosen on val.jsonl") from any other folder
+    photos = [("e.jpg", BAD, 0.7), ("f.jpg", BAD, 0.65), ("g.jpg", OK, 0.3), ("h.jpg", OK, 0.2)]
+    (tmp_path / "val.jsonl").write_text("".join(json.dumps({"images": [n], "width": 100, "height": 100, "objects": [
+        {"bbox_2d": BOX, "desc": t}]}, ensure_ascii=False) + "\n" for n, t, _ in photos), encoding="utf-8")
+    (tmp_path / "pred.jsonl").write_text("".join(json.dumps({
+        "image": n, "width": 100, "height": 100, "raw": None, "error": None, "tiled": True,
+        "objects": [{"bbox_2d": BOX, "label": BAD, "score": s}]}, ensure_ascii=False) + "\n" for n, _, s in photos),
+        encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    chosen, _ = choose_tiled_verdict("pred.jsonl", "val.jsonl", Faults.load(), FramedThresholds(VerdictThresholds(0.25, 0.5)),
+                                     1.0, 1.0, "head")
+    (tmp_path / "ckpt").mkdir()
+    chosen.save(tmp_path / "ckpt")
+    written = json.loads((tmp_path / "ckpt" / TILED_THRESHOLDS_FILE).read_text(encoding="utf-8"))
+    assert written["chosen_on"] == str((tmp_path / "val.jsonl").resolve())
+    # A file written before, of the path as typed, is still read
+    written["chosen_on"] = "val.jsonl"
+    (tmp_path / "ckpt" / TILED_THRESHOLDS_FILE).write_text(json.dumps(written), encoding="utf-8")
+    assert ChosenThresholds.load(tmp_path / "ckpt", tiled=True).chosen_on == "val.jsonl"

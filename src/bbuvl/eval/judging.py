@@ -20,6 +20,7 @@ from bbuvl.infer.resume_key import UNSOUND_RECORD
 from bbuvl.infer.verdict import (ChosenThresholds, FramedThresholds, VerdictThresholds, checkpoint_verdict, default_thresholds,
                                  fault_difference, lone_threshold_problem)
 from bbuvl.model.identity import deciding_files, recorded_digests
+from bbuvl.paths import real_path
 
 # What the choosers write into a checkpoint: no score depends on them, so one chosen since the predictions is no change.
 CHOSEN_FILES = (THRESHOLDS_FILE, TILED_THRESHOLDS_FILE)
@@ -362,5 +363,6 @@ def _chosen_among(f: FaultMetrics, which: list[int], faults: Faults, gt: str | P
     truth = [f.photo_faulty[i] for i in which]
     thresholds, recall, precision, notes = choose_thresholds(truth, [f.photo_scores[i] for i in which], target_recall,
                                                              target_precision, [f.photo_unusable[i] for i in which])
+    # The path resolved: the notes quoting it are read from other folders, where the one typed names nothing
     return ChosenThresholds(thresholds, target_recall, target_precision, recall, precision, len(truth), sum(truth),
-                            sorted(faults.labels), str(gt), [prefix + n for n in notes], tiled, mode)
+                            sorted(faults.labels), str(real_path(gt)), [prefix + n for n in notes], tiled, mode)
