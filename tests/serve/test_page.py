@@ -299,3 +299,61 @@ def test_download_is_off_while_a_photo_is_inspected_so_the_one_before_is_never_s
         saved = _downloaded(browser, saves, "slow.json")
         assert (saved["width"], saved["height"], saved["objects"]) == (448, 336, expected["objects"])
         assert sorted(p.name for p in saves.iterdir()) == ["slow.json"]
+
+
+def _hierarchy_without(tmp_path, label: str):
+    """The shipped hierarchy without `label`'s category: that label is one it cannot read (Faults.unjudgeable)."""
+    import json
+
+    from bbuvl.data.faults import Faults
+    from tests.infer.test_predictor_verdict import DEFAULT_HIERARCHY
+
+    raw = json.loads(DEFAULT_HIERARCHY.read_text(encoding="utf-8"))
+    del raw["categories"][label.split("/")[0]]
+    path = tmp_path / "without.json"
+    path.write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
+    return Faults.load(path)
+
+
+def test_a_box_that_sent_its_photo_to_review_is_drawn_listed_and_counted_as_such(browser, trained_checkpoint, keys,
+                                                                                   photos, tmp_path):
+    # A box whose label the hierarchy cannot read sends its photo to review ("a box's label is none the hierarchy can
+    # judge"). Its object said nothing of it: the page drew it green as a sound part and read "review · 8 objects,
+    # 0 faults", only the reason's words naming it. The server now marks it "unjudgeable", and the page draws it
+    # orange, lists it after the faults with a tag and counts it in the status line.
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from bbuvl.infer.predictor import Predictor
+    from bbuvl.serve.app import create_app
+    from bbuvl.serve.engine import Engine
+    from tests.serve.conftest import running
+
+    predictor = Predictor.load(trained_checkpoint, device="cpu")
+    [result] = predictor.predict([str(photos[0])], "head")
+    assert result.objects, "no box to judge"
+    predictor.faults = _hierarchy_without(tmp_path, result.objects[0].label)
+    with running(create_app(Engine(predictor, "head", "final"), keys)) as client:
+        answer = client.detect_file(photos[0]).json()
+        assert answer["verdict"]["verdict"] == "review", answer["verdict"]
+        assert "none the hierarchy can judge" in answer["verdict"]["reason"]
+        unjudged = [o["unjudgeable"] for o in answer["objects"]]
+        assert unjudged == [predictor.faults.unjudgeable(o["label"]) for o in answer["objects"]]
+        assert any(unjudged) and not any(o["flagged"] for o in answer["objects"])
+        browser.get(f"http://inspector:{client.key}@{client.host}:{client.port}/")
+        browser.find_element(By.ID, "file").send_keys(str(photos[0]))
+        WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "canvas").get_attribute("data-boxes")
+                                         or "error" in d.find_element(By.ID, "status").get_attribute("class"))
+        status = browser.find_element(By.ID, "status").text
+        assert f"0 个问题 · faults, {sum(unjudged)} 个无法判读 · unjudged labels" in status, status
+        items = browser.find_elements(By.CSS_SELECTOR, "#findings li")
+        assert [("unjudgeable" in li.get_attribute("class")) for li in items] == sorted(unjudged, reverse=True)
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#findings li.unjudgeable .tag.unjudgeable")) == sum(unjudged)
+        # The last box drawn lies over the others: its frame's left edge is in its own colour, orange, not green.
+        last = answer["objects"][-1]
+        assert last["unjudgeable"], last
+        x1, y1, _, y2 = last["bbox_2d"]
+        rgb = browser.execute_script("return Array.from(document.getElementById('canvas').getContext('2d')"
+                                     ".getImageData(arguments[0], arguments[1], 1, 1).data.slice(0, 3))",
+                                     min(int(x1), answer["width"] - 1), int((y1 + y2) / 2))
+        assert max(abs(a - b) for a, b in zip(rgb, (0xC2, 0x41, 0x0C))) < 40, rgb

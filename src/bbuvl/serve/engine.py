@@ -193,8 +193,11 @@ class Engine:
             # the thresholds that judged the photo. The page counted and drew every fault label as a fault, so a
             # photo that passed read "20 faults", down to a score of 8e-05 (docs/serving.md, "POST /v1/detect").
             flagged = self.predictor.flagged(r, options)
-            objects = [{**d.to_dict(), "unknown": False, "fault": is_fault(d.label), "flagged": f}
-                       for d, f in zip(r.objects, flagged)]
+            # "unjudgeable": a label the hierarchy cannot read and which may be a fault, that sends the photo to
+            # review (infer/verdict.py `judge`): unmarked, the page drew it as a sound part and counted "0 faults".
+            unjudgeable = self.predictor.faults.unjudgeable  # the faults that judged the verdict
+            objects = [{**d.to_dict(), "unknown": False, "fault": is_fault(d.label), "flagged": f,
+                        "unjudgeable": unjudgeable(d.label)} for d, f in zip(r.objects, flagged)]
             timing = {"inference": round(infer_ms, 2)}
             scored_by = None
             if self.fewshot is not None and photo.image is not None and objects:

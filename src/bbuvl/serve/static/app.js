@@ -33,9 +33,16 @@
     return o.flagged === true;
   }
 
+  // A box whose label the hierarchy cannot read, and which may be a fault, sends its photo to review: the server marks
+  // it "unjudgeable". Drawn green and counted nowhere, a photo sent to review read "0 faults" with every box sound.
+  function isUnjudgeable(o) {
+    return o.unjudgeable === true && !isProblem(o);
+  }
+
   function colourFor(o) {
     if (o.unknown) return "#d4a600";
     if (isProblem(o)) return "#e02424";
+    if (isUnjudgeable(o)) return "#c2410c";  // orange: the verdict's review, not a sound part's green
     return o.fault === true ? "#6b7280" : "#0e9f6e";  // a fault label below the review threshold: neutral grey
   }
 
@@ -68,7 +75,7 @@
       ctx.strokeStyle = colourFor(o);
       ctx.setLineDash(o.unknown ? [line * 3, line * 2] : []);
       ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
-      const text = (i + 1) + " " + (o.unknown ? "? " : "") + o.label;
+      const text = (i + 1) + " " + (isUnjudgeable(o) ? "! " : "") + (o.unknown ? "? " : "") + o.label;
       const w = ctx.measureText(text).width + 6;
       const ty = y1 > size + 4 ? y1 - size - 4 : y1;
       const tx = Math.max(0, Math.min(x1, canvas.width - w));  // a box at the right edge keeps its label inside
@@ -85,15 +92,17 @@
     const ul = $("findings");
     ul.replaceChildren();
     const order = result.objects.map((o, i) => [o, i]);
-    // Problems first, then unknown boxes, then the rest; each keeps its number on the picture.
+    // Problems first, then boxes of labels not judged, then unknown boxes, then the rest; each keeps its number.
     order.sort((a, b) => rank(a[0]) - rank(b[0]) || a[1] - b[1]);
     for (const [o, i] of order) {
       const li = document.createElement("li");
       if (isProblem(o)) li.classList.add("problem");
+      if (isUnjudgeable(o)) li.classList.add("unjudgeable");
       if (o.unknown) li.classList.add("unknown");
       const name = document.createElement("span");
       name.textContent = (i + 1) + ". " + o.label;  // textContent: a label is data, never markup
       if (isProblem(o)) name.append(tag("state", "⚠"));
+      if (isUnjudgeable(o)) name.append(tag("unjudgeable", "无法判读 · label not judged"));
       if (o.unknown) name.append(tag("unknown", "unknown" + (o.fewshot ? " (" + o.fewshot.label + " " + o.fewshot.score.toFixed(2) + ")" : "")));
       const score = document.createElement("span");
       score.className = "score";
@@ -105,7 +114,7 @@
     $("model").textContent = JSON.stringify({ model: result.model, timing_ms: result.timing_ms }, null, 2);
   }
 
-  function rank(o) { return isProblem(o) ? 0 : o.unknown ? 1 : 2; }
+  function rank(o) { return isProblem(o) ? 0 : isUnjudgeable(o) ? 1 : o.unknown ? 2 : 3; }
 
   function tag(kind, text) {
     const t = document.createElement("span");
@@ -174,8 +183,10 @@
       showVerdict(body.verdict);
       $("result").hidden = false;
       const bad = body.objects.filter(isProblem).length;
+      const unread = body.objects.filter(isUnjudgeable).length;
       say((VERDICT_TEXT[body.verdict.verdict] || body.verdict.verdict) + " · " + body.objects.length + " 个目标 · objects, "
-          + bad + " 个问题 · faults (" + body.timing_ms.total + " ms)" + (loaded ? "" : " · 此浏览器无法显示该图片 · this "
+          + bad + " 个问题 · faults" + (unread ? ", " + unread + " 个无法判读 · unjudged labels" : "")
+          + " (" + body.timing_ms.total + " ms)" + (loaded ? "" : " · 此浏览器无法显示该图片 · this "
           + "browser cannot show " + (file.type || "this file") + ": the findings are listed without the picture"));
     };
     const show = (loaded) => {
