@@ -357,3 +357,54 @@ def test_a_box_that_sent_its_photo_to_review_is_drawn_listed_and_counted_as_such
                                      ".getImageData(arguments[0], arguments[1], 1, 1).data.slice(0, 3))",
                                      min(int(x1), answer["width"] - 1), int((y1 + y2) / 2))
         assert max(abs(a - b) for a, b in zip(rgb, (0xC2, 0x41, 0x0C))) < 40, rgb
+
+
+def _turned_photo(path, fmt: str, orientation: int):
+    """A 400x300 photo stored with a red patch in its top-left corner, whose EXIF says to turn it by `orientation`."""
+    from PIL import Image
+
+    im = Image.new("RGB", (400, 300), (200, 200, 200))
+    im.paste((255, 0, 0), (0, 0, 120, 90))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    im.save(path, fmt, exif=exif.tobytes())
+    return path
+
+
+@pytest.mark.parametrize(("name", "fmt", "orientation"), [("turned.webp", "WEBP", 6), ("turned8.webp", "WEBP", 8),
+                                                          ("turned.jpg", "JPEG", 6)])
+def test_the_boxes_are_drawn_on_the_photo_turned_as_the_server_turned_it(browser, serve, tmp_path, name, fmt,
+                                                                         orientation):
+    # The server turns a photo upright by its EXIF orientation and answers boxes in that frame; Chromium ignores a
+    # WebP's orientation, so the page drew a 400x300 picture lying as stored under boxes meant for a 300x400 one,
+    # across the wrong parts. The answer now says the turn ("orientation"), and the page turns a picture the browser
+    # left as stored itself; one the browser turned (a JPEG) is drawn as it is, not turned twice.
+    from PIL import Image, ImageOps
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    photo = _turned_photo(tmp_path / name, fmt, orientation)
+    client = serve()
+    answer = client.detect_file(photo).json()
+    assert (answer["width"], answer["height"], answer["orientation"]) == (300, 400, orientation)
+    browser.get(f"http://inspector:{client.key}@{client.host}:{client.port}/")
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "canvas").get_attribute("data-boxes")
+                                     or "error" in d.find_element(By.ID, "status").get_attribute("class"))
+    assert browser.execute_script("const c = document.getElementById('canvas'); return [c.width, c.height]") == [300, 400]
+    # Which quarter of the picture is red, on the page and in the photo turned upright: boxes drawn over it leave most
+    # of a quarter's sampled pixels as they were.
+    red = browser.execute_script("""
+        const c = document.getElementById('canvas'), ctx = c.getContext('2d'), out = [];
+        for (const [qx, qy] of [[0, 0], [1, 0], [0, 1], [1, 1]]) {
+          let n = 0;
+          for (let i = 0; i < 5; i++) for (let j = 0; j < 5; j++) {
+            const [r, g] = ctx.getImageData(qx * 270 + 5 + i * 5, qy * 370 + 5 + j * 5, 1, 1).data;
+            if (r > 200 && g < 80) n += 1;
+          }
+          out.push(n > 12);
+        }
+        return out;""")
+    upright = ImageOps.exif_transpose(Image.open(photo))
+    expected = [upright.getpixel((qx * 270 + 15, qy * 370 + 15))[1] < 80 for qx, qy in [(0, 0), (1, 0), (0, 1), (1, 1)]]
+    assert red == expected and sum(expected) == 1, (red, expected)

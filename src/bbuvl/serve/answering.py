@@ -97,7 +97,7 @@ class Answering:
             if late.is_set():
                 raise _Late
             try:
-                photo = self.engine.prepare(upload.image, upload.size)
+                photo = self.engine.prepare(upload.image, upload.size, upload.orientation)
             except (RuntimeError, ValueError) as e:  # the processor refused this photo: its own 500, as in a batch
                 raise ApiError(500, "inference_failed", f"{type(e).__name__}: {e}") from None
             timing = {"decode": round((t1 - t0) * 1000, 2), "prepare": round((time.perf_counter() - t1) * 1000, 2)}

@@ -190,7 +190,9 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         with bodies.hold() as take:  # the body's bytes count until the photo is answered
             extract = await image_upload(request, settings.photo_limit, settings.json_limit, settings.body_pace, take)
             result, timing = await unless_gone(request, answer(extract, engine.mode))
-        return JSONResponse({"width": result.width, "height": result.height, "objects": result.objects,
+        # "orientation": the turn the boxes' frame took, for a viewer that shows the file as stored (docs/serving.md)
+        return JSONResponse({"width": result.width, "height": result.height, "orientation": result.orientation,
+                             "objects": result.objects,
                              **result.judged(), "model": engine.info(fewshot=result.fewshot), "timing_ms": timing,
                              "usage": result.usage()})
 
@@ -203,7 +205,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
             body = await read_body(request, settings.json_limit, settings.body_pace, take)
             # parsed and decoded off the event loop, under the request's deadline, as a detect body is (answering.py)
             result, timing = await unless_gone(request, answer(lambda: image_from_chat(parse_json(body)), "generate"))
-        extra = {"width": result.width, "height": result.height, **result.judged(),
+        extra = {"width": result.width, "height": result.height, "orientation": result.orientation, **result.judged(),
                  "model_info": engine.info("generate", result.fewshot), "timing_ms": timing}
         return JSONResponse(chat_response(result.objects, result.raw, engine.checkpoint, extra, result.usage(), result.cut))
 

@@ -49,6 +49,7 @@ class Photo:
     image: Image.Image | None
     prepared: Prepared
     given_up: threading.Event = field(default_factory=threading.Event)  # its request ended unanswered (answering.py)
+    orientation: int = 1  # the EXIF orientation it was turned upright by (1: none)
 
 
 @dataclass
@@ -68,6 +69,7 @@ class Answer:
     prompt_tokens: int = 0  # what the model read and wrote for it, over every pass (ImageResult's)
     completion_tokens: int = 0
     fewshot: dict[str, Any] | None = None  # the model info of the support set that scored its boxes (serve/fewshot.py)
+    orientation: int = 1  # the EXIF orientation the photo was turned upright by, the boxes' frame (1: none)
 
     def judged(self) -> dict[str, Any]:
         """What every route says of the photo's judging, from this one place: its verdict, and, when true, `cut` (the
@@ -149,15 +151,16 @@ class Engine:
                 "labels": len(self.predictor.prompt.labels or []),
                 "fewshot": fewshot or (self.fewshot.info() if self.fewshot is not None else None)}
 
-    def prepare(self, image: Image.Image, size: tuple[int, int] | None = None) -> Photo:
+    def prepare(self, image: Image.Image, size: tuple[int, int] | None = None, orientation: int = 1) -> Photo:
         """Resize a decoded photo to its model frame and encode its prompt, ready for any mode's batch (thread-safe);
-        `size`: the stored photo's, when `image` is it decoded at a reduced scale (serve/images.py)."""
+        `size`: the stored photo's, when `image` is it decoded at a reduced scale (serve/images.py); `orientation`:
+        the EXIF orientation `image` was turned upright by, which its answer reports."""
         prepared = self.predictor.prepare(image, keep_stored=self.options.plan() is not None, size=size)
         # The upload's own pixels are kept only for the few-shot crops: a photo waits in the queue at its model frame's
         # size, where 64 waiting uploads of 100 MP each (the pixel limit's size) held 18 GiB (docs/serving.md, "Bad input")
         kept = image if self.fewshot is not None else None
         with self._encoding:
-            return Photo(kept, self.predictor.encode(prepared))
+            return Photo(kept, self.predictor.encode(prepared), orientation=orientation)
 
     def run(self, mode: str, photos: Sequence[Photo]) -> list[Answer | Exception]:
         """One answer per photo from one forward pass; when the batch fails, each photo is retried alone
@@ -205,7 +208,7 @@ class Engine:
                 scored_by = self.fewshot.rescore(photo.image, objects, p.size)  # a reload after it leaves this answer's set
                 timing["fewshot"] = round((time.perf_counter() - t) * 1000, 2)
             answers.append(Answer(r.width, r.height, objects, self.predictor.verdict(r, options), r.raw, timing,
-                                  r.cut, r.tiled, r.prompt_tokens, r.completion_tokens, scored_by))
+                                  r.cut, r.tiled, r.prompt_tokens, r.completion_tokens, scored_by, photo.orientation))
         return answers
 
 

@@ -58,13 +58,28 @@
     box.replaceChildren(head, why);
   }
 
+  // The canvas transform that turns a picture shown as stored (sw x sh) upright by EXIF orientation o (2-8).
+  const TURNS = {
+    2: (sw, sh) => [-1, 0, 0, 1, sw, 0], 3: (sw, sh) => [-1, 0, 0, -1, sw, sh], 4: (sw, sh) => [1, 0, 0, -1, 0, sh],
+    5: (sw, sh) => [0, 1, 1, 0, 0, 0], 6: (sw, sh) => [0, 1, -1, 0, sh, 0], 7: (sw, sh) => [0, -1, -1, 0, sh, sw],
+    8: (sw, sh) => [0, -1, 1, 0, 0, sw],
+  };
+
   function draw(img, result) {
     const canvas = $("canvas");
-    canvas.width = img.naturalWidth;
-    canvas.height = img.naturalHeight;
     const ctx = canvas.getContext("2d");
+    const w = img.naturalWidth, h = img.naturalHeight;
+    // The boxes are in the photo turned upright by its EXIF orientation, as the server turned it ("orientation").
+    // A browser ignores the turn of some formats (Chromium a WebP's): the picture then lies as stored, its sides
+    // swapped against the answer's, and the boxes were drawn across the wrong parts. Turned here, as the server did.
+    const o = result.orientation;
+    const asStored = o >= 5 && o <= 8 && w !== h && w === result.height && h === result.width;
+    canvas.width = asStored ? h : w;
+    canvas.height = asStored ? w : h;
+    if (asStored) ctx.setTransform(...TURNS[o](w, h));
     ctx.drawImage(img, 0, 0);
-    // Boxes come in the uploaded image's pixels, the canvas's own frame: no scaling here.
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    // Boxes come in the uploaded image's upright pixels, the canvas's own frame: no scaling here.
     const line = Math.max(2, Math.round(Math.min(canvas.width, canvas.height) / 200));
     const size = Math.max(12, Math.round(Math.min(canvas.width, canvas.height) / 30));
     ctx.font = size + "px " + FONT;
