@@ -85,6 +85,24 @@ def test_missing_cjk_font_is_announced_in_the_report_and_labels_fall_back_to_eng
     assert namer("螺丝连接点/BBU安装螺丝/连接正确", 0.5) == "screw or connection point/BBU mounting screw/correct 0.50"
 
 
+def test_without_a_cjk_font_a_label_part_without_a_gloss_is_drawn_as_its_code_points_not_blank_boxes():
+    # `bbuvl viz` and the report without a CJK font said "labels are drawn in English", and drew `挡风版/未安装` (a
+    # misspelt category, the kind of label that sends its photo to review) and the state of
+    # `螺丝连接点/BBU安装螺丝/连接错` as rows of blank boxes: Pillow's font has no Chinese, nor `≥` or `é`.
+    namer = LabelNamer(NO_CJK)
+    assert NO_CJK.spelt(namer("螺丝连接点/BBU安装螺丝/连接错")) == \
+        "screw or connection point/BBU mounting screw/\\u8fde\\u63a5\\u9519"
+    assert NO_CJK.spelt("挡风版 ≥ é —") == "\\u6321\\u98ce\\u7248 >= e --"
+    canvas = Image.new("RGB", (400, 200), (0, 0, 0))
+    drawn = draw_boxes(canvas, [DrawBox([20, 60, 380, 110], "未知部件", GREEN)], NO_CJK)
+    spelt = draw_boxes(canvas, [DrawBox([20, 60, 380, 110], "\\u672a\\u77e5\\u90e8\\u4ef6", GREEN)], NO_CJK)
+    assert drawn.tobytes() == spelt.tobytes()
+    # a font that draws Chinese draws it as it is
+    choice = find_cjk_font()
+    if choice.cjk:
+        assert choice.spelt("挡风版") == "挡风版"
+
+
 def test_font_path_must_exist_and_a_font_without_chinese_gets_a_warning(tmp_path):
     with pytest.raises(FileNotFoundError, match="font file not found"):
         find_cjk_font(tmp_path / "missing.ttf")

@@ -158,7 +158,7 @@ def draw_boxes(image: Image.Image, boxes: Sequence[DrawBox], font: FontChoice, s
     for (x1, y1, x2, y2), b in scaled:
         if not b.text:
             continue
-        text = drawable(b.text, CAPTION_CHARS)
+        text = drawable(font.spelt(b.text), CAPTION_CHARS)
         left, top, right, bottom = draw.textbbox((0, 0), text, font=text_font)
         w, h = right - left + 4, bottom - top + 4
         x = min(max(0.0, x1), max(0.0, out.width - w))
@@ -179,7 +179,7 @@ def side_by_side(panels: Sequence[tuple[str, Image.Image]], font: FontChoice, ga
     """Pictures next to each other, each under its title (wrapped to the picture's width), on white."""
     title_font = font.load(15)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    titles = [_wrap(measure, title, title_font, im.width) for title, im in panels]
+    titles = [_wrap(measure, font.spelt(title), title_font, im.width) for title, im in panels]
     line_h = measure.textbbox((0, 0), "Hg国", font=title_font)[3] + 4
     title_h = max(len(t) for t in titles) * line_h + 6
     width = sum(im.width for _, im in panels) + gap * (len(panels) + 1)

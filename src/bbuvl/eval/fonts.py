@@ -4,7 +4,9 @@ Pillow's bundled font has no CJK glyphs: Chinese labels come out as empty boxes.
 font in this order: the user's `--font-path`, fontconfig (`fc-list :lang=zh`), the usual font
 folders (Linux, macOS, Windows), and matplotlib's font list. Every candidate is checked by drawing
 two different Chinese characters: a font without them draws the same "missing glyph" box twice.
-With no CJK font, pictures fall back to Pillow's font and English label glosses, with a warning.
+With no CJK font, pictures fall back to Pillow's font and English label glosses, with a warning; a character the
+font in use cannot draw (a label part the hierarchy has no gloss for, a `≥` Pillow's font lacks) is spelt in one it can
+(`FontChoice.spelt`), never drawn as a blank box.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +32,8 @@ FONT_DIRS = (
     "/usr/share/fonts", "/usr/local/share/fonts", "~/.fonts", "~/.local/share/fonts",
     "/System/Library/Fonts", "/Library/Fonts", "~/Library/Fonts", "C:/Windows/Fonts",
 )
+# Pillow's font has no glyph for these; their meaning survives in ASCII.
+_ASCII = {"≥": ">=", "≤": "<=", "≠": "!=", "—": "--", "–": "-", "−": "-", "×": "x", "…": "...", "→": "->"}
 INSTALL_HINT = "install one (Debian/Ubuntu: `apt-get install fonts-wqy-microhei`) or pass --font-path FILE.ttf|.ttc"
 
 
@@ -52,6 +57,33 @@ class FontChoice:
             except OSError:
                 pass
         return ImageFont.load_default(size)
+
+    def spelt(self, text: str) -> str:
+        """`text` with each character this font cannot draw spelt in ones it can: its plain form (`é` e, `／` /, `≥`
+        >=), else its code point (`挡` \\u6321). Drawn as they were, a label part without an English gloss came out
+        as blank boxes under a warning that said labels were drawn in English."""
+        return "".join(_spelt(str(self.path) if self.path is not None else None, c) for c in text)
+
+
+@lru_cache(maxsize=4096)
+def _spelt(path: str | None, char: str) -> str:
+    """One character as the font at `path` (None: Pillow's) can draw it (`FontChoice.spelt`)."""
+    if _draws(path, char):
+        return char
+    plain = _ASCII.get(char) or "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
+    if plain and plain != char and all(_draws(path, c) for c in plain):
+        return plain
+    return char.encode("unicode_escape").decode("ascii")
+
+
+@lru_cache(maxsize=4096)
+def _draws(path: str | None, char: str) -> bool:
+    """Whether the font at `path` (None: Pillow's) has a glyph for `char`: it draws it otherwise than a character no
+    font has (U+10FFFF, its "missing glyph" box); white space and invisible characters are never missing."""
+    if char.isspace() or not char.isprintable():
+        return True
+    font = FontChoice(Path(path) if path is not None else None).load(24)
+    return _render(font, char) != _render(font, "\U0010FFFF")
 
 
 def has_cjk_glyphs(path: str | Path) -> bool:
@@ -89,7 +121,8 @@ def find_cjk_font(font_path: str | Path | None = None) -> FontChoice:
         return FontChoice(path)
     found = _search()
     if found is None:
-        return FontChoice(None, f"no CJK font found on this machine: labels are drawn in English; {INSTALL_HINT}")
+        return FontChoice(None, f"no CJK font found on this machine: labels are drawn in English, a part without an "
+                                f"English gloss as its code points (\\u6321); {INSTALL_HINT}")
     return FontChoice(found)
 
 

@@ -204,7 +204,8 @@ def plot_pr_curves(evaluation: Evaluation, font: FontChoice, name: LabelNamer) -
         for category in ranked:
             xs, ys = _defined(recall, curves["iou_0.50"]["per_category"][category])
             lines += ax_cat.plot(xs, ys)
-            labels.append(f"{_plain_text(name(category))} (AP50 {_fmt(per_category[category]['AP50'])})")
+            # spelt: without a CJK font a category the hierarchy has no gloss for was a row of blank boxes
+            labels.append(f"{_plain_text(font.spelt(name(category)))} (AP50 {_fmt(per_category[category]['AP50'])})")
         ax_cat.set_title(f"Per category, IoU 0.5 (top {len(ranked)} by ground-truth count)")
         if ranked:  # labels given with their lines: matplotlib leaves a label starting with "_" out of a legend it finds
             ax_cat.legend(lines, labels, loc="lower left", prop=legend_font or {"size": 7})
