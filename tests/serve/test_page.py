@@ -50,7 +50,9 @@ def test_a_dropped_photo_gets_its_boxes_drawn_and_findings_listed(browser, serve
     items = browser.find_elements(By.CSS_SELECTOR, "#findings li")
     assert len(items) == len(expected)
     listed = " ".join(li.text for li in items)
-    assert all(o["label"] in listed for o in expected)
+    # Each label as it is, or by its gloss where neither the browser nor the server has a font for Chinese
+    chinese = "no font for Chinese" not in browser.find_element(By.ID, "status").text
+    assert all((o["label"] if chinese else o["gloss"]) in listed for o in expected), listed
     # The verdict heads the findings; its faults are listed first, as the server marks them.
     assert browser.find_element(By.ID, "verdict").get_attribute("class").split() == ["verdict", answer["verdict"]["verdict"]]
     assert [("problem" in li.get_attribute("class")) for li in items] == sorted((o["flagged"] for o in expected), reverse=True)
@@ -408,3 +410,39 @@ def test_the_boxes_are_drawn_on_the_photo_turned_as_the_server_turned_it(browser
     upright = ImageOps.exif_transpose(Image.open(photo))
     expected = [upright.getpixel((qx * 270 + 15, qy * 370 + 15))[1] < 80 for qx, qy in [(0, 0), (1, 0), (0, 1), (1, 1)]]
     assert red == expected and sum(expected) == 1, (red, expected)
+
+
+def test_without_a_font_for_chinese_the_page_shows_each_label_by_its_gloss_and_says_so(browser, serve, photos):
+    # Reports fall back to English glosses without a CJK font, with a warning; the page drew every label as a row of
+    # blank boxes, on the picture and in the list, when neither the browser nor the server (/font/cjk) had one.
+    import re
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    client = serve()
+    answer = client.detect_file(photos[0]).json()
+    assert answer["objects"] and all(o["gloss"] for o in answer["objects"])
+    browser.get(f"http://inspector:{client.key}@{client.host}:{client.port}/")
+    browser.find_element(By.ID, "file").send_keys(str(photos[0]))
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "canvas").get_attribute("data-boxes")
+                                     or "error" in d.find_element(By.ID, "status").get_attribute("class"))
+    # Whether this browser, with the server's font if it has one, draws two Chinese characters differently
+    chinese = browser.execute_async_script("""
+        const done = arguments[0];
+        document.fonts.load('16px "bbuvl-cjk"', "螺柜").catch(() => null).then(() => {
+          const c = document.createElement("canvas"), ctx = c.getContext("2d");
+          c.width = c.height = 40;
+          ctx.font = '24px ' + getComputedStyle(document.body).fontFamily;
+          const px = (ch) => { ctx.clearRect(0, 0, 40, 40); ctx.fillText(ch, 4, 30); return ctx.getImageData(0, 0, 40, 40).data.join(); };
+          done(px("螺") !== px("柜"));
+        });""")
+    need("no-cjk-font", not chinese,
+         "this browser or the server has a font for Chinese: the page shows labels as they are (the first test)")
+    status = browser.find_element(By.ID, "status").text
+    assert "no font for Chinese" in status, status
+    items = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#findings li")]
+    assert len(items) == len(answer["objects"])
+    for o in answer["objects"]:
+        assert any(o["gloss"] in text for text in items), (o, items)
+    assert not any(re.search(r"[\u2e80-\u9fff]", text) for text in items), items

@@ -199,8 +199,11 @@ class Engine:
             # "unjudgeable": a label the hierarchy cannot read and which may be a fault, that sends the photo to
             # review (infer/verdict.py `judge`): unmarked, the page drew it as a sound part and counted "0 faults".
             unjudgeable = self.predictor.faults.unjudgeable  # the faults that judged the verdict
+            # "gloss": what a viewer without a font for Chinese shows (the page; reports do the same, eval/draw.py)
+            english = self.predictor.faults.hierarchy.english
             objects = [{**d.to_dict(), "unknown": False, "fault": is_fault(d.label), "flagged": f,
-                        "unjudgeable": unjudgeable(d.label)} for d, f in zip(r.objects, flagged)]
+                        "unjudgeable": unjudgeable(d.label), "gloss": english(d.label)}
+                       for d, f in zip(r.objects, flagged)]
             timing = {"inference": round(infer_ms, 2)}
             scored_by = None
             if self.fewshot is not None and photo.image is not None and objects:

@@ -46,6 +46,27 @@
     return o.fault === true ? "#6b7280" : "#0e9f6e";  // a fault label below the review threshold: neutral grey
   }
 
+  // Whether this browser draws Chinese in the page's fonts (its own, or the server's /font/cjk): two different
+  // characters drawn alike are its "missing glyph" box twice, the rule reports follow (eval/fonts.py). Without one,
+  // every label was a row of blank boxes on the picture and in the list; they are shown by their English gloss.
+  let chinese = true;
+  function drawsChinese() {
+    const c = document.createElement("canvas");
+    c.width = c.height = 40;
+    const ctx = c.getContext("2d");
+    ctx.font = "24px " + FONT;
+    const pixels = (ch) => { ctx.clearRect(0, 0, 40, 40); ctx.fillText(ch, 4, 30); return ctx.getImageData(0, 0, 40, 40).data.join(","); };
+    return pixels("螺") !== pixels("柜");
+  }
+
+  // A label as this browser can show it: as it is, else its gloss, a part without one spelt by its code points
+  // (\u6321), as reports spell it.
+  function named(label, gloss) {
+    if (chinese) return label;
+    return String(gloss || label).replace(/[\u2e80-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef]/g,
+      (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+  }
+
   const VERDICT_TEXT = { pass: "合格 · pass", review: "需复核 · review", fail: "不合格 · fail" };
 
   function showVerdict(verdict) {
@@ -90,7 +111,7 @@
       ctx.strokeStyle = colourFor(o);
       ctx.setLineDash(o.unknown ? [line * 3, line * 2] : []);
       ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
-      const text = (i + 1) + " " + (isUnjudgeable(o) ? "! " : "") + (o.unknown ? "? " : "") + o.label;
+      const text = (i + 1) + " " + (isUnjudgeable(o) ? "! " : "") + (o.unknown ? "? " : "") + named(o.label, o.gloss);
       const w = ctx.measureText(text).width + 6;
       const ty = y1 > size + 4 ? y1 - size - 4 : y1;
       const tx = Math.max(0, Math.min(x1, canvas.width - w));  // a box at the right edge keeps its label inside
@@ -115,10 +136,10 @@
       if (isUnjudgeable(o)) li.classList.add("unjudgeable");
       if (o.unknown) li.classList.add("unknown");
       const name = document.createElement("span");
-      name.textContent = (i + 1) + ". " + o.label;  // textContent: a label is data, never markup
+      name.textContent = (i + 1) + ". " + named(o.label, o.gloss);  // textContent: a label is data, never markup
       if (isProblem(o)) name.append(tag("state", "⚠"));
       if (isUnjudgeable(o)) name.append(tag("unjudgeable", "无法判读 · label not judged"));
-      if (o.unknown) name.append(tag("unknown", "unknown" + (o.fewshot ? " (" + o.fewshot.label + " " + o.fewshot.score.toFixed(2) + ")" : "")));
+      if (o.unknown) name.append(tag("unknown", "unknown" + (o.fewshot ? " (" + named(o.fewshot.label) + " " + o.fewshot.score.toFixed(2) + ")" : "")));
       const score = document.createElement("span");
       score.className = "score";
       score.textContent = Number(o.score).toFixed(3);
@@ -184,6 +205,7 @@
     }
     const img = new Image();
     const present = (loaded) => {
+      chinese = drawsChinese();
       if (loaded) {
         draw(img, body);
       } else {
@@ -202,7 +224,8 @@
       say((VERDICT_TEXT[body.verdict.verdict] || body.verdict.verdict) + " · " + body.objects.length + " 个目标 · objects, "
           + bad + " 个问题 · faults" + (unread ? ", " + unread + " 个无法判读 · unjudged labels" : "")
           + " (" + body.timing_ms.total + " ms)" + (loaded ? "" : " · 此浏览器无法显示该图片 · this "
-          + "browser cannot show " + (file.type || "this file") + ": the findings are listed without the picture"));
+          + "browser cannot show " + (file.type || "this file") + ": the findings are listed without the picture")
+          + (chinese ? "" : " · no font for Chinese in this browser or on the server: labels in English (make fonts)"));
     };
     const show = (loaded) => {
       if (!stale()) present(loaded);
