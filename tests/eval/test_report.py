@@ -438,3 +438,26 @@ def test_a_fault_label_below_its_photos_review_threshold_is_not_framed_as_a_faul
     assert magenta_in_predictions("whole") == 0  # passed: its fault label at 0.1 is below review 0.3
     assert magenta_in_predictions("tiled") > 0  # sent to review by it: 0.1 is above the tiled photos' 0.05
     assert "on the prediction side only one the photo's verdict counts" in report.read_text(encoding="utf-8")
+
+
+def test_a_photo_to_check_whose_prediction_failed_says_so_in_its_picture_and_caption(tmp_path):
+    # The photos to check (a missed fault first) showed a photo whose prediction line was an error as "prediction (0)"
+    # beside its ground truth's faults, its caption saying only "verdict review · missed 1": read as a photo where the
+    # model found nothing. `bbuvl viz` and the report's worst photos said why; the photos to check now do too.
+    from bbuvl.eval.draw import compare_picture, prediction_title
+
+    evaluation = hostile_evaluation(tmp_path, ["a.png", "b.png", "c.png"], ["螺丝连接点/BBU安装螺丝/连接错误"])
+    out = tmp_path / "report"
+    page = write_report(evaluation, out, NO_CJK, worst=3).read_text(encoding="utf-8")
+    i = next(i for i, r in enumerate(evaluation.images) if r.image_path.name == "c.png")
+    f = evaluation.faults
+    assert i in f.photos_to_check(3)
+    figure = next(part for part in page.split("<figure>") if "c.png" in part)
+    assert "prediction error: &lt;script&gt;alert(2)&lt;/script&gt;" in figure, figure
+    result = evaluation.images[i]
+    assert prediction_title(result.prediction).startswith("prediction failed: ")
+    name = next((out / FAULTS_DIR).glob("*_c.png"))
+    expected, _ = compare_picture(result.record, result.image_path, result.objects, result.match, NO_CJK,
+                                  LabelNamer(NO_CJK), prediction_title=prediction_title(result.prediction),
+                                  faults=f.judged_with, verdict=f.photo_judged_by[i])
+    assert Image.open(name).convert("RGB").tobytes() == expected.convert("RGB").tobytes()

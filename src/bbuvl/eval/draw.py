@@ -25,9 +25,10 @@ from bbuvl.data.images import ImageError, load_image
 from bbuvl.data.faults import Faults
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.schema import ImageRecord
-from bbuvl.data.text import same_label
+from bbuvl.data.text import same_label, short_words
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.matching import ImageMatch
+from bbuvl.eval.predictions import PredictionLine
 from bbuvl.infer.verdict import VerdictThresholds, at_review
 
 RGB = tuple[int, int, int]
@@ -314,3 +315,16 @@ def _open_any(path: Path) -> tuple[Image.Image, tuple[int, int], str | None]:
         return loaded.image, loaded.size, None
     except ImageError as e:
         return Image.new("RGB", (640, 480), (90, 90, 90)), (640, 480), str(e)
+
+
+def prediction_title(line: PredictionLine | None) -> str:
+    """The predictions panel's title: why there are none, where the line says (an error, an answer nothing could be
+    read from) or there is no line: titled "prediction (0)", such a photo looked like one where the model found
+    nothing; in `bbuvl viz` and the report alike."""
+    if line is None:
+        return "prediction: no line for this photo"
+    if line.error:
+        return f"prediction failed: {short_words(str(line.error))}"
+    if line.failed:
+        return "prediction: the answer could not be read"
+    return "prediction (answer cut by the token budget)" if line.cut else "prediction"

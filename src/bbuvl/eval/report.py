@@ -34,7 +34,8 @@ from bbuvl.atomic import atomic_folder, save_atomic, write_bytes_atomic, write_t
 from bbuvl.clock import local_time
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.text import spell_controls
-from bbuvl.eval.draw import CAPTION_CHARS, FAULT_LEGEND, LabelNamer, compare_picture, drawable, file_stem
+from bbuvl.eval.draw import (CAPTION_CHARS, FAULT_LEGEND, LabelNamer, compare_picture, drawable, file_stem,
+                             prediction_title)
 from bbuvl.eval.faults import FaultMetrics
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.metrics import Evaluation, ImageResult
@@ -148,7 +149,10 @@ def _write_report(evaluation: Evaluation, out_dir: Path, faults_dir: Path, worst
             uri, first = drawn[id(result)]
             write_bytes_atomic(file, first.read_bytes())
             return uri
+        # titled by why there are no boxes, where the line says: "prediction (0)" over a photo whose line was an error
+        # read as one where the model found nothing, in the photos to check as in the worst
         picture, problem = compare_picture(result.record, result.image_path, result.objects, result.match, font, name,
+                                           prediction_title=prediction_title(result.prediction),
                                            faults=faults.judged_with,  # an unreadable photo is named on its placeholder
                                            verdict=faults.photo_judged_by[index[id(result)]])
         if problem is not None:
@@ -372,7 +376,7 @@ def _fault_item(evaluation: Evaluation, i: int, picture: str, file: Path, out_di
              f"missed {f.photo_missed[i]}")
     rel = file.relative_to(out_dir).as_posix()
     return (f"<figure><figcaption><b>{_escape(str(result.image_path))}</b><br>{_escape(facts)} · "
-            f"<a href='{_escape(rel)}'>PNG</a></figcaption>{_unread_note(result, problems)}"
+            f"<a href='{_escape(rel)}'>PNG</a></figcaption>{_unread_note(result, problems)}{_prediction_note(result)}"
             f"<img alt='{_escape(result.image_path.name)}' src='{picture}'></figure>")
 
 
@@ -463,18 +467,22 @@ def _worst_item(result: ImageResult, picture: str, file: Path, out_dir: Path, pr
     m = result.match
     facts = (f"F1 {result.f1:.2f} · missed {len(m.missed)} · extra {len(m.extra)} · mislocated {len(m.mislocated)}"
              f" · mislabelled {result.mislabelled} · duplicates {len(result.duplicates)}")
-    extra = ""
-    line = result.prediction
-    if line is None:
-        extra = "<p class='warn'>no prediction line for this photo</p>"
-    elif line.error:
-        extra = f"<p class='warn'>prediction error: {_escape(line.error)}</p>"
-    elif result.failed:
-        extra = f"<p class='warn'>answer could not be parsed:</p><pre>{_escape((line.raw or '')[:2000])}</pre>"
     rel = file.relative_to(out_dir).as_posix()
     return (f"<figure><figcaption><b>{_escape(str(result.image_path))}</b><br>{facts} · "
-            f"<a href='{_escape(rel)}'>PNG</a></figcaption>{_unread_note(result, problems)}{extra}"
+            f"<a href='{_escape(rel)}'>PNG</a></figcaption>{_unread_note(result, problems)}{_prediction_note(result)}"
             f"<img alt='{_escape(result.image_path.name)}' src='{picture}'></figure>")
+
+
+def _prediction_note(result: ImageResult) -> str:
+    """Why a photo's prediction holds no boxes, where its line says (none, an error, an answer not parsed); ""."""
+    line = result.prediction
+    if line is None:
+        return "<p class='warn'>no prediction line for this photo</p>"
+    if line.error:
+        return f"<p class='warn'>prediction error: {_escape(line.error)}</p>"
+    if result.failed:
+        return f"<p class='warn'>answer could not be parsed:</p><pre>{_escape((line.raw or '')[:2000])}</pre>"
+    return ""
 
 
 def _unread_note(result: ImageResult, problems: dict[int, str]) -> str:

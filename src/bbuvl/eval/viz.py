@@ -14,8 +14,8 @@ from bbuvl.atomic import atomic_folder, save_atomic
 from bbuvl.data.input_paths import spelling_note
 from bbuvl.data.library_outputs import holding_outputs
 from bbuvl.data.schema import DatasetError, iter_json_lines, read_records, require_photos, resolve_image
-from bbuvl.data.text import label_key, short_words
-from bbuvl.eval.draw import LabelNamer, compare_picture, file_stem, prediction_picture
+from bbuvl.data.text import label_key
+from bbuvl.eval.draw import LabelNamer, compare_picture, file_stem, prediction_picture, prediction_title
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.matching import match_image
 from bbuvl.eval.predictions import (PredictedPhotos, PredictionLine, align_predictions, predict_again, predictions_root,
@@ -87,19 +87,6 @@ def _prediction_pictures(pred: Path, font: FontChoice, name: LabelNamer, limit: 
                          partial(prediction_picture, path, line.objects, font, name, size=size,
                                  title=prediction_title(line))))
     return pictures
-
-
-def prediction_title(line: PredictionLine | None) -> str:
-    """The predictions panel's title: why there are none, where the line says (an error, an answer nothing could be
-    read from) or there is no line: titled "prediction (0)", such a photo looked like one where the model found
-    nothing."""
-    if line is None:
-        return "prediction: no line for this photo"
-    if line.error:
-        return f"prediction failed: {short_words(str(line.error))}"
-    if line.failed:
-        return "prediction: the answer could not be read"
-    return "prediction (answer cut by the token budget)" if line.cut else "prediction"
 
 
 def _compared_pictures(gt: Path, pred: str | Path | None, font: FontChoice, name: LabelNamer, limit: int,
