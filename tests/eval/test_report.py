@@ -461,3 +461,28 @@ def test_a_photo_to_check_whose_prediction_failed_says_so_in_its_picture_and_cap
                                   LabelNamer(NO_CJK), prediction_title=prediction_title(result.prediction),
                                   faults=f.judged_with, verdict=f.photo_judged_by[i])
     assert Image.open(name).convert("RGB").tobytes() == expected.convert("RGB").tobytes()
+
+
+def test_a_predicted_label_the_hierarchy_cannot_judge_is_framed_and_marked_in_the_report(tmp_path):
+    # A box labelled `挡风版/未安装` (a misspelt category) sends its photo to review, but the report drew it as any
+    # other box of its outcome colour: the photo to check read "verdict review" with nothing in the picture showing why.
+    import numpy as np
+
+    from bbuvl.data.faults import Faults
+    from bbuvl.eval.draw import compare_picture, prediction_boxes
+    from bbuvl.infer.verdict import VerdictThresholds
+
+    faults, verdict = Faults.load(None), VerdictThresholds(0.25, 0.5)
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (640, 480), (0, 0, 0)).save(photo)
+    record = ImageRecord(images=["p.png"], width=640, height=480,
+                         objects=[ObjectAnn(bbox_2d=[300, 300, 400, 400], desc="标签贴纸")])
+    name = LabelNamer(NO_CJK)
+    magenta = {}
+    for label in ("挡风版/未安装", "标签贴纸"):
+        objects = [{"bbox_2d": [100, 100, 200, 200], "label": label, "score": 0.1}]
+        [box] = prediction_boxes(objects, record, None, name, lambda lb, s: False, faults.unjudgeable)
+        assert (box.fault, box.text.startswith("?! ")) == ((True, True) if label != "标签贴纸" else (False, False))
+        picture, _ = compare_picture(record, photo, objects, None, NO_CJK, name, faults=faults, verdict=verdict)
+        magenta[label] = int((np.asarray(picture.convert("RGB")).reshape(-1, 3) == MAGENTA).all(axis=1).sum())
+    assert magenta["挡风版/未安装"] > 0 and magenta["标签贴纸"] == 0, magenta

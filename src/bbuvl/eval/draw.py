@@ -39,7 +39,8 @@ RED: RGB = (225, 35, 35)
 BLUE: RGB = (40, 110, 230)
 MAGENTA: RGB = (200, 0, 200)  # faults: no outcome colour is near it
 FAULT_LEGEND = "magenta frame and caption: a fault"
-COUNTED_LEGEND = "magenta frame and caption: a fault its verdict counts (review ≥ {review:g})"
+COUNTED_LEGEND = ("magenta frame and caption: a fault its verdict counts (review ≥ {review:g}); \"?!\": a label the "
+                  "hierarchy cannot judge, which sends its photo to review")
 PREDICTION_LEGEND = "green right · orange wrong label · yellow mislocated · red extra"
 TRUTH_LEGEND = "green found · yellow mislocated · red missed"
 MIN_SIDE = 480  # small photos are enlarged so captions stay readable
@@ -233,17 +234,20 @@ def _box(box: Sequence[float], text: str, color: RGB, label: str, is_fault: Call
 
 def prediction_boxes(
     objects: Sequence[dict[str, Any]], record: ImageRecord | None, match: ImageMatch | None, name: LabelNamer,
-    counts: Callable[[str, float], bool] | None = None,
+    counts: Callable[[str, float], bool] | None = None, unjudged: Callable[[str], bool] | None = None,
 ) -> list[DrawBox]:
     """Predicted boxes coloured by outcome (all blue when there is no ground truth to compare with); those `counts`
-    (label, score) says the verdict counts as faults framed."""
+    (label, score) says the verdict counts as faults framed, and those `unjudged` says the hierarchy cannot judge
+    framed and captioned "?!": each sends its photo to review, and drawn as any other box nothing showed which."""
     color: dict[int, RGB] = {}
     if match is not None and record is not None:
         for p, g, _ in match.matched:
             color[p] = GREEN if same_label(objects[p]["label"], record.objects[g].desc) else ORANGE
         color.update({p: YELLOW for p, _, _ in match.mislocated})
         color.update({p: RED for p in match.extra})
-    return [_box(o["bbox_2d"], name(o["label"], o.get("score")), color.get(i, BLUE), o["label"],
+    return [DrawBox(o["bbox_2d"], f"?! {name(o['label'], o.get('score'))}", color.get(i, BLUE), True, o.get("score"))
+            if unjudged is not None and unjudged(o["label"]) else
+            _box(o["bbox_2d"], name(o["label"], o.get("score")), color.get(i, BLUE), o["label"],
                  _scored(counts, o.get("score")), o.get("score")) for i, o in enumerate(objects)]
 
 
@@ -280,7 +284,8 @@ def compare_picture(
     truth_title = truth_count + (f"\n{TRUTH_LEGEND}{fault_legend}" if compared else "")
     panels = [(truth_title if problem is None else f"{problem}\n{truth_count}", left)]
     if objects is not None:
-        right, count = _panel(photo, prediction_boxes(objects, record, match, name, counts), font, scale,
+        unjudged = faults.unjudgeable if counts is not None and faults is not None else None
+        right, count = _panel(photo, prediction_boxes(objects, record, match, name, counts, unjudged), font, scale,
                               prediction_title)
         legend = f"\n{PREDICTION_LEGEND}{counted}" if compared else ""
         panels.append((count + legend, right))
