@@ -154,6 +154,11 @@ def small_dataset(tmp_path_factory) -> Path:
 @pytest.fixture()
 def run_config(tiny_model_dir, small_dataset, tmp_path):
     """A fast CPU training config on the small dataset; call with overrides."""
+    return run_config_at(tiny_model_dir, small_dataset, tmp_path / "run")
+
+
+def run_config_at(tiny_model_dir: Path, small_dataset: Path, out: Path):
+    """The `run_config` fixture's `make(*overrides)`, its run written to `out` (for a fixture wider than a test)."""
     from bbuvl.config import load_config
 
     def make(*overrides: str):
@@ -161,7 +166,7 @@ def run_config(tiny_model_dir, small_dataset, tmp_path):
             f"model.path={tiny_model_dir}", "model.dtype=float32", "model.min_pixels=12544", "model.max_pixels=50176",
             f"data.train={small_dataset / 'train.jsonl'}", f"data.val={small_dataset / 'val.jsonl'}",
             f"data.teachers={small_dataset / 'teachers.jsonl'}", "data.num_workers=0", "data.teacher_ratio=0.5",
-            f"training.output_dir={tmp_path / 'run'}", "training.per_device_batch_size=2", "training.gradient_accumulation_steps=1",
+            f"training.output_dir={out}", "training.per_device_batch_size=2", "training.gradient_accumulation_steps=1",
             "training.max_steps=4", "training.logging_steps=1", "training.save_steps=100", "training.eval_steps=100",
             "training.bf16=false", "training.gradient_checkpointing=false", "training.use_cpu=true", "training.warmup_ratio=0",
             "training.lr.vision=1e-3", "training.lr.merger=1e-3", "training.lr.llm=1e-3", "training.lr.detection=1e-3",

@@ -21,6 +21,7 @@ from bbuvl.train.param_groups import GROUPS, ParameterGroupError, assign_groups,
 from bbuvl.train.run_dir import RunDirError
 from bbuvl.train.trainer import build_run, train
 from tests.callbacks import PoisonHeadOnce, StopAt, whole_and_resumed
+from tests.conftest import run_config_at
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -117,9 +118,25 @@ def test_a_step_the_guard_skips_is_logged_non_finite_though_its_loss_was_finite(
     assert [math.isnan(logs[s]["loss"]) for s in (1, 2, 3)] == [False, True, False]
 
 
-def test_resume_continues_the_loss_curve_exactly(run_config, tmp_path):
-    whole, history = (r["history"] for r in whole_and_resumed(
-        run_config, tmp_path, "training.max_steps=6", "training.save_steps=3", "data.teacher_ratio=0.5"))
+# The run both tests below read: 6 steps of 2 photos, a checkpoint every 3.
+STOPPED_AT_3 = ("training.max_steps=6", "training.save_steps=3", "training.per_device_batch_size=2",
+                "data.teacher_ratio=0.5")
+
+
+@pytest.fixture(scope="module")
+def stopped_at_3(tiny_model_dir, small_dataset, tmp_path_factory) -> dict:
+    """STOPPED_AT_3 trained once for the module: never stopped (`whole`), and stopped after step 3 as a kill leaves it
+    (`first`), then resumed (`resumed`, its folder `run`). The tests only read it; one that trains on needs a copy."""
+    root = tmp_path_factory.mktemp("stopped-at-3")
+    make = run_config_at(tiny_model_dir, small_dataset, root / "run")
+    whole = train(make(*STOPPED_AT_3, f"training.output_dir={root / 'whole'}"), progress=False)
+    first = train(make(*STOPPED_AT_3), progress=False, callbacks=[StopAt(3)])
+    resumed = train(make(*STOPPED_AT_3), resume=True, progress=False)
+    return {"whole": whole, "first": first, "resumed": resumed, "run": root / "run"}
+
+
+def test_resume_continues_the_loss_curve_exactly(stopped_at_3):
+    whole, history = stopped_at_3["whole"]["history"], stopped_at_3["resumed"]["history"]
     full, resumed = _losses(whole), _losses(history)
     a = {h["step"]: h["loss"] for h in full}
     b = {h["step"]: h["loss"] for h in resumed if h["step"] > 3}
@@ -148,17 +165,19 @@ def _end_of_training(history):
     return end
 
 
-def test_the_speeds_a_resumed_run_ends_with_are_of_the_steps_it_trained_and_name_them(run_config, tmp_path):
+def test_the_speeds_a_resumed_run_ends_with_are_of_the_steps_it_trained_and_name_them(run_config, stopped_at_3,
+                                                                                      tmp_path):
     # Stopped at step 3 of 6, resumed: the resumed process timed steps 4-6, two photos each.
-    cfg = run_config("training.max_steps=6", "training.save_steps=3", "training.per_device_batch_size=2")
-    first = _end_of_training(train(cfg, progress=False, callbacks=[StopAt(3)])["history"])
-    end = _end_of_training(train(cfg, resume=True, progress=False)["history"])
+    cfg = run_config(*STOPPED_AT_3)
+    first = _end_of_training(stopped_at_3["first"]["history"])
+    end = _end_of_training(stopped_at_3["resumed"]["history"])
     for logged in (first, end):
         runtime = logged["train_runtime"]
         assert logged["train_runtime_steps"] == 3
         assert logged["train_steps_per_second"] == pytest.approx(3 / runtime, rel=1e-3, abs=1e-3)
         assert logged["train_samples_per_second"] == pytest.approx(6 / runtime, rel=1e-3, abs=1e-3)
     # Resumed from the checkpoint of its last step (killed saving final/), a process trains none: no speed, not 0/s
+    shutil.copytree(stopped_at_3["run"], tmp_path / "run", symlinks=True)
     shutil.rmtree(tmp_path / "run" / "final")
     idle = _end_of_training(train(cfg, resume=True, progress=False)["history"])
     assert idle["train_runtime_steps"] == 0
