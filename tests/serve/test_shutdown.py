@@ -95,34 +95,51 @@ def _upload_across(port: int, key: str, data: bytes, before: float, send_signal,
     return answer
 
 
-def test_an_upload_still_arriving_when_the_drain_ends_gets_503_and_no_traceback(trained_checkpoint, photos, tmp_path):
-    log = tmp_path / "serve.log"
-    args = ["-c", str(trained_checkpoint), "--mode", "head", "--device", "cpu", "--timeout", "1", "--read-timeout", "5"]
+@pytest.fixture(scope="module")
+def drain_ended(trained_checkpoint, photos, tmp_path_factory) -> dict:
+    """One server (--timeout 1: a drain of 2 s; --read-timeout 5; a gathering window of 8 s) stopped by SIGTERM while
+    two uploads were still at it, each on its own connection: `slow`, sent in pieces of 200 bytes 0.3 s apart (longer
+    than the drain in all), and `waiting`, whose body came whole 1.5 s into the drain and then waited for its batch past
+    the drain's end, before its own --timeout of 1 s would pass. Their answers, the log and the exit code; one server
+    for both, as each took a server's start and stop of its own (a third of a minute on the loaded 2-core machine)."""
+    log = tmp_path_factory.mktemp("drain-ended") / "serve.log"
+    args = ["-c", str(trained_checkpoint), "--mode", "head", "--device", "cpu", "--timeout", "1", "--read-timeout", "5",
+            "--max-wait-ms", "8000"]
     data = photos[0].read_bytes()
+    answers: dict[str, bytes] = {}
     with cli_server(args, log) as (client, proc):
-        # slow but steady: longer than the 2 s drain in all
-        answer = _upload_across(client.port, client.key, data, 0.5, lambda: proc.send_signal(signal.SIGTERM),
-                                piece=200, pause=0.3)
-        assert proc.wait(60) == 0, log.read_text()
+        def upload(name: str, **how) -> None:
+            answers[name] = _upload_across(client.port, client.key, data, **how)
+
+        def stop() -> None:
+            assert slow_began.wait(30), "the slow upload never began"
+            proc.send_signal(signal.SIGTERM)
+
+        slow_began = threading.Event()  # SIGTERM comes once both uploads are under way
+        slow = threading.Thread(target=upload, args=("slow",),
+                                kwargs={"before": 0.1, "send_signal": slow_began.set, "piece": 200, "pause": 0.3})
+        slow.start()
+        upload("waiting", before=0.3, send_signal=stop, after=1.5)
+        slow.join(60)
+        code = proc.wait(60)
+    return {**answers, "log": log.read_text(), "code": code}
+
+
+def test_an_upload_still_arriving_when_the_drain_ends_gets_503_and_no_traceback(drain_ended):
+    assert drain_ended["code"] == 0, drain_ended["log"]
+    answer = drain_ended["slow"]
     # nothing before: the connection went with a 500 and a traceback in the log
     assert answer.split()[1] == b"503" and b'"kind":"not_ready"' in answer and b"send it again" in answer, answer
-    assert "Traceback" not in log.read_text()
+    assert "Traceback" not in drain_ended["log"]
 
 
-def test_a_photo_still_waiting_when_the_drain_ends_gets_a_json_503_and_no_traceback(trained_checkpoint, photos,
-                                                                                    tmp_path):
-    log = tmp_path / "serve.log"
-    # The drain lasts --timeout + 1 = 2 s; the body comes whole 1.5 s into it, then waits for its batch (a gathering
-    # window of 8 s) past the drain's end, before its own --timeout of 1 s would pass.
-    args = ["-c", str(trained_checkpoint), "--mode", "head", "--device", "cpu", "--timeout", "1", "--max-wait-ms", "8000"]
-    with cli_server(args, log) as (client, proc):
-        answer = _upload_across(client.port, client.key, photos[0].read_bytes(), 0.3,
-                                lambda: proc.send_signal(signal.SIGTERM), after=1.5)
-        assert proc.wait(60) == 0, log.read_text()
+def test_a_photo_still_waiting_when_the_drain_ends_gets_a_json_503_and_no_traceback(drain_ended):
+    assert drain_ended["code"] == 0, drain_ended["log"]
+    answer = drain_ended["waiting"]
     # before: a text/plain 500 "Internal Server Error" and a traceback in the log
     assert answer.split()[1] == b"503" and b'"kind":"not_ready"' in answer and b"send it again" in answer, answer
     assert b"retry-after: 1" in answer.lower()
-    assert "Traceback" not in log.read_text()
+    assert "Traceback" not in drain_ended["log"]
 
 
 def test_a_second_ctrl_c_answers_the_requests_in_flight_503_and_says_it_did_not_drain(trained_checkpoint, photos,
