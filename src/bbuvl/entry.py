@@ -129,12 +129,13 @@ def main() -> None:
     and Ctrl-C, SIGTERM or SIGHUP during a command exits 130, 143 or 129 with one line once the command has cleaned
     up, saying what the command keeps (cli/stops.py)."""
     try:
-        from bbuvl.cli import app, bars_off_in_logs
+        from bbuvl.cli import app, bars_off_in_logs, collect_once_at_exit
         from bbuvl.cli.stops import stop_keeps
     except KeyboardInterrupt:
         print("interrupted before the command started; nothing was written", file=sys.stderr)
         raise SystemExit(130) from None
     bars_off_in_logs()
+    collect_once_at_exit()
     run_as_command(app, stop_keeps)
 
 
