@@ -41,3 +41,42 @@ def test_a_file_some_of_whose_photos_fit_or_resized_photos_start(run_config, tmp
     val = big_val(tmp_path)
     read_run_inputs(run_config(f"data.val={val}", "data.oversize=resize", "model.max_vision_tokens=50"))
     read_run_inputs(run_config("data.oversize=skip", "model.max_vision_tokens=50"))
+
+
+def with_big_photos(small_dataset, tmp_path, name: str, n: int):
+    """`small_dataset`'s `name` with `n` 1000x750 photos after its own (54 vision tokens each: over a budget of 50)."""
+    lines = (small_dataset / name).read_text(encoding="utf-8").splitlines()
+    for i in range(n):
+        Image.new("RGB", (1000, 750), (20, 60, 90)).save(tmp_path / f"big_{name}_{i}.png")
+        lines.append(json.dumps({"images": [str(tmp_path / f"big_{name}_{i}.png")], "width": 1000, "height": 750,
+                                 "objects": [{"bbox_2d": [100, 100, 400, 400], "desc": "线缆"}]}, ensure_ascii=False))
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path, len(lines)
+
+
+def test_the_end_counts_skipped_validation_photos_and_the_start_names_each_file(tiny_model_dir, small_dataset, tmp_path,
+                                                                                 caplog):
+    # Before: the start warned twice of "skipped N over-budget photos" without naming data.train or data.val, and the
+    # end said "over-budget photos skipped: 1" of a run that had left out 1 training and 2 validation photos
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+    from tests.train.test_cli_train_endings import common
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "images").symlink_to(small_dataset / "images")  # the small dataset's photos, as it names them
+    train, train_lines = with_big_photos(small_dataset, tmp_path / "data", "train.jsonl", 1)
+    val, val_lines = with_big_photos(small_dataset, tmp_path / "data", "val.jsonl", 2)
+    r = CliRunner().invoke(app, ["train", *common(tiny_model_dir, small_dataset, tmp_path / "run"), "training.max_steps=1",
+                                 f"data.train={train}", f"data.val={val}", "data.oversize=skip",
+                                 "model.max_vision_tokens=50"])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 0, r.output
+    assert "over-budget photos skipped: 3 (data.train 1, data.val 2)" in text, r.output
+    warned = [r.getMessage() for r in caplog.records if "data.oversize skip leaves out" in r.getMessage()]
+    assert len(warned) == 2, warned
+    assert (f"data.train {train}: data.oversize skip leaves out 1 photo(s) over model.max_vision_tokens 50: "
+            f"line {train_lines} ({tmp_path / 'data' / 'big_train.jsonl_0.png'})") == warned[0]
+    assert (f"data.val {val}: data.oversize skip leaves out 2 photo(s) over model.max_vision_tokens 50: "
+            f"line {val_lines - 1} ") in warned[1]

@@ -129,7 +129,7 @@ def train(
         console.print("training health: no alarms")
     drawn = result.get("answers_cut_in_draws", 0)  # photos whose crop or mirror alone made the answer too long
     console.print(f"non-finite steps skipped: {result['nan_skipped']}; samples dropped for budget: "
-                  f"{result['budget_dropped']}; over-budget photos skipped: {result['oversize_skipped']}; answers cut at "
+                  f"{result['budget_dropped']}; over-budget photos skipped: {oversize_text(result['oversize_skipped'])}; answers cut at "
                   f"data.max_length: {result['answers_truncated']}"
                   + (f" (and {drawn} more photo(s) through a crop or mirror)" if drawn else ""))
     if unreadable := result.get("unreadable"):
@@ -227,6 +227,13 @@ def print_fault_counts(inputs) -> None:  # noqa: ANN001 - a RunInputs
                 else "only faulty photos, so the photo verdict cannot")
         console.print(f"[yellow]note[/]: data.val holds {held} be measured on it (the verdict needs faulty and clean "
                       "photos: docs/faults.md)", soft_wrap=True)
+
+
+def oversize_text(skipped: dict[str, int]) -> str:
+    """The photos `data.oversize: skip` left out, in all and by the key of their file: "3 (data.train 1, data.val 2)"."""
+    if not skipped:
+        return "0"
+    return f"{sum(skipped.values())} (" + ", ".join(f"{key} {n}" for key, n in skipped.items()) + ")"
 
 
 def _main_process() -> bool:

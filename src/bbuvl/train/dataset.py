@@ -208,23 +208,23 @@ class ConversationDataset(torch.utils.data.Dataset):
         self.teacher_ratio, self.num_teachers, self.seed = teacher_ratio, num_teachers, seed
         self.oversize, self.max_length = oversize, max_length
         self.epoch = 0
-        self.skipped: list[str] = []
+        # The photos `data.oversize: skip` leaves out: this dataset's own, and the teacher pool's (said by the run,
+        # naming each file's key: train/oversize.py)
+        self.skipped: list[SourcedRecord] = []
+        self.pool_skipped: list[SourcedRecord] = []
         self.truncated: list[str] = []  # "file:line: ..." of each photo whose answer is cut at max_length
         self.answer_tokens: list[int] = []  # each student answer's tokens, sources' order (measured with max_length)
         self._cut_whole: set[int] = set()  # the sources whose whole photo's answer is cut (listed in `truncated`)
         self._said_cut: set[int] = set()  # the sources whose answer a crop or mirror cut, warned of once each
         # The last draw measured: ((epoch, index), turn tokens, answer objects, answer ids)
         self._turn_memo: tuple = (None, 0, [], [])
-        self.sources = [s for s in sources if self._fits(s.student)]
-        self.teacher_pool = [t for t in (teacher_pool or []) if self._fits(t)]
+        self.sources = [s for s in sources if self._fits(s.student, self.skipped)]
+        self.teacher_pool = [t for t in (teacher_pool or []) if self._fits(t, self.pool_skipped)]
         # Pool teachers that are each student's own photo, by source index (a dict of lists, pickled into workers)
         self._own_photos: dict[int, list[int]] = {}
         self.pool_students: list[str] = []  # "file:line ... is file:line's photo" of each pool photo a student's too
         if self.teacher_pool and teacher_ratio > 0 and num_teachers > 0:
             self._find_own_photos()
-        if self.skipped:
-            log.warning("skipped %d over-budget photos (> %d vision tokens): %s", len(self.skipped), contract.max_vision_tokens,
-                        ", ".join(self.skipped[:5]) + (" ..." if len(self.skipped) > 5 else ""))
         # Tokens of each record's answered turn, aligned with sources, their teachers and the pool (lists, not
         # ids: the dataset is pickled into loader workers). Zero without max_length: nothing is measured.
         self._student_len = [0] * len(self.sources)
@@ -268,9 +268,9 @@ class ConversationDataset(torch.utils.data.Dataset):
         """Student answers that, with the end of turn, need more than `max_new_tokens` new tokens to generate."""
         return sum(n + 1 > max_new_tokens for n in self.answer_tokens)
 
-    def _fits(self, src: SourcedRecord) -> bool:
+    def _fits(self, src: SourcedRecord, skipped: list[SourcedRecord]) -> bool:
         if self.oversize == "skip" and self.contract.over_budget(src.record.size):
-            self.skipped.append(src.image_path)
+            skipped.append(src)
             return False
         return True
 

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.schema import ImageRecord
+from bbuvl.train.dataset import ConversationDataset, SourcedRecord
 
 
 def all_skipped(key: str, path: str, records: list[ImageRecord], contract: CoordinateContract) -> str | None:
@@ -22,3 +23,21 @@ def all_skipped(key: str, path: str, records: list[ImageRecord], contract: Coord
             f"tokens (at least {need}) than model.max_vision_tokens {contract.max_vision_tokens} allows at model.max_pixels "
             f"{contract.max_pixels}; raise model.max_vision_tokens to {need} or more, lower model.max_pixels, or set "
             "data.oversize: resize to show them shrunk to the budget")
+
+
+def skipped_note(key: str, skipped: list[SourcedRecord], contract: CoordinateContract) -> str | None:
+    """The start's warning of the photos `data.oversize: skip` leaves out of the file at `key`, naming it and each
+    photo's line (the first five), or None when it leaves none."""
+    if not skipped:
+        return None
+    return (f"{key} {skipped[0].dataset_path}: data.oversize skip leaves out {len(skipped)} photo(s) over "
+            f"model.max_vision_tokens {contract.max_vision_tokens}: "
+            + ", ".join(f"line {s.line} ({s.record.image})" if s.line is not None else s.record.image for s in skipped[:5])
+            + (" ..." if len(skipped) > 5 else ""))
+
+
+def skipped_counts(train: ConversationDataset, val: ConversationDataset | None) -> dict[str, int]:
+    """How many photos `data.oversize: skip` left out of each data file, by its key (the teacher pool counted once)."""
+    counts = {"data.train": len(train.skipped), "data.val": len(val.skipped) if val is not None else 0,
+              "data.teachers": len(train.pool_skipped)}
+    return {key: n for key, n in counts.items() if n}

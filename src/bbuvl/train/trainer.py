@@ -49,6 +49,7 @@ from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import ConversationDataset
 from bbuvl.train.monitors import GradientMonitor, closing_event_writers, health_log, health_summary, training_health
 from bbuvl.train.held_out import check_held_out
+from bbuvl.train.oversize import skipped_counts, skipped_note
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused_on_cpu, optimizer_groups
 from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check_resume_into, check_run_inputs,
                                  checkpoint_incomplete, check_resumable_from, clear_previous_run, holding_run,
@@ -236,6 +237,11 @@ def build_run(cfg: Config, files: DataFiles | None = None, inputs: RunInputs | N
     if inputs.val is not None:
         eval_ds = ConversationDataset(inputs.val, encoder, contract, inputs.pool,
                                       cfg.data.teacher_ratio if cfg.data.val_teachers else 0.0, cfg.data.num_teachers, **common)
+    if _first_process():  # every process leaves out the same photos: one says so
+        for key, ds, skipped in (("data.train", train_ds, train_ds.skipped), ("data.teachers", train_ds, train_ds.pool_skipped),
+                                 ("data.val", eval_ds, eval_ds.skipped if eval_ds is not None else [])):
+            if note := skipped_note(key, skipped, contract):
+                log.warning("%s", note)
     tok = processor.tokenizer
     ids = dict(pad_token_id=tok.pad_token_id, image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN),
                max_vision_tokens_per_batch=cfg.model.max_vision_tokens_per_batch)
@@ -694,7 +700,7 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
     return {"final": str(Path(cfg.training.output_dir) / FINAL_DIR), "history": trainer.state.log_history,
             "nan_skipped": trainer.guard.skipped, "budget_dropped": trainer.budget_dropped,
             "unreadable": list(trainer.unreadable),
-            "oversize_skipped": len(run.train_dataset.skipped), "answers_truncated": len(run.train_dataset.truncated),
+            "oversize_skipped": skipped_counts(run.train_dataset, run.eval_dataset), "answers_truncated": len(run.train_dataset.truncated),
             "answers_cut_in_draws": len(trainer.cut_in_draws),
             "answers_measured": len(run.train_dataset.answer_tokens),
             "longest_answer": max(run.train_dataset.answer_tokens, default=0),
