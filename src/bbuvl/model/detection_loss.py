@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -113,12 +112,11 @@ class DetectionCriterion(nn.Module):
 
     @staticmethod
     def num_targets(targets: list[dict], device: torch.device) -> Tensor:
-        """Target boxes per process (averaged over ranks when distributed, as DETR does), at least 1."""
-        n = torch.tensor(float(sum(len(t["boxes"]) for t in targets)), device=device)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(n)
-            n = n / dist.get_world_size()
-        return n.clamp(min=1)
+        """This batch's target boxes, at least 1: the count of a pass given none (evaluation, the diagnostics), whose
+        terms are the batch's own means. Training's step counts come summed over the ranks (model/loss_scale.py);
+        averaged over them here too, as DETR does, an evaluation under torchrun divided each rank's batch by the
+        ranks' mean count and logged other numbers than one process (docs/training_loss_scale.md)."""
+        return torch.tensor(float(sum(len(t["boxes"]) for t in targets)), device=device).clamp(min=1)
 
     def loss_boxes(self, outputs: DetectionOutput, targets: list[dict], indices: Indices, num_targets: Tensor,
                    weight: Tensor | None = None) -> dict[str, Tensor]:

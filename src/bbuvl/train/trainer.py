@@ -48,6 +48,7 @@ from bbuvl.train.callbacks import (NONFINITE, CheckpointRotation, EpochCallback,
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import ConversationDataset
 from bbuvl.train.monitors import GradientMonitor, closing_event_writers, health_log, health_summary, training_health
+from bbuvl.train.eval_terms import EvalTerms
 from bbuvl.train.held_out import check_held_out
 from bbuvl.train.oversize import skipped_counts, skipped_note
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused_on_cpu, optimizer_groups
@@ -287,8 +288,7 @@ class BBUTrainer(Trainer):
         self._step_parts: dict[str, float] = {}  # this rank's share of each term of that step
         self._step_finite = True
         self._open_step = 0  # the optimizer step whose terms `_step_parts` holds, until `_close_step` (0: none)
-        self._eval_parts: dict[str, float] = {}
-        self._eval_n = 0
+        self._eval_terms = EvalTerms()
         self._schedule_samples = 0  # HF's count of the samples of the whole schedule, given at the end of training
         self.budget_dropped = 0  # samples the collator left out of training batches (encode/collate.py, `Batch.dropped`)
         # "file:line: why" of each photo that could not be read when drawn, another sample trained in its place
@@ -459,9 +459,8 @@ class BBUTrainer(Trainer):
         inputs = self._prepare_inputs(inputs).to(self.args.device)
         with torch.no_grad():
             parts = model(inputs)
-        for k, v in parts.computed().items():
-            self._eval_parts[k] = self._eval_parts.get(k, 0.0) + _finite_float(v)
-        self._eval_n += 1
+        # HF counts a batch as eval_batch_size photos (a Batch is no tensor it can size), and so do its terms here
+        self._eval_terms.add(parts, self.args.eval_batch_size, self.gather_function, self.args.device)
         return parts.loss.detach(), None, None
 
     def _global_means(self) -> dict[str, float]:
@@ -479,10 +478,8 @@ class BBUTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:  # noqa: D102
         if "loss" in logs:  # every rank reaches here, so the all-reduce cannot hang on a rank that had only NaN steps
             logs.update(self._global_means())  # full precision: the same mean HF logs rounded
-        if "eval_loss" in logs and self._eval_n:
-            for k, v in self._eval_parts.items():
-                logs[f"eval_{k}"] = v / self._eval_n
-            self._eval_parts, self._eval_n = {}, 0
+        if "eval_loss" in logs:  # in place: on_evaluate's callbacks read this dict on every rank
+            logs.update(self._eval_terms.means())
         if "loss" in logs:
             logs["nan_skipped"] = self.guard.skipped
         if "learning_rate" in logs and self.optimizer is not None:
