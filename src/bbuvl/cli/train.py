@@ -133,7 +133,7 @@ def train(
                   f"data.max_length: {result['answers_truncated']}"
                   + (f" (and {drawn} more photo(s) through a crop or mirror)" if drawn else ""))
     if unreadable := result.get("unreadable"):
-        console.print(f"[yellow]photos that could not be read when drawn (this process), another sample trained in "
+        console.print(f"[yellow]photos that could not be read when drawn, another sample trained in "
                       f"each one's place: {len(unreadable)}[/]; fix or remove them:", markup=True)
         for line in unreadable[:5]:
             console.print(f"  {escape(line)}", highlight=False)

@@ -42,6 +42,7 @@ from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.model.packed_attention import use_packed_sdpa
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.paths import real_path
+from bbuvl.train.all_ranks import drawn_notes
 from bbuvl.train.caption_refit import CaptionRefitCallback, Photo, training_photos
 from bbuvl.train.callbacks import (NONFINITE, CheckpointRotation, EpochCallback, LossSum, LossWindow, NonFiniteGuard,
                                    RichProgress, RunTensorBoard, Throughput, TrainingDiverged)
@@ -694,11 +695,13 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
     trainer = fit(cfg, make, resume, overwrite, files, prepare,
                   check_checkpoint=lambda ckpt: check_same_prompt(ckpt, inputs[0].prompt))
     run = built[0]
+    unreadable, cut_in_draws, dropped = drawn_notes(list(trainer.unreadable), list(trainer.cut_in_draws),
+                                                    trainer.budget_dropped)
     return {"final": str(Path(cfg.training.output_dir) / FINAL_DIR), "history": trainer.state.log_history,
-            "nan_skipped": trainer.guard.skipped, "budget_dropped": trainer.budget_dropped,
-            "unreadable": list(trainer.unreadable),
+            "nan_skipped": trainer.guard.skipped, "budget_dropped": dropped,
+            "unreadable": unreadable,
             "oversize_skipped": skipped_counts(run.train_dataset, run.eval_dataset), "answers_truncated": len(run.train_dataset.truncated),
-            "answers_cut_in_draws": len(trainer.cut_in_draws),
+            "answers_cut_in_draws": len(cut_in_draws),
             "answers_measured": len(run.train_dataset.answer_tokens),
             "longest_answer": max(run.train_dataset.answer_tokens, default=0),
             "answers_over_budget": run.train_dataset.answers_longer_than(cfg.inference.max_new_tokens),
