@@ -879,7 +879,9 @@ def _fit_held(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str, o
         raise
     if trainer.args.should_save:
         swap_in(staging, final)
-    write_text_atomic(out / HISTORY_FILE, json.dumps(trainer.state.log_history, indent=1))
+        # The first process's alone, as every record of the run: each rank's log ends in its own speeds
+        # (train_runtime ...), and the rank that ended last wrote the file
+        write_text_atomic(out / HISTORY_FILE, json.dumps(trainer.state.log_history, indent=1))
     return trainer
 
 
