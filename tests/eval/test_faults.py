@@ -10,7 +10,7 @@ from bbuvl.data.schema import ImageRecord, ObjectAnn
 from bbuvl.eval import faults as faults_module
 from bbuvl.eval import match_many
 from bbuvl.eval.faults import _Judged, _LabelIds, _match, binary_scores, choose_thresholds, fault_metrics, roc_auc
-from bbuvl.infer.verdict import FramedThresholds, VerdictThresholds, verdict_of
+from bbuvl.infer.verdict import FramedThresholds, VerdictThresholds, judge, verdict_of
 
 FAULTS = Faults.load()
 KINDS = list(FAULTS.kinds.values())
@@ -319,27 +319,32 @@ def test_fault_matching_in_chunks_is_the_greedy_rule_box_by_box_and_never_holds_
         assert max(held, default=0) <= max(chunk, biggest)
 
 
-def _choose_score_by_score(truth, scores, target_recall, target_precision, unusable):
-    """choose_thresholds read literally: each distinct score tried over every photo (the error cases left out)."""
+def _choose_score_by_score(truth, scores, target_recall, target_precision, unusable, unjudged=None):
+    """choose_thresholds read literally: each distinct score tried over every photo (the error cases left out); a
+    photo's unjudgeable box flags it for review at its score, never fails it."""
     t, anyway = np.asarray(truth, dtype=bool), np.asarray(unusable, dtype=bool)
     s = np.asarray([-1.0 if v is None else v for v in scores], dtype=np.float64)
+    u = np.asarray([-1.0 if v is None else v for v in (unjudged or [None] * len(t))], dtype=np.float64)
+    r = np.maximum(s, u)
     candidates = np.unique(s[s >= 0])[::-1]
+    flags = np.unique(r[r >= 0])[::-1]
     notes = []
-    review = next((float(c) for c in candidates if (t & ((s >= c) | anyway)).sum() / t.sum() >= target_recall), None)
+    review = next((float(c) for c in flags if (t & ((r >= c) | anyway)).sum() / t.sum() >= target_recall), None)
     if review is None:
-        review = float(candidates[-1])
-        reachable = float((t & ((s >= 0) | anyway)).sum() / t.sum())
+        review = float(flags[-1])
+        reachable = float((t & ((r >= 0) | anyway)).sum() / t.sum())
         notes.append(f"no threshold flags {target_recall:.0%} of the faulty photos (a fault is predicted in, or no "
                      f"usable answer came back for, {reachable:.0%} of them): review is set at the lowest fault score, "
                      f"{review:.3g}")
-    recall = float((t & ((s >= review) | anyway)).sum() / t.sum())
+    recall = float((t & ((r >= review) | anyway)).sum() / t.sum())
     fail, precision = next(((float(c), float(t[s >= c].mean())) for c in candidates[::-1]
                             if c >= review and t[s >= c].mean() >= target_precision), (1.0, None))
     if precision is None:
         right = {float(c): int(((s >= c) == t).sum()) for c in candidates if c >= review}
-        best = max(right, key=lambda c: (right[c], c))
+        # An unjudgeable box may set review above every fault score: no fail threshold then fails a photo
+        best = max(right, key=lambda c: (right[c], c)) if right else None
         certain = bool((s >= 1.0).any())
-        if right[best] > int((~t).sum()) or certain:
+        if best is not None and (right[best] > int((~t).sum()) or certain):
             fail, precision = best, float(t[s >= best].mean())
             notes.append(f"no threshold fails photos at precision {target_precision:.0%}: fail is set at {best:.3g}, "
                          f"where the fewest photos get a wrong verdict ({right[best]} of {len(t)} right, precision "
@@ -362,9 +367,11 @@ def test_thresholds_chosen_from_sorted_counts_are_those_each_score_tried_over_ev
     scores = [None if rng.random() < 0.2 else float(rng.integers(0, levels)) / (levels - 1) for _ in range(n)]
     scores[int(rng.integers(0, n))] = float(rng.integers(0, levels)) / (levels - 1)
     unusable = (rng.random(n) < rng.choice([0.0, 0.2])).tolist()
+    unjudged = [float(rng.integers(0, levels)) / (levels - 1) if rng.random() < rng.choice([0.0, 0.3]) else None
+                for _ in range(n)]
     for recall, precision in [(0.5, 0.5), (0.8, 0.9), (1.0, 1.0), (0.3, 0.99), (float(rng.random()) + 1e-9, 0.75)]:
-        chosen = choose_thresholds(truth, scores, recall, precision, unusable)
-        assert chosen == _choose_score_by_score(truth, scores, recall, precision, unusable)
+        chosen = choose_thresholds(truth, scores, recall, precision, unusable, unjudged)
+        assert chosen == _choose_score_by_score(truth, scores, recall, precision, unusable, unjudged)
 
 
 def test_a_photo_with_a_box_whose_label_may_be_a_fault_the_hierarchy_cannot_read_is_sent_to_review_as_predict_does():
@@ -373,15 +380,36 @@ def test_a_photo_with_a_box_whose_label_may_be_a_fault_the_hierarchy_cannot_read
     m = fault_metrics(records, [[pred(BOX1, unread, 0.9)], [pred(BOX1, A_OK, 0.9)]], FAULTS, T)
     assert m.photo_verdicts == ["review", "pass"]
     assert any("1 photo was sent to review for a box whose label the hierarchy cannot judge" in n for n in m.notes)
-    assert m.photo_unusable == [True, False]  # flagged at every threshold, when thresholds are chosen
+    assert m.photo_unjudged == [0.9, None]  # flagged at every review threshold up to 0.9, when thresholds are chosen
+    assert m.photo_unusable == [False, False]
 
+
+@pytest.mark.parametrize("score, verdict", [(0.0, "pass"), (0.01, "pass"), (0.299994, "pass"), (0.299996, "review"),
+                                            (0.3, "review"), (0.9, "review")])
+def test_a_box_whose_label_the_hierarchy_cannot_read_sends_its_photo_to_review_only_at_a_fault_scores_review(score,
+                                                                                                             verdict):
+    # Before: at any score, down to a head's alternatives at 0.0, so every photo went to review, as predict sent them
+    unread = A_BAD[:-1]
+    objects = [pred(BOX1, unread, score), pred(BOX2, A_OK, 0.9)]
+    m = fault_metrics([photo((BOX1, A_OK))], [objects], FAULTS, T)
+    assert m.photo_verdicts == [verdict]
+    assert judge([(o["bbox_2d"], o["label"], o["score"]) for o in objects], FAULTS, T).verdict == verdict
+    assert any("the hierarchy cannot judge" in n for n in m.notes) == (verdict == "review")
+
+
+def test_thresholds_are_chosen_with_an_unjudgeable_box_flagging_its_photo_at_its_own_score():
+    # Before: such a photo was flagged at every threshold, its box's score 0.01 counting as if it were 1
+    truth, scores = [True, True, False, False], [0.8, None, 0.2, None]
+    chosen, recall, _, _ = choose_thresholds(truth, scores, 1.0, 0.9, [False] * 4, [None, 0.4, None, 0.01])
+    assert (chosen.review, recall) == (0.4, 1.0)  # the faulty photo is flagged by its unjudgeable box at 0.4
+    assert chosen.fail == 0.8  # never failed on it: the fail threshold stands on fault scores alone
 
 def test_a_photo_with_a_fault_label_written_on_past_its_state_is_sent_to_review_as_predict_does():
     # '.../连接错误/松动': a fault with a part after it was read as no fault, by eval as by predict, and the photo passed
     records = [photo((BOX1, A_BAD)), photo((BOX1, A_OK))]
     m = fault_metrics(records, [[pred(BOX1, A_BAD + "/松动", 0.9)], [pred(BOX1, A_OK + "/松动", 0.9)]], FAULTS, T)
     assert m.photo_verdicts == ["review", "pass"]
-    assert m.photo_unusable == [True, False]
+    assert m.photo_unjudged == [0.9, None]
 
 
 def test_a_box_naming_a_category_without_faults_alone_leaves_its_photo_to_its_faults():
@@ -389,7 +417,7 @@ def test_a_box_naming_a_category_without_faults_alone_leaves_its_photo_to_its_fa
     records = [photo((BOX1, A_OK)), photo((BOX1, A_OK))]
     m = fault_metrics(records, [[pred(BOX1, "bbu基带处理单元", 0.9)], [pred(BOX1, A_BAD.split("/")[0], 0.9)]], FAULTS, T)
     assert m.photo_verdicts == ["pass", "review"]
-    assert m.photo_unusable == [False, True]
+    assert m.photo_unjudged == [None, 0.9]
 
 
 def test_a_fault_found_at_exactly_a_chosen_threshold_is_counted_as_its_photos_verdict_reads_it():

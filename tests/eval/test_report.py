@@ -480,9 +480,13 @@ def test_a_predicted_label_the_hierarchy_cannot_judge_is_framed_and_marked_in_th
     name = LabelNamer(NO_CJK)
     magenta = {}
     for label in ("挡风版/未安装", "标签贴纸"):
-        objects = [{"bbox_2d": [100, 100, 200, 200], "label": label, "score": 0.1}]
-        [box] = prediction_boxes(objects, record, None, name, lambda lb, s: False, faults.unjudgeable)
+        objects = [{"bbox_2d": [100, 100, 200, 200], "label": label, "score": 0.3}]
+        [box] = prediction_boxes(objects, record, None, name, lambda lb, s: False, lambda lb, s: faults.unjudgeable(lb))
         assert (box.fault, box.text.startswith("?! ")) == ((True, True) if label != "标签贴纸" else (False, False))
         picture, _ = compare_picture(record, photo, objects, None, NO_CJK, name, faults=faults, verdict=verdict)
         magenta[label] = int((np.asarray(picture.convert("RGB")).reshape(-1, 3) == MAGENTA).all(axis=1).sum())
     assert magenta["挡风版/未安装"] > 0 and magenta["标签贴纸"] == 0, magenta
+    # Below review it sends no photo to review (infer/verdict.py `unjudged_at_review`): drawn as any other box
+    low = [{"bbox_2d": [100, 100, 200, 200], "label": "挡风版/未安装", "score": 0.1}]
+    picture, _ = compare_picture(record, photo, low, None, NO_CJK, name, faults=faults, verdict=verdict)
+    assert not (np.asarray(picture.convert("RGB")).reshape(-1, 3) == MAGENTA).all(axis=1).any()

@@ -335,11 +335,19 @@ def test_a_box_that_sent_its_photo_to_review_is_drawn_listed_and_counted_as_such
     [result] = predictor.predict([str(photos[0])], "head")
     assert result.objects, "no box to judge"
     predictor.faults = _hierarchy_without(tmp_path, result.objects[0].label)
+    # A 2-step head scores its boxes about 4e-6, written 0: below the default review threshold they send no photo to
+    # review, as a fault of that score would not (before, at any score: every photo of such a head went to review).
     with running(create_app(Engine(predictor, "head", "final"), keys)) as client:
+        answer = client.detect_file(photos[0]).json()
+        assert answer["verdict"]["verdict"] == "pass", answer["verdict"]
+        assert not any(o["unjudgeable"] for o in answer["objects"])
+    low = Engine(predictor, "head", "final", overrides={"verdict_review": 0.0, "verdict_fail": 1.0})
+    with running(create_app(low, keys)) as client:
         answer = client.detect_file(photos[0]).json()
         assert answer["verdict"]["verdict"] == "review", answer["verdict"]
         assert "none the hierarchy can judge" in answer["verdict"]["reason"]
         unjudged = [o["unjudgeable"] for o in answer["objects"]]
+        # Only a box scoring at least review sends the photo there, as a fault of its score would (infer/verdict.py)
         assert unjudged == [predictor.faults.unjudgeable(o["label"]) for o in answer["objects"]]
         assert any(unjudged) and not any(o["flagged"] for o in answer["objects"])
         browser.get(f"http://inspector:{client.key}@{client.host}:{client.port}/")

@@ -29,7 +29,7 @@ from bbuvl.data.text import same_label, short_words
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.matching import ImageMatch
 from bbuvl.eval.predictions import PredictionLine
-from bbuvl.infer.verdict import VerdictThresholds, at_review
+from bbuvl.infer.verdict import VerdictThresholds, at_review, unjudged_at_review
 
 RGB = tuple[int, int, int]
 GREEN: RGB = (20, 180, 60)
@@ -234,11 +234,12 @@ def _box(box: Sequence[float], text: str, color: RGB, label: str, is_fault: Call
 
 def prediction_boxes(
     objects: Sequence[dict[str, Any]], record: ImageRecord | None, match: ImageMatch | None, name: LabelNamer,
-    counts: Callable[[str, float], bool] | None = None, unjudged: Callable[[str], bool] | None = None,
+    counts: Callable[[str, float], bool] | None = None, unjudged: Callable[[str, float], bool] | None = None,
 ) -> list[DrawBox]:
     """Predicted boxes coloured by outcome (all blue when there is no ground truth to compare with); those `counts`
-    (label, score) says the verdict counts as faults framed, and those `unjudged` says the hierarchy cannot judge
-    framed and captioned "?!": each sends its photo to review, and drawn as any other box nothing showed which."""
+    (label, score) says the verdict counts as faults framed, and those `unjudged` (label, score) says send the photo to
+    review for a label the hierarchy cannot judge framed and captioned "?!": drawn as any other box nothing showed
+    which. A box without a score is judged as scoring 1, as a line without scores is read (eval/predictions.py)."""
     color: dict[int, RGB] = {}
     if match is not None and record is not None:
         for p, g, _ in match.matched:
@@ -246,7 +247,7 @@ def prediction_boxes(
         color.update({p: YELLOW for p, _, _ in match.mislocated})
         color.update({p: RED for p in match.extra})
     return [DrawBox(o["bbox_2d"], f"?! {name(o['label'], o.get('score'))}", color.get(i, BLUE), True, o.get("score"))
-            if unjudged is not None and unjudged(o["label"]) else
+            if unjudged is not None and unjudged(o["label"], 1.0 if o.get("score") is None else o["score"]) else
             _box(o["bbox_2d"], name(o["label"], o.get("score")), color.get(i, BLUE), o["label"],
                  _scored(counts, o.get("score")), o.get("score")) for i, o in enumerate(objects)]
 
@@ -284,7 +285,7 @@ def compare_picture(
     truth_title = truth_count + (f"\n{TRUTH_LEGEND}{fault_legend}" if compared else "")
     panels = [(truth_title if problem is None else f"{problem}\n{truth_count}", left)]
     if objects is not None:
-        unjudged = faults.unjudgeable if counts is not None and faults is not None else None
+        unjudged = partial(unjudged_at_review, faults=faults, thresholds=verdict) if counts is not None else None
         right, count = _panel(photo, prediction_boxes(objects, record, match, name, counts, unjudged), font, scale,
                               prediction_title)
         legend = f"\n{PREDICTION_LEGEND}{counted}" if compared else ""

@@ -26,7 +26,8 @@ from bbuvl.data.faults import Faults
 from bbuvl.data.schema import ImageRecord
 from bbuvl.eval.match_many import photo_chunks, photo_pairs
 from bbuvl.eval.repeats import pair_iou as _iou
-from bbuvl.infer.verdict import FAIL, PASS, REVIEW, VERDICTS, FramedThresholds, VerdictThresholds, verdict_of
+from bbuvl.infer.verdict import (FAIL, PASS, REVIEW, SCORE_DIGITS, VERDICTS, FramedThresholds, VerdictThresholds,
+                                 verdict_of)
 
 CURVE_POINTS = 101  # the PR curve in METRICS.json is thinned to at most this many operating points
 PRECISION_LEVELS = (0.5, 0.6, 0.8)  # recall reported at these precisions (the bars docs/faults.md quotes)
@@ -142,11 +143,13 @@ class FaultMetrics:
     notes: list[str] = field(default_factory=list)
     photos_tiled: int = 0  # photos predicted through tiles or zoom
     thresholds_tiled: VerdictThresholds | None = None  # what judged them (None: no such photo)
-    # per photo, whether no usable answer came back (an error, an unreadable or cut answer) or a box's label may be a
-    # fault the hierarchy cannot read: review at any threshold
+    # per photo, whether no usable answer came back (an error, an unreadable or cut answer): review at any threshold
     photo_unusable: list[bool] = field(default_factory=list, repr=False)
     # per photo, the thresholds that judged it (its framing's): what its pictures frame as a fault by
     photo_judged_by: list[VerdictThresholds] = field(default_factory=list, repr=False)
+    # per photo, the best score of a box whose label may be a fault the hierarchy cannot read (None: no such box): it
+    # sends the photo to review where a fault of that score would (infer/verdict.py `unjudged_at_review`)
+    photo_unjudged: list[float | None] = field(default_factory=list, repr=False)
 
     def one_pair(self) -> VerdictThresholds | None:
         """The thresholds that judged every photo, when one pair did (None when each framing had its own)."""
@@ -230,8 +233,9 @@ def fault_metrics(records: Sequence[ImageRecord], predictions: Sequence[Sequence
     # "Always fail": every true part of a judged kind called faulty in each fault state of its kind, on its own box.
     fault_states = np.array([len(faults.kinds[kind].faults) for kind in ids.kinds], dtype=np.int64)
     objects = _object_faults(hits, int(gt_faults.sum()), int(fault_states[gt.kind].sum()), iou)
-    # Review at any threshold: no usable answer, or a box whose label may be a fault the hierarchy cannot read
-    unread = _unjudged(predictions, faults)
+    # Review at any threshold: no usable answer; at its score's: a box whose label may be a fault the hierarchy cannot read
+    unjudged = _unjudged(predictions, faults)
+    unread = [u is not None and u >= t.review for u, t in zip(unjudged, judging)]
     anyway = [bad or held for bad, held in zip(failed, unread)]
     verdicts = [verdict_of(score, bad, t) for score, bad, t in zip(best, anyway, judging)]
     photos, photo_notes = _photo_faults(truth, verdicts, [0.0 if b is None else b for b in best])
@@ -241,15 +245,19 @@ def fault_metrics(records: Sequence[ImageRecord], predictions: Sequence[Sequence
     states = _state_confusions(faults, ids, gt, pred, kind_match)
     return FaultMetrics(sorted(faults.labels), framed.whole, objects, photos, states, truth, best, verdicts,
                         (gt_faults - found_per_photo).tolist(), faults, notes + photo_notes, sum(tiled),
-                        framed.of(True) if any(tiled) else None, anyway, judging)
+                        framed.of(True) if any(tiled) else None, failed, judging, unjudged)
 
 
-def _unjudged(predictions: Sequence[Sequence[dict[str, Any]]], faults: Faults) -> list[bool]:
-    """Whether each photo holds a box whose label the hierarchy cannot judge and may be a fault: its verdict is review at
-    least, as the verdict of `bbuvl predict` is (infer/verdict.py `judge`)."""
+def _unjudged(predictions: Sequence[Sequence[dict[str, Any]]], faults: Faults) -> list[float | None]:
+    """Each photo's best score, as a line writes it, of a box whose label the hierarchy cannot judge and may be a fault
+    (None: no such box): at or above the review threshold its verdict is review at least, as the verdict of `bbuvl
+    predict` is (infer/verdict.py `judge`)."""
     labels = {o["label"] for objects in predictions for o in objects}  # a few dozen, repeated over every photo
     unread = {label for label in labels if faults.unjudgeable(label)}
-    return [any(o["label"] in unread for o in objects) for objects in predictions] if unread else [False] * len(predictions)
+    if not unread:
+        return [None] * len(predictions)
+    return [max((round(float(o["score"]), SCORE_DIGITS) for o in objects if o["label"] in unread), default=None)
+            for objects in predictions]
 
 
 class _LabelIds:
@@ -439,6 +447,7 @@ class CannotChoose(ValueError):
 
 def choose_thresholds(truth: Sequence[bool], scores: Sequence[float | None], target_recall: float,
                       target_precision: float, unusable: Sequence[bool] | None = None,
+                      unjudged: Sequence[float | None] | None = None,
                       ) -> tuple[VerdictThresholds, float | None, float | None, list[str]]:
     """Verdict thresholds from photos' truth and best fault scores (None: no fault predicted): `review`, the highest
     that flags at least `target_recall` of the faulty photos; `fail`, the lowest at or above it at which at least
@@ -447,8 +456,10 @@ def choose_thresholds(truth: Sequence[bool], scores: Sequence[float | None], tar
 
     Returns the thresholds, the recall reached at `review`, the precision at `fail`, and notes on targets missed.
     A photo without a predicted fault always passes, so no threshold flags it; one with no usable answer
-    (`unusable[i]`: an error, an unreadable or cut answer) goes to review at every threshold. CannotChoose when the
-    photos hold no fault, no clean photo, or no predicted fault.
+    (`unusable[i]`: an error, an unreadable or cut answer) goes to review at every threshold, and one with a box whose
+    label the hierarchy cannot judge (`unjudged[i]`, its best score; None: none) at every review threshold at most
+    that score, never to fail on it (infer/verdict.py `judge`). CannotChoose when the photos hold no fault, no clean
+    photo, or no predicted fault.
     """
     if not 0.0 < target_recall <= 1.0 or not 0.0 < target_precision <= 1.0:
         raise ValueError(f"target recall and precision must be in (0, 1], got {target_recall} and {target_precision}")
@@ -456,6 +467,8 @@ def choose_thresholds(truth: Sequence[bool], scores: Sequence[float | None], tar
     s = np.asarray([-1.0 if v is None else v for v in scores], dtype=np.float64)  # -1: below every threshold
     # Flagged whatever review is: counted as missed, they pulled review down to reach the recall on the others
     anyway = np.asarray(unusable if unusable is not None else [False] * len(t), dtype=bool)
+    # What review flags a photo at: its best fault's score or its unjudgeable box's, whichever is higher
+    r = s if unjudged is None else np.maximum(s, [-1.0 if v is None else v for v in unjudged])
     if not t.any():
         raise CannotChoose("no photo of the validation set holds a fault: thresholds cannot be chosen for a recall")
     # Without a clean photo every threshold "reaches" precision 1, and without a predicted fault there is no score
@@ -463,20 +476,20 @@ def choose_thresholds(truth: Sequence[bool], scores: Sequence[float | None], tar
     if t.all():
         raise CannotChoose(f"every one of the {len(t)} photos holds a fault: with no clean photo the precision of "
                            "failing them cannot be measured, so no fail threshold can be chosen; add clean photos")
-    at = _ScoreCounts.of(s, t, anyway)
+    at, flags = _ScoreCounts.of(s, t, anyway), _ScoreCounts.of(r, t, anyway)
     if not len(at.score):
         raise CannotChoose(f"no fault was predicted in any of the {len(t)} photos ({int(t.sum())} faulty): there is "
                            "no fault score to set a threshold at")
     notes = []
-    reached = np.flatnonzero(at.recalled / t.sum() >= target_recall)
-    review = float(at.score[reached[0]]) if len(reached) else None  # the highest reaching it
+    reached = np.flatnonzero(flags.recalled / t.sum() >= target_recall)
+    review = float(flags.score[reached[0]]) if len(reached) else None  # the highest reaching it
     if review is None:
-        review = float(at.score[-1])
-        reachable = float((t & ((s >= 0) | anyway)).sum() / t.sum())
+        review = float(flags.score[-1])
+        reachable = float((t & ((r >= 0) | anyway)).sum() / t.sum())
         notes.append(f"no threshold flags {target_recall:.0%} of the faulty photos (a fault is predicted in, or no "
                      f"usable answer came back for, {reachable:.0%} of them): review is set at the lowest fault score, "
                      f"{review:.3g}")
-    recall = float((t & ((s >= review) | anyway)).sum() / t.sum())
+    recall = float((t & ((r >= review) | anyway)).sum() / t.sum())
     fail, precision = 1.0, None
     above = at.score >= review
     precise = np.flatnonzero(above & (at.faulty / at.called >= target_precision))

@@ -362,7 +362,8 @@ def _chosen_among(f: FaultMetrics, which: list[int], faults: Faults, gt: str | P
     """Thresholds chosen (`choose_thresholds`) on the photos `which` of fault metrics `f`; `prefix` leads each note."""
     truth = [f.photo_faulty[i] for i in which]
     thresholds, recall, precision, notes = choose_thresholds(truth, [f.photo_scores[i] for i in which], target_recall,
-                                                             target_precision, [f.photo_unusable[i] for i in which])
+                                                             target_precision, [f.photo_unusable[i] for i in which],
+                                                             [f.photo_unjudged[i] for i in which])
     # The path resolved: the notes quoting it are read from other folders, where the one typed names nothing
     return ChosenThresholds(thresholds, target_recall, target_precision, recall, precision, len(truth), sum(truth),
                             sorted(faults.labels), str(real_path(gt)), [prefix + n for n in notes], tiled, mode)

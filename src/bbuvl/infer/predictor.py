@@ -40,7 +40,8 @@ from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.tiles import TilePlan, category_spellings, predict_tiled
 from bbuvl.infer.tile_scale import ChosenTileScale, for_model, scale_of_other_mode
 from bbuvl.infer.verdict import (SCORE_DIGITS, ChosenThresholds, Verdict, VerdictThresholds, at_review, cut_otherwise,
-                                 for_faults, hierarchy_judges_none, judge, other_mode, with_chosen)
+                                 for_faults, hierarchy_judges_none, judge, other_mode, unjudged_at_review,
+                                 with_chosen)
 from bbuvl.model.checkpoint import ModelFolder
 from bbuvl.model.identity import trained_identity
 from bbuvl.model.own_weights import own_weights
@@ -651,6 +652,12 @@ class Predictor:
         by the same thresholds)."""
         thresholds = self._judged_by(result, options)
         return [at_review(d.label, d.score, self.faults, thresholds) for d in result.objects]
+
+    def unjudged(self, result: ImageResult, options: PredictOptions | None = None) -> list[bool]:
+        """Per object of one result, whether its label, one the hierarchy cannot judge, sends the photo to review
+        (infer/verdict.py `unjudged_at_review`, by the thresholds of its `verdict`)."""
+        thresholds = self._judged_by(result, options)
+        return [unjudged_at_review(d.label, d.score, self.faults, thresholds) for d in result.objects]
 
     def _judged_by(self, result: ImageResult, options: PredictOptions | None) -> VerdictThresholds:
         """The thresholds that judge one result: its framing's (one pass, or tiles and zoom) of `options`."""

@@ -5,7 +5,8 @@ goes to a person for `review` when its best fault scores at least `review` but b
 answer came back for it (an error, an unreadable answer: nothing seen is not "nothing wrong"), when the answer
 stopped with more to write (its token budget, or a stock server, ended it: what it did not write may hold the fault;
 infer/parse.py `answer_cut`), or when a box's label is none the hierarchy can judge and may be a fault (`.../连接错`,
-a label an answer not held to the vocabulary wrote: `Faults.unjudgeable`); otherwise it passes.
+a label an answer not held to the vocabulary wrote: `Faults.unjudgeable`) and scores at least `review`, as a fault of
+that score would (`unjudged_at_review`); otherwise it passes.
 The photo's fault score is its best fault's score (0 without one): what ROC AUC ranks (eval/faults.py).
 
 The thresholds come from the run config (`inference.verdict_review`, `inference.verdict_fail`), overridden by
@@ -264,12 +265,12 @@ def judge(objects: Sequence[tuple[Sequence[float], str, float]], faults: Faults,
     """The verdict of one photo from its predicted `(bbox_2d, label, score)` objects; `failed`: no usable answer;
     `cut`: the answer stopped with more to write (infer/parse.py `answer_cut`), so a fault may be among what it did
     not write. A box whose label the hierarchy cannot judge and which may be a fault (`Faults.unjudgeable`) sends it
-    to review."""
+    to review when it scores at least the review threshold (`unjudged_at_review`)."""
     found = sorted((FoundFault(label, round(float(score), SCORE_DIGITS), [float(v) for v in box])
                     for box, label, score in objects if faults.is_fault(label)), key=lambda f: -f.score)
     # An answer not held to the labels (--no-constrained, a server's) may write a fault the hierarchy cannot read
     # ('.../连接错'): read as no fault, the photo passed.
-    unread = next((label for _, label, _ in objects if faults.unjudgeable(label)), None)
+    unread = next((label for _, label, s in objects if unjudged_at_review(label, s, faults, thresholds)), None)
     verdict = verdict_of(found[0].score if found else None, failed or cut or unread is not None, thresholds)
     score = found[0].score if found else 0.0
     shown = [f for f in found if at_review(f.label, f.score, faults, thresholds)]
@@ -294,6 +295,13 @@ def at_review(label: str, score: float, faults: Faults, thresholds: VerdictThres
     scoring, as a line writes it, at least the review threshold. The server marks each object by it ("flagged"),
     where the page counted every fault label as a fault, down to a score of 8e-05 on a photo that passed."""
     return faults.is_fault(label) and round(float(score), SCORE_DIGITS) >= thresholds.review
+
+
+def unjudged_at_review(label: str, score: float, faults: Faults, thresholds: VerdictThresholds) -> bool:
+    """Whether an object sends its photo to review for a label the hierarchy cannot judge (`Faults.unjudgeable`): such
+    a label may be a fault, so it is judged as a fault of its score, as a line writes it, would be for review. At any
+    score, a head's alternatives at 0.0 sent every photo to review on boxes nobody would show."""
+    return faults.unjudgeable(label) and round(float(score), SCORE_DIGITS) >= thresholds.review
 
 
 def verdict_of(best: float | None, failed: bool, thresholds: VerdictThresholds) -> str:

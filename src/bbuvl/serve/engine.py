@@ -198,12 +198,13 @@ class Engine:
             flagged = self.predictor.flagged(r, options)
             # "unjudgeable": a label the hierarchy cannot read and which may be a fault, that sends the photo to
             # review (infer/verdict.py `judge`): unmarked, the page drew it as a sound part and counted "0 faults".
-            unjudgeable = self.predictor.faults.unjudgeable  # the faults that judged the verdict
+            # Only those scoring at least review send it there: a head's alternatives at 0.0 do not.
+            unjudgeable = self.predictor.unjudged(r, options)
             # "gloss": what a viewer without a font for Chinese shows (the page; reports do the same, eval/draw.py)
             english = self.predictor.faults.hierarchy.english
             objects = [{**d.to_dict(), "unknown": False, "fault": is_fault(d.label), "flagged": f,
-                        "unjudgeable": unjudgeable(d.label), "gloss": english(d.label)}
-                       for d, f in zip(r.objects, flagged)]
+                        "unjudgeable": u, "gloss": english(d.label)}
+                       for d, f, u in zip(r.objects, flagged, unjudgeable)]
             timing = {"inference": round(infer_ms, 2)}
             scored_by = None
             if self.fewshot is not None and photo.image is not None and objects:

@@ -33,8 +33,8 @@
     return o.flagged === true;
   }
 
-  // A box whose label the hierarchy cannot read, and which may be a fault, sends its photo to review: the server marks
-  // it "unjudgeable". Drawn green and counted nowhere, a photo sent to review read "0 faults" with every box sound.
+  // A box whose label the hierarchy cannot read, and which may be a fault, scoring at least review, sends its photo to
+  // review: the server marks it "unjudgeable". Drawn green and counted nowhere, a photo sent to review read "0 faults" with every box sound.
   function isUnjudgeable(o) {
     return o.unjudgeable === true && !isProblem(o);
   }
