@@ -14,12 +14,18 @@ from bbuvl.data.schema import read_records
 from bbuvl.fewshot.support import UNKNOWN
 
 
-def test_a_support_of_full_labels_is_scored_at_the_level_the_query_labels_are_cut_to(part_crops, tmp_path):
+def evaluated_at_level_1(part_crops, tmp_path, thresholds: str):
+    """The output folder of `fewshot eval --level 1` of the full-label support set over the validation crops."""
     out = tmp_path / "res"
     result = CliRunner().invoke(app, [str(a) for a in (
         "eval", "--support", part_crops.support, "--query", part_crops.data / "val.jsonl", "--backbone", "pixels:8",
-        "--level", "1", "--shots", "all", "--thresholds", "-1,0.5", "--out", out, "--no-cache")])
+        "--level", "1", "--shots", "all", "--thresholds", thresholds, "--out", out, "--no-cache")])
     assert result.exit_code == 0, result.output + repr(result.exception)
+    return out
+
+
+def test_a_support_of_full_labels_is_scored_at_the_level_the_query_labels_are_cut_to(part_crops, tmp_path):
+    out = evaluated_at_level_1(part_crops, tmp_path, "-1,0.5")
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     categories = {label_at_level(c, 1) for c in part_crops.known}
     assert any("/" in c for c in part_crops.known)  # a support class deeper than the level
@@ -64,11 +70,7 @@ def test_queries_labelled_below_a_support_class_are_said_to_be_counted_unknown_w
 
 
 def test_queries_csv_names_the_classes_at_the_level_its_truths_are(part_crops, tmp_path):
-    out = tmp_path / "res"
-    result = CliRunner().invoke(app, [str(a) for a in (
-        "eval", "--support", part_crops.support, "--query", part_crops.data / "val.jsonl", "--backbone", "pixels:8",
-        "--level", "1", "--shots", "all", "--thresholds", "-1", "--out", out, "--no-cache")])
-    assert result.exit_code == 0, result.output + repr(result.exception)
+    out = evaluated_at_level_1(part_crops, tmp_path, "-1")
     categories = {label_at_level(c, 1) for c in part_crops.known}
     assert len(categories) < len(part_crops.known) and len(categories) > 1  # two support classes share a category
     with (out / "queries.csv").open(encoding="utf-8") as fh:
