@@ -71,6 +71,7 @@ def train(
     # The run holds its folder and registers what it reads itself (train/run_dir.py `holding_run`), as from Python
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from bbuvl.encode.loss_terms import LossTerms
+    from bbuvl.train.all_ranks import first_process
     from bbuvl.train.callbacks import TrainingDiverged  # a run the non-finite guard stopped: one line, not a traceback
     from bbuvl.train.trainer import dry_run as run_dry
     from bbuvl.train.trainer import train as run_train
@@ -87,7 +88,7 @@ def train(
                 no_room_is_resumable(Path(cfg.training.output_dir), resume_from):
             result = train_grpo(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite,
                                 accept_code=accept_reward_code, callbacks=saves)
-        if not _main_process():
+        if not first_process():
             return
         print_grpo_summary(result["history"])
         console.print(f"non-finite steps skipped: {result['nan_skipped']}")
@@ -110,7 +111,7 @@ def train(
             no_room_is_resumable(Path(cfg.training.output_dir), resume_from), budgets_located(origin):
         result = run_train(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite,
                            announce=print_fault_counts, callbacks=saves)
-    if not _main_process():
+    if not first_process():
         return
     logs = [h for h in result["history"] if "loss" in h]
     if logs:
@@ -236,9 +237,6 @@ def oversize_text(skipped: dict[str, int]) -> str:
     return f"{sum(skipped.values())} (" + ", ".join(f"{key} {n}" for key, n in skipped.items()) + ")"
 
 
-def _main_process() -> bool:
-    """Whether this is the run's first process: under torchrun or accelerate only it prints the summary."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def print_grpo_summary(history: list[dict]) -> None:

@@ -7,9 +7,16 @@ from the summary of a run under torchrun (its warning scrolled past in the middl
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
+
+
+def first_process() -> bool:
+    """Whether this is the run's first process: under torchrun or accelerate every process builds the same run, and
+    only the first says what it found and prints the run's summary."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def every_rank(value: Any) -> list[Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -33,6 +32,7 @@ from bbuvl.model.checkpoint import HEAD_FILE, POSITIONS_FILE, Prompt, start_fold
 from bbuvl.model.export import stock_frame
 from bbuvl.model.checkpoint_files import IMAGE_PROCESSOR_FILE
 from bbuvl.model.processor import saved_pixel_range
+from bbuvl.train.all_ranks import first_process
 from bbuvl.train.caption_refit import Photo, jsonl_photos
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, SourcedRecord, read_training_rows, rows_as_sources
@@ -139,10 +139,10 @@ def check_start(cfg: Config) -> None:
     from (with model.reuse_modules, a module its checkpoint's config builds), or holds another family's model."""
     if (problem := start_problem(cfg)) is not None:
         raise ValueError(problem)
-    if (note := frame_note(cfg)) is not None and os.environ.get("RANK", "0") == "0":  # every process would say it
-        log.warning("%s", note)
-    if (note := unused_modules_note(cfg)) is not None and os.environ.get("RANK", "0") == "0":
-        log.warning("%s", note)
+    if first_process():  # every process would say them
+        for note in (frame_note(cfg), unused_modules_note(cfg)):
+            if note is not None:
+                log.warning("%s", note)
 
 
 def start_problem(cfg: Config) -> str | None:
@@ -368,7 +368,7 @@ def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
     labels = ordered_labels((o.desc for s in train + (val or []) for o in s.student.record.objects), hierarchy)
     known = set(labels) | {o.desc for s in train for o in s.student.record.objects}
     unknown = sorted({label for p in refit_photos for label in p.labels} - known)
-    if not any(s.student.record.objects for s in train) and os.environ.get("RANK", "0") == "0":
+    if not any(s.student.record.objects for s in train) and first_process():
         # A conversion that lost every label trained a model that answers [] to every photo, and said nothing
         log.warning("data.train %s: none of its %d photo(s) holds an object, so the run teaches the model to answer [] "
                     "(nothing) for every photo%s; if they should hold objects, see what their conversion kept (`bbuvl "
@@ -384,18 +384,14 @@ def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
     if unknown:  # the captions would learn to write a label the prompt never offers and no metric expects
         raise ValueError(f"detection.caption_refit.photos {refit.photos}: {len(unknown)} label(s) the training data "
                          f"does not hold, e.g. {unknown[0]!r}: give the refit photos of the training labels")
-    note = mirror_note(cfg, labels, hierarchy) if cfg.training.method == "sft" else None  # GRPO's: rl/trainer.py
-    if note is not None and os.environ.get("RANK", "0") == "0":  # once, not once a process
-        log.warning("%s", note)
-    crowded = queries_note(train, cfg.detection.num_queries) if cfg.detection.enabled and cfg.training.method == "sft" else None
-    if crowded is not None and os.environ.get("RANK", "0") == "0":
-        log.warning("%s", crowded)
-    small = shrunk_note(train, contract) if cfg.training.method == "sft" else None
-    if small is not None and os.environ.get("RANK", "0") == "0":
-        log.warning("%s", small)
-    unseen = val_only_note(train, val) if val else None
-    if unseen is not None and os.environ.get("RANK", "0") == "0":
-        log.warning("%s", unseen)
+    if first_process():  # once, not once a process: every process reads the same data
+        sft = cfg.training.method == "sft"
+        for note in (mirror_note(cfg, labels, hierarchy) if sft else None,  # GRPO's: rl/trainer.py
+                     queries_note(train, cfg.detection.num_queries) if cfg.detection.enabled and sft else None,
+                     shrunk_note(train, contract) if sft else None,
+                     val_only_note(train, val) if val else None):
+            if note is not None:
+                log.warning("%s", note)
     prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.family), labels, cfg.data.lang)
     return RunInputs(family, contract, hierarchy, files.faults(cfg.data.hierarchy, hierarchy), train, pool, val, refit_photos,
                      labels, prompt)

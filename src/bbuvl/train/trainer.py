@@ -42,7 +42,7 @@ from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.model.packed_attention import use_packed_sdpa
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.paths import real_path
-from bbuvl.train.all_ranks import drawn_notes
+from bbuvl.train.all_ranks import drawn_notes, first_process
 from bbuvl.train.caption_refit import CaptionRefitCallback, Photo, training_photos
 from bbuvl.train.callbacks import (NONFINITE, CheckpointRotation, EpochCallback, LossSum, LossWindow, NonFiniteGuard,
                                    RichProgress, RunTensorBoard, Throughput, TrainingDiverged)
@@ -174,7 +174,7 @@ def resumed_weights(cfg: Config, resume: bool | str) -> Path | None:
     if found is None:  # a save killed half-way left none: the base's absence alone was named, and not why
         raise RunDirError(f"model.path {path}: no such folder{looked_from(path)}, and no complete checkpoint stands in "
                           f"for it ({where}); put the base back there, or set model.path to where it is now")
-    if _first_process():
+    if first_process():
         log.warning("model.path %s is gone%s: this full fine-tune resumes with the model, weights and processor of %s",
                     path, looked_from(path), found)
     return found
@@ -225,7 +225,7 @@ def build_run(cfg: Config, files: DataFiles | None = None, inputs: RunInputs | N
                                    cfg.data.teacher_ratio, cfg.data.num_teachers, crop=cfg.data.crop,
                                    mirror=cfg.data.mirror, cache_mb=cfg.data.sample_cache_mb, **common)
     longer = train_ds.answers_longer_than(cfg.inference.max_new_tokens)
-    if longer and _first_process():  # every process measures the same answers: one says so
+    if longer and first_process():  # every process measures the same answers: one says so
         log.warning("%d of %d training answers (the longest %d tokens) are longer than inference.max_new_tokens (%d): "
                     "generate mode will cut answers like them short (predict marks them \"cut\"); raise "
                     "inference.max_new_tokens if photos like them are to be predicted in generate mode", longer,
@@ -239,7 +239,7 @@ def build_run(cfg: Config, files: DataFiles | None = None, inputs: RunInputs | N
     if inputs.val is not None:
         eval_ds = ConversationDataset(inputs.val, encoder, contract, inputs.pool,
                                       cfg.data.teacher_ratio if cfg.data.val_teachers else 0.0, cfg.data.num_teachers, **common)
-    if _first_process():  # every process leaves out the same photos: one says so
+    if first_process():  # every process leaves out the same photos: one says so
         for key, ds, skipped in (("data.train", train_ds, train_ds.skipped), ("data.teachers", train_ds, train_ds.pool_skipped),
                                  ("data.val", eval_ds, eval_ds.skipped if eval_ds is not None else [])):
             if note := skipped_note(key, skipped, contract):
@@ -258,16 +258,11 @@ def fault_captions(labels: list[str], faults: Faults, tokenizer: Any, hierarchy:
     """The token ids of the training labels that are faults, as the head's captions spell them (`loss.fault_weight`);
     a warning when none is, since the option then changes nothing (a dataset of shapes, or photos without faults)."""
     found = frozenset(tuple(tokenizer.encode(label, add_special_tokens=False)) for label in labels if faults.is_fault(label))
-    if not found and _first_process():  # every process reads the same labels: one says so
+    if not found and first_process():  # every process reads the same labels: one says so
         log.warning("loss.fault_weight is set but no training label is a fault in the hierarchy file (%s): every object "
                     "weighs the same; mark the faulty states there to weigh them (docs/faults.md)",
                     hierarchy or "the shipped default")
     return found
-
-
-def _first_process() -> bool:
-    """Whether this is the run's first process (under torchrun every process builds the same run)."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _finite_float(t: torch.Tensor) -> float:
@@ -685,7 +680,7 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
         weights.append(resumed_weights(cfg, resume))
         start = cfg if weights[0] is None else loaded_from(cfg, weights[0])
         inputs.append(read_run_inputs(with_base_located(start), files))
-        if announce is not None and _first_process():
+        if announce is not None and first_process():
             announce(inputs[0])
 
     def make() -> BBUTrainer:
@@ -767,7 +762,7 @@ def _fit_held(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str, o
                      own={"--resume-from": resume if isinstance(resume, str) else None}, files=files)
     check_held_out(cfg, files)  # before the folder is touched: validation shown in training is no run to start
     previous = check_output_dir(out, resume=bool(resume), overwrite=overwrite)  # another run's folder is refused first
-    if resume and _first_process() and (put := finish_swap(out / FINAL_DIR)) is not None:
+    if resume and first_process() and (put := finish_swap(out / FINAL_DIR)) is not None:
         # The run's last save of final/ stopped between its two renames (model/checkpoint.py: swap_in): its readers
         # said "no such checkpoint folder" until this put the whole one back.
         log.warning("%s: put back as %s, where a save stopped between its two renames had left it", put, out / FINAL_DIR)
@@ -807,7 +802,7 @@ def _fit_held(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str, o
         # before minutes of loading, and before a head that does not fit is loaded
         accepted = check_resume(cfg, ckpt, files, accept_code)
         upgraded, ran_under = software_changes(ckpt), software_before(ckpt)
-        if upgraded and _first_process():
+        if upgraded and first_process():
             # Not refused: an upgrade that fixes a bug is a reason to resume. But the steps after it are another
             # program's, so the run says so and run.json records where (docs/resume.md, "Another program").
             log.warning("resuming under another program than the run last ran under: %s; the run goes on, but not bit "
@@ -815,7 +810,7 @@ def _fit_held(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str, o
                         "; ".join(upgraded))
         if check_checkpoint is not None:
             check_checkpoint(ckpt)
-        if accepted and _first_process():
+        if accepted and first_process():
             log.warning("resuming with reward code edited since the run started (--accept-reward-code): %s",
                         "; ".join(accepted))
         check_steps_left(cfg, ckpt)
