@@ -37,6 +37,7 @@ from bbuvl.encode.collate import PaddedCollator
 from bbuvl.model.box_ops import box_iou, to_xyxy
 from bbuvl.model.detection_loss import NOTHING_IOU, NOTHING_OBJECTNESS
 from bbuvl.model.vlm import BBUVLModel
+from bbuvl.train.all_ranks import every_rank
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import ConversationDataset, read_training_data
 
@@ -176,11 +177,8 @@ def caption_queries(head: torch.nn.Module, pairs: Pairs, index: list[int] | None
 
 def _gather(pairs: Pairs) -> Pairs:
     """Every process's pairs, in rank order (identical on every process); unchanged without DDP."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return pairs
-    parts: list = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, pairs)
-    return _concat(parts)
+    parts = every_rank(pairs)
+    return pairs if len(parts) == 1 else _concat(parts)
 
 
 def _concat(parts: list[Pairs]) -> Pairs:
