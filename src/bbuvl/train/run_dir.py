@@ -259,6 +259,25 @@ def holding_run(cfg: Config, resume_from: str | Path | None, overwrite: bool) ->
         claim.finish(succeeded)
 
 
+@contextmanager
+def left_as_found(out: Path) -> Iterator[None]:
+    """Remove `out` and the folders above it that were not there when the block began, deepest first and only while
+    empty, when the block fails: a refused start leaves no folder of its own behind (docs/resume.md, "train: a refused
+    start"), and a folder that was there, or one that holds anything (a run's records), stays."""
+    made = [p for p in (out, *out.parents) if not os.path.lexists(p)]  # deepest first
+    try:
+        yield
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except FileNotFoundError:  # another process of the run removed it first, or it was never made
+                continue
+            except OSError:  # something was written there: it stays, and so does every folder above it
+                break
+        raise
+
+
 def _hold_run_folder(out: Path) -> Claim:
     """`hold_outputs` of the run folder (one run per folder); where its lock file cannot be written beside the folder
     (a read-only or full disk, a file where a folder above it should be), a RunDirError naming the key and that file."""

@@ -54,7 +54,7 @@ from bbuvl.train.held_out import check_held_out
 from bbuvl.train.oversize import skipped_counts, skipped_note
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused_on_cpu, optimizer_groups
 from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check_resume_into, check_run_inputs,
-                                 checkpoint_incomplete, check_resumable_from, clear_previous_run, holding_run,
+                                 checkpoint_incomplete, check_resumable_from, clear_previous_run, holding_run, left_as_found,
                                  latest_complete_checkpoint, looked_from, nothing_to_resume)
 from bbuvl.train.resume_records import (HISTORY_FILE, abandoned_checkpoints, check_cut_back, check_training_state,
                                         cut_back, global_step)
@@ -740,7 +740,10 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
 
     The folder is held against other processes, and the run's inputs registered as read, from the first check to the
     last write (train/run_dir.py `holding_run`): a run started from Python is refused and seen as `bbuvl train` is."""
-    with holding_run(cfg, resume if isinstance(resume, str) else None, overwrite):
+    # Transformers' Trainer makes training.output_dir when it is built, before the checks of its arguments
+    # (`check_distributed`) that refuse the start
+    with holding_run(cfg, resume if isinstance(resume, str) else None, overwrite), \
+            left_as_found(Path(cfg.training.output_dir)):
         return _fit_held(cfg, make, resume, overwrite, files, prepare, accept_code, check_checkpoint)
 
 
