@@ -193,3 +193,54 @@ def test_iou_without_predictions_to_judge_is_refused(tmp_path):
     result = runner.invoke(app, ["viz", str(pred), str(tmp_path / "out"), "--iou", "0.3"])
     assert result.exit_code == 2 and "--iou applies only with --pred" in said(result), result.output
     assert not (tmp_path / "out").exists()
+
+
+FAULT = "螺丝连接点/BBU安装螺丝/连接错误"  # a fault state of the shipped hierarchy (docs/faults.md)
+
+
+def magenta(picture: Path) -> int:
+    """How many pixels of `picture` are the magenta that frames a fault."""
+    from bbuvl.eval.draw import MAGENTA
+
+    return sum(n for n, color in Image.open(picture).convert("RGB").getcolors(1 << 20) if color == MAGENTA)
+
+
+def test_viz_frames_the_faults_the_verdict_counts_as_the_report_does(tmp_path):
+    # `bbuvl viz pred.jsonl out` drew every box blue: a fault at 0.9, which fails its photo, looked like a clean part
+    names = ["fault.png", "low.png", "clean.png"]
+    for name in names:
+        Image.new("RGB", (200, 150), (90, 90, 90)).save(tmp_path / name)
+    scores = {"fault.png": (FAULT, 0.9), "low.png": (FAULT, 0.1), "clean.png": ("线缆", 0.9)}
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text("".join(json.dumps({"image": name, "width": 200, "height": 150, "objects": [
+        {"bbox_2d": [40, 40, 120, 110], "label": label, "score": score}]}, ensure_ascii=False) + "\n"
+        for name, (label, score) in scores.items()), encoding="utf-8")
+    result = runner.invoke(app, ["viz", str(pred), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    drawn = {name: magenta(tmp_path / "out" / f"{i:04d}_{Path(name).stem}.png") for i, name in enumerate(names)}
+    # framed at the config's review threshold (0.25) as the report frames it; below it a box as any other
+    assert drawn["fault.png"] > 500 and drawn["low.png"] == drawn["clean.png"] == 0, drawn
+    # the threshold given judges, as `bbuvl eval --verdict-review` does
+    result = runner.invoke(app, ["viz", str(pred), str(tmp_path / "low"), "--verdict-review", "0.05"])
+    assert result.exit_code == 0, result.output
+    assert magenta(tmp_path / "low" / "0001_low.png") > 500
+    # beside the ground truth: its faults framed too, and the predicted one
+    gt = tmp_path / "val.jsonl"
+    gt.write_text(json.dumps({"images": ["fault.png"], "width": 200, "height": 150, "objects": [
+        {"bbox_2d": [40, 40, 120, 110], "desc": FAULT}]}, ensure_ascii=False) + "\n", encoding="utf-8")
+    result = runner.invoke(app, ["viz", str(gt), str(tmp_path / "both"), "--pred", str(pred)])
+    assert result.exit_code == 0, result.output
+    both = Image.open(tmp_path / "both" / "0000_fault.png").convert("RGB")
+    half = both.width // 2
+    from bbuvl.eval.draw import MAGENTA
+
+    sides = [sum(n for n, c in both.crop(box).getcolors(1 << 20) if c == MAGENTA)
+             for box in ((0, 0, half, both.height), (half, 0, both.width, both.height))]
+    assert min(sides) > 500, sides
+
+
+def test_verdict_thresholds_without_predictions_to_judge_are_refused(tmp_path):
+    gt = ground_truth(tmp_path, ["a.png"])
+    result = runner.invoke(app, ["viz", str(gt), str(tmp_path / "out"), "--verdict-review", "0.3"])
+    assert result.exit_code == 2 and "--verdict-review judges predictions" in said(result), result.output
+    assert not (tmp_path / "out").exists()

@@ -19,7 +19,8 @@ from bbuvl.paths import real_path
 
 LEVEL_HELP = "Evaluate categories at this hierarchy level (1 = category, 2 = category/attribute; default: full label)."
 FONT_HELP = "Font file with Chinese glyphs for labels in pictures (default: search the system; warns if none)."
-HIERARCHY_HELP = "Label hierarchy JSON, for English glosses (default: the shipped one)."
+VIZ_HIERARCHY_HELP = ("Label hierarchy JSON: English glosses and which labels are faults, framed (default: the hierarchy "
+                      "of the checkpoint that wrote the predictions, else the shipped one).")
 FAULTS_HIERARCHY_HELP = ("Label hierarchy JSON: English glosses and which labels are faults (default: the hierarchy of the "
                          "checkpoint that wrote --pred, else the shipped one).")
 
@@ -502,22 +503,37 @@ def viz(
     iou: float = typer.Option(0.5, "--iou", help="IoU for colouring predictions as right or wrong.",
                              callback=finite_range(0, 1, lo_open=True)),
     font_path: Optional[Path] = typer.Option(None, "--font-path", help=FONT_HELP),
-    hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=HIERARCHY_HELP),
+    hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=VIZ_HIERARCHY_HELP),
+    verdict_review: Optional[float] = typer.Option(None, "--verdict-review", help="Frame a predicted fault scoring at "
+                                                   "least this (default: the threshold of the checkpoint that wrote "
+                                                   "the predictions, else the config's).", callback=finite_range(0, 1)),
+    verdict_fail: Optional[float] = typer.Option(None, "--verdict-fail", help="The fail threshold paired with it, as "
+                                                 "`bbuvl eval` takes it.", callback=finite_range(0, 1)),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
-    """Draw boxes and labels on photos into PNGs: ground truth, predictions, or both side by side."""
+    """Draw boxes and labels on photos into PNGs: ground truth, predictions, or both side by side; faults framed in
+    magenta, as in `bbuvl eval --report` (docs/faults.md, "Where the faults show")."""
     from bbuvl.data.input_paths import file_kind
     from bbuvl.data.labels import Hierarchy
     from bbuvl.eval.draw import LabelNamer
     from bbuvl.eval.fonts import find_cjk_font
     from bbuvl.eval.in_progress import unfinished_predictions_note
-    from bbuvl.eval.viz import draw_pictures
+    from bbuvl.eval.viz import draw_pictures, is_prediction_file
+    from bbuvl.infer.verdict import typed_thresholds_problem
 
     refuse_unused(ctx, pred is not None, "--pred", "iou")  # only the predictions beside ground truth are judged
     for path, what, expected in ((input, "give a dataset or predictions JSONL", "JSONL file"), (pred, "--pred", "JSONL file"),
                                  (hierarchy, "--hierarchy", "hierarchy JSON file")):
         if path is not None:
             require_file(path, what, expected)
+    given = [f for f, v in (("--verdict-review", verdict_review), ("--verdict-fail", verdict_fail)) if v is not None]
+    with user_errors(ValueError, OSError):
+        predictions = pred is not None or is_prediction_file(input)
+    if given and not predictions:
+        fail(f"{' and '.join(given)} judge{'s' if len(given) == 1 else ''} predictions, and {input} is a dataset drawn "
+             "without --pred: give predictions, or leave them out")
+    if (problem := typed_thresholds_problem(verdict_review, verdict_fail)) is not None:
+        fail(problem)
     if os.path.lexists(out_dir) and not out_dir.is_dir():  # --overwrite would not make it a folder
         fail(f"{out_dir}: {file_kind(out_dir) or 'a file'}, not a folder: viz draws its pictures into a folder; "
              "choose another")
@@ -533,7 +549,7 @@ def viz(
     unreadable: list[str] = []
     with user_errors(ValueError, OSError):
         written = draw_pictures(input, out_dir, font, name, pred=pred, limit=limit, iou=iou, unreadable=unreadable,
-                                replace=own)
+                                replace=own, hierarchy=hierarchy, review=verdict_review, fail=verdict_fail)
     console.print(f"[green]drew[/] {written} photo(s) into {escape(str(out_dir))}", soft_wrap=True)
     for drawn in (input, pred):
         if drawn is not None and (unfinished := unfinished_predictions_note(drawn)):

@@ -282,7 +282,8 @@ def compare_picture(
     counted = f" · {COUNTED_LEGEND.format(review=verdict.review)}" if counts is not None and verdict else ""
     left, truth_count = _panel(photo, truth_boxes(record, match if compared else None, name, is_fault), font, scale,
                                "ground truth")
-    truth_title = truth_count + (f"\n{TRUTH_LEGEND}{fault_legend}" if compared else "")
+    truth_title = truth_count + (f"\n{TRUTH_LEGEND}{fault_legend}" if compared else
+                                 f"\n{FAULT_LEGEND}" if faults is not None else "")
     panels = [(truth_title if problem is None else f"{problem}\n{truth_count}", left)]
     if objects is not None:
         unjudged = partial(unjudged_at_review, faults=faults, thresholds=verdict) if counts is not None else None
@@ -300,10 +301,13 @@ def _counted(faults: Faults, verdict: VerdictThresholds, label: str, score: floa
 
 def prediction_picture(
     image_path: Path, objects: Sequence[dict[str, Any]], font: FontChoice, name: LabelNamer, max_side: int = 800,
-    size: tuple[int, int] | None = None, title: str = "prediction",
+    size: tuple[int, int] | None = None, title: str = "prediction", faults: Faults | None = None,
+    verdict: VerdictThresholds | None = None,
 ) -> tuple[Image.Image, str | None]:
-    """Predictions alone on their photo (no ground truth), in blue, under `title`; also why the photo could not be
-    read, or None."""
+    """Predictions alone on their photo (no ground truth), in blue, under `title`; with `faults` and `verdict` (the
+    thresholds that judge the photo) the ones its verdict counts as faults framed in magenta, and those that send it to
+    review for a label the hierarchy cannot judge framed "?!", as the report frames them (`compare_picture`). Also why
+    the photo could not be read, or None."""
     if size is not None:
         photo, scale, problem = open_photo(image_path, size, max_side, MIN_SIDE)
     else:
@@ -311,7 +315,13 @@ def prediction_picture(
         # fitted from the stored photo's size, the boxes' frame: a JPEG past Pillow's limit decodes smaller
         shown, scale = fitted(stored, max_side, MIN_SIDE)
         photo = photo if photo.size == shown else photo.resize(shown, Image.BILINEAR)
-    drawn, counted = _panel(photo, prediction_boxes(objects, None, None, name), font, scale, title)
+    counts = unjudged = None
+    if faults is not None and verdict is not None:
+        counts = partial(_counted, faults, verdict)
+        unjudged = partial(unjudged_at_review, faults=faults, thresholds=verdict)
+    drawn, counted = _panel(photo, prediction_boxes(objects, None, None, name, counts, unjudged), font, scale, title)
+    if counts is not None and verdict is not None:
+        counted += f"\n{COUNTED_LEGEND.format(review=verdict.review)}"
     return side_by_side([(f"{problem}\n{counted}" if problem else counted, drawn)], font), problem
 
 

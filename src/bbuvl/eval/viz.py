@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
@@ -13,14 +14,17 @@ from PIL import Image
 from bbuvl.atomic import atomic_folder, save_atomic
 from bbuvl.data.input_paths import spelling_note
 from bbuvl.data.library_outputs import holding_outputs
+from bbuvl.data.faults import Faults
 from bbuvl.data.schema import DatasetError, iter_json_lines, read_records, require_photos, resolve_image
 from bbuvl.data.text import label_key
 from bbuvl.eval.draw import LabelNamer, compare_picture, file_stem, prediction_picture, prediction_title
 from bbuvl.eval.fonts import FontChoice
+from bbuvl.eval.judging import verdict_setup
 from bbuvl.eval.matching import match_image
 from bbuvl.eval.predictions import (PredictedPhotos, PredictionLine, align_predictions, predict_again, predictions_root,
                                    read_ground_truth, read_predictions)
 from bbuvl.infer.output import manifest_path
+from bbuvl.infer.verdict import FramedThresholds
 
 
 def is_prediction_file(path: str | Path) -> bool:
@@ -32,8 +36,14 @@ def is_prediction_file(path: str | Path) -> bool:
 
 def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name: LabelNamer,
                   pred: str | Path | None = None, limit: int = 50, iou: float = 0.5,
-                  unreadable: list[str] | None = None, replace: bool = False) -> int:
+                  unreadable: list[str] | None = None, replace: bool = False, hierarchy: str | Path | None = None,
+                  review: float | None = None, fail: float | None = None) -> int:
     """Draw up to `limit` photos of `input` (dataset or predictions JSONL) into `out_dir`; returns how many.
+
+    Faults are framed as the report frames them (eval/draw.py): every fault of the ground truth, and the predicted
+    boxes the photo's verdict counts, judged as `bbuvl eval` judges the predictions (eval/judging.py `verdict_setup`:
+    `hierarchy`, `review` and `fail` when given, else those of the checkpoint that wrote them, else the config's);
+    ValueError where eval refuses to judge them (their checkpoint changed since, and not all three were given).
 
     A photo that cannot be read is drawn on a grey placeholder naming why, and `unreadable` (when given) gets
     why (naming the photo) for it, so that the caller can say so too. The pictures go beside what `out_dir` holds;
@@ -42,19 +52,36 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
     Refused (OutputConflict) before anything is drawn when `out_dir` is `input` or `pred`, holds one (`replace` would
     take it with the folder) or lies inside one, or another process writes or reads it (data/library_outputs.py)."""
     with holding_outputs("viz", {"input": input, "pred": pred}, folders=[out_dir]):
-        return _draw_held(Path(input), Path(out_dir), font, name, pred, limit, iou, unreadable, replace)
+        return _draw_held(Path(input), Path(out_dir), font, name, pred, limit, iou, unreadable, replace,
+                          Judging(hierarchy, review, fail))
+
+
+@dataclass
+class Judging:
+    """What judges the drawn predictions' faults, as given (`draw_pictures`); `of` finds the rest."""
+
+    hierarchy: str | Path | None = None
+    review: float | None = None
+    fail: float | None = None
+
+    def of(self, pred: str | Path | None) -> tuple[Faults, FramedThresholds | None]:
+        """The faults, and the thresholds that judge predictions `pred` (None: no predictions to judge)."""
+        if pred is None:
+            return Faults.load(self.hierarchy), None
+        judged = verdict_setup(pred, self.hierarchy, self.review, self.fail)
+        return judged.faults, judged.thresholds
 
 
 def _draw_held(input: Path, out_dir: Path, font: FontChoice, name: LabelNamer, pred: str | Path | None, limit: int,
-               iou: float, unreadable: list[str] | None, replace: bool) -> int:
+               iou: float, unreadable: list[str] | None, replace: bool, judging: Judging) -> int:
     """`draw_pictures`, its folder held."""
     unreadable = [] if unreadable is None else unreadable
     if is_prediction_file(input):
         if pred is not None:
             raise ValueError(f"{input} is already a predictions file; pass the dataset as INPUT to compare with --pred")
-        pictures = _prediction_pictures(input, font, name, limit)
+        pictures = _prediction_pictures(input, font, name, limit, *judging.of(input))
     else:
-        pictures = _compared_pictures(input, pred, font, name, limit, iou)
+        pictures = _compared_pictures(input, pred, font, name, limit, iou, *judging.of(pred))
     if not any(os.path.isfile(photo) for _, photo, _ in pictures):
         # Every picture was a grey placeholder, exit 0: a dataset or predictions file moved without its photos.
         first = pictures[0][1]
@@ -74,8 +101,10 @@ Drawing = Callable[[], tuple[Image.Image, str | None]]  # a picture and why its 
 Picture = tuple[str, Path, Drawing]  # the picture's file name, the photo it draws, and its drawing
 
 
-def _prediction_pictures(pred: Path, font: FontChoice, name: LabelNamer, limit: int) -> list[Picture]:
-    """The file name and drawing of each of the first `limit` lines of predictions `pred`, their photos checked."""
+def _prediction_pictures(pred: Path, font: FontChoice, name: LabelNamer, limit: int, faults: Faults,
+                         thresholds: FramedThresholds | None) -> list[Picture]:
+    """The file name and drawing of each of the first `limit` lines of predictions `pred`, their photos checked; each
+    line's faults judged by `faults` and its framing's `thresholds`."""
     root = predictions_root(pred)
     shown = require_photos(read_predictions(pred), pred)[:limit]
     check_photos_unchanged(shown, pred)
@@ -85,13 +114,15 @@ def _prediction_pictures(pred: Path, font: FontChoice, name: LabelNamer, limit: 
         size = (line.width, line.height) if line.width and line.height else None
         pictures.append((f"{i:04d}_{file_stem(path.stem)}.png", path,
                          partial(prediction_picture, path, line.objects, font, name, size=size,
-                                 title=prediction_title(line))))
+                                 title=prediction_title(line), faults=faults,
+                                 verdict=None if thresholds is None else thresholds.of(line.tiled))))
     return pictures
 
 
 def _compared_pictures(gt: Path, pred: str | Path | None, font: FontChoice, name: LabelNamer, limit: int,
-                       iou: float) -> list[Picture]:
-    """The file name and drawing of each of the first `limit` records of `gt`, beside their predictions in `pred`."""
+                       iou: float, faults: Faults, thresholds: FramedThresholds | None) -> list[Picture]:
+    """The file name and drawing of each of the first `limit` records of `gt`, beside their predictions in `pred`;
+    faults judged by `faults` and, on the prediction side, the thresholds of each line's framing."""
     # With predictions, a photo listed twice pairs with one of its lines: refused, as eval refuses it
     records = require_photos(read_ground_truth(gt) if pred else read_records(gt), gt)
     # Paired with every record, then cut: the lines of the first `limit` photos alone may be none of them. An empty
@@ -109,7 +140,8 @@ def _compared_pictures(gt: Path, pred: str | Path | None, font: FontChoice, name
                                 [o["score"] for o in objects], iou_threshold=iou)
         pictures.append((f"{i:04d}_{file_stem(path.stem)}.png", path,
                          partial(compare_picture, record, path, objects, match, font, name,
-                                 prediction_title=prediction_title(line))))
+                                 prediction_title=prediction_title(line), faults=faults,
+                                 verdict=None if thresholds is None else thresholds.of(bool(line and line.tiled)))))
     return pictures
 
 
