@@ -82,3 +82,17 @@ def test_queries_csv_names_the_classes_at_the_level_its_truths_are(part_crops, t
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     right = sum(r["best_class"] == r["truth"] for r in rows)
     assert summary["rows"][0]["accuracy"] == round(right / len(rows), 6)
+
+
+def test_summary_counts_the_support_images_of_each_class_eval_used(part_crops, tmp_path):
+    # `support_images` was keyed by the support's own classes (螺丝连接点/BBU安装螺丝/连接正确, ...) where every other
+    # key of the summary, its tables and plots name the classes at the level (螺丝连接点): no reader could join them
+    out = evaluated_at_level_1(part_crops, tmp_path, "0.5")
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    counts = {c: len(list((part_crops.support / c).glob("*"))) for c in part_crops.known}
+    at_level: dict[str, int] = {}
+    for c, n in counts.items():
+        at_level[label_at_level(c, 1)] = at_level.get(label_at_level(c, 1), 0) + n
+    assert summary["support_images"]["all"] == at_level
+    assert list(summary["support_images"]["all"]) == summary["classes"]
+    assert set(summary["queries"]["per_truth"]) <= set(summary["classes"]) | {UNKNOWN}

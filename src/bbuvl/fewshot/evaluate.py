@@ -5,14 +5,16 @@ runner-up score of each query are kept, which is all the threshold sweep needs. 
 no support folder has the truth `Unknown`: accepting it as any class counts towards fall-out. With `--level`, the
 answers are cut to that level as the dataset's labels are (a support class `a/b/c` answers `a` at level 1), so the
 evaluation is at that level on both sides: queries.csv's best and second class too, a cut class scoring as its best
-support class, so the runner-up is the next class at that level.
+support class, so the runner-up is the next class at that level; summary.json's support_images counts each class at
+the level by its support classes' images together.
 
 Output folder:
     metrics.csv                 one row per (shots, threshold): accuracy, balanced accuracy, macro P/R/F1, MCC, fall-out
     per_class.csv               per (shots, threshold, class incl. Unknown): counts, TP/FP/FN, P/R/F1
     confusion/shots<K>_t<T>.csv confusion matrix, rows truth, columns prediction, Unknown as a row and a column
     queries.csv                 per (query, shots): best and second class (at --level), scores, margin, confidence
-    summary.json                inputs, counts, skipped files, cache hits, every row, best threshold per shot count
+    summary.json                inputs, counts (support images per class, at --level), skipped files, cache hits,
+                                every row, best threshold per shot count
     accuracy_vs_threshold.png, fallout_vs_threshold.png, confusion_best.png
 """
 
@@ -150,6 +152,14 @@ class ShotRun:
         self.best_score.append(d.best_score)
         self.second.append(d.second)
         self.second_score.append(d.second_score)
+
+    def support_counts(self) -> dict[str, int]:
+        """How many support images each class answered (`names`) stands on: at the level, its members' together, so
+        that summary.json names the classes its tables and `classes` name."""
+        counts = dict.fromkeys(self.names, 0)
+        for c, paths in self.fit.chosen.items():
+            counts[label_at_level(c, self.level)] += len(paths)
+        return counts
 
     def column(self, name: str) -> np.ndarray:
         """All queries' values of one kept column, `[N]`."""
@@ -360,7 +370,7 @@ def run_eval(
         "backbone": {"kind": backbone.kind, "key": backbone.key, "dim": backbone.dim},
         "mode": mode, "seed": seed, "margin": margin, "level": level,
         "classes": classes,
-        "support_images": {r.name: {c: len(p) for c, p in r.fit.chosen.items()} for r in runs},
+        "support_images": {r.name: r.support_counts() for r in runs},
         "queries": {"evaluated": len(truth), "unknown_truth": n_unknown,
                     "per_truth": {label: truth.count(label) for label in labels if truth.count(label)}},
         "embedding": {
