@@ -15,11 +15,13 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from types import FrameType, TracebackType
-from typing import Iterator
+from typing import Iterator, TypeVar
+
+T = TypeVar("T")
 
 # ProcessPoolExecutor refuses more than 61 workers on Windows (the handles one wait can watch).
 _WINDOWS_MOST = 61
@@ -64,6 +66,20 @@ def worker_deaths(doing: str, advice: str) -> Iterator[None]:
     except BrokenProcessPool:
         raise ChildProcessError(f"a process {doing} ended abruptly, killed (most often by the system when memory runs "
                                 f"out); {advice}") from None
+
+
+def results_in_order(futures: list[Future[T]]) -> Iterator[T]:
+    """Each of `futures`' results, in their order, as it comes; the first of them to fail is raised as soon as it does,
+    not once those before it are done: a photo that could not be written while the first worker was still on its
+    first photos went on rendering tens of others (`pool.map` raises in order), which the command then dropped."""
+    pending = set(futures)
+    for future in futures:
+        while not future.done():
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for finished in done:
+                if finished.exception() is not None:
+                    finished.result()  # raised with its own traceback
+        yield future.result()
 
 
 _stop: multiprocessing.synchronize.Event | None = None  # in a pool's worker: its pool's stop event (`stopping`)

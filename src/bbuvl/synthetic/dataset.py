@@ -26,7 +26,7 @@ from bbuvl.data.images import EXIF_ORIENTATION
 from bbuvl.data.labels import SEP
 from bbuvl.data.layout import write_dataset_folder
 from bbuvl.data.schema import ImageRecord, ObjectAnn
-from bbuvl.data.workers import bound_workers, process_pool, worker_deaths
+from bbuvl.data.workers import bound_workers, process_pool, results_in_order, stopping, worker_deaths
 from bbuvl.synthetic.camera import Framing, check_size, check_wide_share, render_scene
 from bbuvl.synthetic.export import INVERSE_ROTATION, PlatformNames, vendor_document
 from bbuvl.synthetic.scene import FaultRate
@@ -113,11 +113,27 @@ def _run(jobs: list[_Job], workers: int) -> Iterator[tuple[ImageRecord, dict]]:
     if workers <= 1:
         yield from map(_render_job, jobs)
         return
-    # Workers only draw with Pillow and numpy; each photo depends only on its job, and map keeps the order.
+    # Workers only draw with Pillow and numpy; each photo depends only on its job, and the results come in its order.
     w, h = jobs[0].size  # a large --size renders a canvas many times the photo
+    size = max(1, min(16, len(jobs) // (4 * workers)))
     with worker_deaths(f"rendering {w}x{h} photos", "run again with fewer --workers or a smaller --size"), \
             process_pool(workers) as pool:
-        yield from pool.map(_render_job, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
+        futures = [pool.submit(_render_chunk, jobs[i:i + size]) for i in range(0, len(jobs), size)]
+        # A photo that fails (a full disk, a file-size limit) stops the run as it fails: the pool drops the photos
+        # not begun, and each worker stops at its next photo
+        for rendered in results_in_order(futures):
+            yield from rendered
+
+
+def _render_chunk(jobs: list[_Job]) -> list[tuple[ImageRecord, dict]]:
+    """Worker entry point: render a run of photos in order, up to the pool's stop (then fewer: the command is
+    stopping, and drops them)."""
+    rendered = []
+    for job in jobs:
+        if stopping():
+            break
+        rendered.append(_render_job(job))
+    return rendered
 
 
 def _check_stale(out: Path, jobs: list[_Job], fmt: str) -> None:
