@@ -244,3 +244,27 @@ def test_verdict_thresholds_without_predictions_to_judge_are_refused(tmp_path):
     result = runner.invoke(app, ["viz", str(gt), str(tmp_path / "out"), "--verdict-review", "0.3"])
     assert result.exit_code == 2 and "--verdict-review judges predictions" in said(result), result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_viz_of_predictions_whose_checkpoint_changed_since_draws_them_and_says_no_fault_is_framed(tmp_path):
+    # eval refuses to score them (another model's thresholds would judge them); pictures of their boxes were refused too
+    from tests.eval.test_choosing_for_the_model import keyed
+    from tests.eval.test_judging import files
+
+    gt, pred, ckpt = files.__wrapped__(tmp_path)
+    for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
+        Image.new("RGB", (100, 100), (90, 90, 90)).save(gt.parent / name)
+    keyed(gt, pred, ckpt)
+    ckpt.joinpath("model.safetensors").write_bytes(b"weights trained again in the same folder")
+    result = runner.invoke(app, ["viz", str(pred), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out").glob("*.png"))) == 4
+    assert "note: no predicted fault framed" in said(result) and "model.safetensors changed" in said(result)
+    assert magenta(tmp_path / "out" / "0000_a.png") == 0  # its fault at 0.9 is not judged by another model's pair
+    # All that judges them given on the command line: framed
+    from bbuvl.data.labels import DEFAULT_HIERARCHY
+
+    result = runner.invoke(app, ["viz", str(pred), str(tmp_path / "given"), "--hierarchy", str(DEFAULT_HIERARCHY),
+                                 "--verdict-review", "0.4", "--verdict-fail", "0.9"])
+    assert result.exit_code == 0 and "no predicted fault framed" not in said(result), result.output
+    assert magenta(tmp_path / "given" / "0000_a.png") > 0

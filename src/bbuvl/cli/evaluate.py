@@ -547,10 +547,13 @@ def viz(
     if font.warning:
         console.print(f"[bold yellow]warning:[/] {escape(font.warning)}", soft_wrap=True)
     unreadable: list[str] = []
+    notes: list[str] = []
     with user_errors(ValueError, OSError):
         written = draw_pictures(input, out_dir, font, name, pred=pred, limit=limit, iou=iou, unreadable=unreadable,
-                                replace=own, hierarchy=hierarchy, review=verdict_review, fail=verdict_fail)
+                                replace=own, hierarchy=hierarchy, review=verdict_review, fail=verdict_fail, notes=notes)
     console.print(f"[green]drew[/] {written} photo(s) into {escape(str(out_dir))}", soft_wrap=True)
+    for note in notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     for drawn in (input, pred):
         if drawn is not None and (unfinished := unfinished_predictions_note(drawn)):
             console.print(f"[yellow]note:[/] {escape(unfinished)}", soft_wrap=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
@@ -37,13 +37,14 @@ def is_prediction_file(path: str | Path) -> bool:
 def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name: LabelNamer,
                   pred: str | Path | None = None, limit: int = 50, iou: float = 0.5,
                   unreadable: list[str] | None = None, replace: bool = False, hierarchy: str | Path | None = None,
-                  review: float | None = None, fail: float | None = None) -> int:
+                  review: float | None = None, fail: float | None = None, notes: list[str] | None = None) -> int:
     """Draw up to `limit` photos of `input` (dataset or predictions JSONL) into `out_dir`; returns how many.
 
     Faults are framed as the report frames them (eval/draw.py): every fault of the ground truth, and the predicted
     boxes the photo's verdict counts, judged as `bbuvl eval` judges the predictions (eval/judging.py `verdict_setup`:
-    `hierarchy`, `review` and `fail` when given, else those of the checkpoint that wrote them, else the config's);
-    ValueError where eval refuses to judge them (their checkpoint changed since, and not all three were given).
+    `hierarchy`, `review` and `fail` when given, else those of the checkpoint that wrote them, else the config's).
+    Where eval would refuse to judge them (their checkpoint changed since, and not all three were given) the boxes are
+    still drawn, no predicted fault framed, and `notes` (when given) gets why, as it gets eval's own notes.
 
     A photo that cannot be read is drawn on a grey placeholder naming why, and `unreadable` (when given) gets
     why (naming the photo) for it, so that the caller can say so too. The pictures go beside what `out_dir` holds;
@@ -53,7 +54,7 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
     take it with the folder) or lies inside one, or another process writes or reads it (data/library_outputs.py)."""
     with holding_outputs("viz", {"input": input, "pred": pred}, folders=[out_dir]):
         return _draw_held(Path(input), Path(out_dir), font, name, pred, limit, iou, unreadable, replace,
-                          Judging(hierarchy, review, fail))
+                          Judging(hierarchy, review, fail, [] if notes is None else notes))
 
 
 @dataclass
@@ -63,12 +64,20 @@ class Judging:
     hierarchy: str | Path | None = None
     review: float | None = None
     fail: float | None = None
+    notes: list[str] = field(default_factory=list)  # what judged the drawn faults, or why none was judged
 
     def of(self, pred: str | Path | None) -> tuple[Faults, FramedThresholds | None]:
         """The faults, and the thresholds that judge predictions `pred` (None: no predictions to judge)."""
         if pred is None:
             return Faults.load(self.hierarchy), None
-        judged = verdict_setup(pred, self.hierarchy, self.review, self.fail)
+        try:
+            judged = verdict_setup(pred, self.hierarchy, self.review, self.fail)
+        except ValueError as refused:
+            # Pictures are for looking: a checkpoint changed since the predictions leaves their boxes worth seeing,
+            # only their verdict unknown, where eval has numbers to refuse.
+            self.notes.append(f"no predicted fault framed: {refused}")
+            return Faults.load(self.hierarchy), None
+        self.notes.extend(judged.notes)
         return judged.faults, judged.thresholds
 
 
