@@ -253,3 +253,25 @@ def test_a_whole_checkpoint_of_an_older_bbuvl_is_refused_as_such_and_no_removal_
     assert said.startswith(f"{checkpoint / file}: {cause}") and "this version cannot resume it" in said
     assert f"model.path={checkpoint}" in said and "--overwrite" not in said and "killed" not in said
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == before  # nothing written, nothing cut back
+
+
+def test_a_failed_start_removes_the_folders_it_made_and_keeps_those_that_were_there_or_hold_anything(tmp_path):
+    from bbuvl.train.run_dir import left_as_found
+
+    made = tmp_path / "runs" / "a" / "ddp"
+    with pytest.raises(RuntimeError):
+        with left_as_found(made):
+            made.mkdir(parents=True)  # as transformers' Trainer makes output_dir when built
+            raise RuntimeError("refused")
+    assert not (tmp_path / "runs").exists()
+    there = tmp_path / "mine"
+    there.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        with left_as_found(there / "run"):
+            (there / "run").mkdir()
+            (there / "run" / "run.json").write_text("{}", encoding="utf-8")  # a run's record: it stays
+            raise KeyboardInterrupt
+    assert (there / "run" / "run.json").is_file()
+    with left_as_found(tmp_path / "ok"):  # a start that goes on keeps what it made
+        (tmp_path / "ok").mkdir()
+    assert (tmp_path / "ok").is_dir()
