@@ -15,6 +15,18 @@ torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def _no_fsync(fd: int) -> None:
+    """`os.fsync` in the test processes: the call is made, the wait for the disk is not."""
+
+
+# Every atomic write syncs its file to the disk (src/bbuvl/atomic.py), which only a power cut could ever tell apart
+# and no test makes one: the waits were 8% of the time of tests/train/test_trainer.py, tests/cli/test_stops.py and
+# tests/data/test_synth_cli.py (1,033 syncs, 8 s of 105 s on the shared 2-core machine). The code still calls
+# os.fsync, so a test that makes it fail (tests/reliability/faults.py disk_full_after, a monkeypatch) still does;
+# the commands the tests start as processes of their own still sync.
+os.fsync = _no_fsync
+
+
 # The longest files of the default run, sent to the pytest-xdist workers first (`make test`, --dist loadfile): one
 # worker trains a guard while the other runs the short tests, instead of a guard starting last and running alone.
 LONGEST_FIRST = ("tests/test_learnability.py", "tests/test_small_parts_learnability.py", "tests/test_gpu_bench.py",
