@@ -35,6 +35,20 @@ class StopAt(TrainerCallback):
             control.should_training_stop = True
 
 
+class AtStart(TrainerCallback):
+    """The model a run trains (`model`), its parameters' values (`weights`) and the names of those that train
+    (`trainable`) as its first step finds them: read from the run itself, where a test built the same config a second
+    time to read them."""
+
+    def __init__(self):
+        self.model, self.weights, self.trainable = None, {}, set()
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.model = model
+        self.weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+        self.trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+
+
 def whole_and_resumed(run_config, tmp_path, *overrides: str, stop: int = 3) -> tuple[dict, dict]:
     """`train`'s results for a run never stopped (in tmp_path/a) and for the same run stopped after step `stop`, as a
     kill leaves it, then resumed (in tmp_path/b): what an exact resume is checked by."""

@@ -20,14 +20,14 @@ from bbuvl.model.identity import trained_identity
 from bbuvl.train.param_groups import GROUPS, ParameterGroupError, assign_groups, group_of, summarize_groups
 from bbuvl.train.run_dir import RunDirError
 from bbuvl.train.trainer import build_run, train
-from tests.callbacks import PoisonHeadOnce, StopAt, whole_and_resumed
+from tests.callbacks import AtStart, PoisonHeadOnce, StopAt, whole_and_resumed
 from tests.conftest import run_config_at
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
-def _snapshot(model, group):
-    return {n: p.detach().clone() for n, p in model.named_parameters() if group_of(n) == group}
+def _snapshot(start, group):
+    return {n: p for n, p in start.weights.items() if group_of(n) == group}
 
 
 def _losses(history):
@@ -50,22 +50,13 @@ def test_a_trainable_parameter_outside_the_groups_is_a_startup_error(run_config)
         assign_groups(run.model)
 
 
-class _Capture(TrainerCallback):
-    def __init__(self):
-        self.model = None
-
-    def on_train_end(self, args, state, control, model=None, **kwargs):
-        self.model = model
-
-
 def test_zero_lr_groups_stay_frozen_and_logged_loss_is_the_weighted_sum(run_config):
     cfg = run_config("training.lr.vision=0", "training.lr.merger=0")
-    run = build_run(cfg)
-    vision_before = _snapshot(run.model, "vision")
-    llm_before = _snapshot(run.model, "llm")
-    assert not any(p.requires_grad for n, p in run.model.named_parameters() if group_of(n) in ("vision", "merger"))
-    cap = _Capture()
-    result = train(cfg, progress=False, callbacks=[cap])
+    start = AtStart()
+    result = train(cfg, progress=False, callbacks=[start])
+    vision_before = _snapshot(start, "vision")
+    llm_before = _snapshot(start, "llm")
+    assert start.trainable and not any(group_of(n) in ("vision", "merger") for n in start.trainable)
     model = load_model(result["final"])[0]
     for n, p in model.named_parameters():
         if n in vision_before:
@@ -231,10 +222,11 @@ def test_a_lora_run_names_each_rate_it_leaves_nothing_to_train_and_its_adapters_
 
 def test_detection_freeze_epochs_holds_the_head(run_config):
     cfg = run_config("training.max_steps=-1", "training.num_epochs=1", "training.detection_freeze_epochs=1")
-    run = build_run(cfg)
-    before = {n: p.detach().clone() for n, p in run.model.detection_head.named_parameters()}
-    result = train(cfg, progress=False)
+    start = AtStart()
+    result = train(cfg, progress=False, callbacks=[start])
+    before = {n.removeprefix("detection_head."): p for n, p in start.weights.items() if n.startswith("detection_head.")}
     head = load_model(result["final"])[0].detection_head
+    assert before.keys() == dict(head.named_parameters()).keys()
     for n, p in head.named_parameters():
         assert torch.equal(p, before[n]), n
     assert all("loss_bbox" not in h for h in _losses(result["history"]))
@@ -304,9 +296,9 @@ def test_gradient_checkpointing_recomputes_the_llm_layers_and_a_run_trains(run_c
     from bbuvl.model.vlm import core_model
 
     cfg = run_config("training.gradient_checkpointing=true", "training.max_steps=2", "data.teacher_ratio=0")
-    run = build_run(cfg)
-    assert checkpointed(core_model(run.model.vlm).model)
-    train(cfg, progress=False)
+    start = AtStart()
+    train(cfg, progress=False, callbacks=[start])
+    assert checkpointed(core_model(start.model.vlm).model)
     history = json.loads((Path(cfg.training.output_dir) / "history.json").read_text())
     losses = [h["loss"] for h in history if "loss" in h]
     assert losses and all(math.isfinite(v) for v in losses)
