@@ -160,6 +160,24 @@ def test_the_frame_overrides_the_image_processor(tiny_dir):
         load_processor(str(tiny_dir), CoordinateContract(min_pixels=10**6, max_pixels=28 * 28 * 16))
 
 
+def test_without_torchvision_a_folder_naming_a_stock_processor_is_read_once_by_its_stand_in(tiny_dir, tmp_path,
+                                                                                            monkeypatch):
+    from transformers.utils import is_torchvision_available
+
+    if is_torchvision_available():
+        pytest.skip("torchvision imports here: AutoProcessor builds the stock processor")
+    stock = _as_stock_checkpoint(tiny_dir, tmp_path / "stock")
+
+    def asked(*args, **kwargs):
+        raise AssertionError("AutoProcessor was asked")
+
+    # Before: AutoProcessor read the tokenizer and the image processor, failed on the video processor, and the
+    # stand-in read both again, half the time of each load
+    monkeypatch.setattr(AutoProcessor, "from_pretrained", asked)
+    for folder in (tiny_dir, stock):  # bbu-vl's saved folder and a stock one name the stock class
+        assert isinstance(load_processor(str(folder)), Qwen2_5_VLImageOnlyProcessor)
+
+
 def test_stock_qwen_processor_files_load(tiny_dir, tmp_path):
     stock = _as_stock_checkpoint(tiny_dir, tmp_path / "stock")
     model, processor = load_model_and_processor(str(stock))

@@ -9,6 +9,8 @@ images at the wrong tokens, which fails far from the cause or, worse, silently. 
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,7 +25,8 @@ from bbuvl.data.input_paths import model_files_path_problem
 from bbuvl.model.checkpoint import TOKENIZER_FILES, CheckpointError
 from bbuvl.model.patch_projection import use_linear_patch_projection
 from bbuvl.model.window_attention import use_batched_window_attention
-from bbuvl.model.processor import IMAGE_ONLY_PROCESSORS, image_only_processor_class, set_pixel_range
+from bbuvl.model.processor import (IMAGE_ONLY_PROCESSORS, PROCESSOR_CLASS_FILES, image_only_processor_class,
+                                   set_pixel_range)
 from bbuvl.paths import check_model_source
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -82,6 +85,10 @@ def _hub_id_named(path: str, what: str) -> Iterator[None]:
 
 def _auto_processor(path: str) -> Any:
     """AutoProcessor's answer, or the family's image-only processor where AutoProcessor cannot give a full one here."""
+    if _stock_processor_needs_torchvision(path):
+        # AutoProcessor would read the tokenizer and the image processor, then fail on the video processor, and both
+        # be read again below: about half the time of every load of a checkpoint on a machine without torchvision
+        return _image_only_class(path).from_pretrained(path)
     try:
         processor = AutoProcessor.from_pretrained(path)
     except (ImportError, ValueError, OSError) as e:
@@ -106,6 +113,25 @@ def _auto_processor(path: str) -> Any:
             f"{cls.__name__} image processor could not be read either ({e}); the checkpoint needs "
             "preprocessor_config.json or processor_config.json next to its tokenizer files"
         ) from e
+
+
+def _stock_processor_needs_torchvision(path: str) -> bool:
+    """Whether the folder `path` names a family's stock processor (model/processor.py) in the first of its processor
+    files that names one, as AutoProcessor reads them, and torchvision, which that processor's video processor needs,
+    is not installed here (it never is with bbu-vl's CPU torch): AutoProcessor then fails on the video processor."""
+    folder = Path(path)
+    if not folder.is_dir() or importlib.util.find_spec("torchvision") is not None:
+        return False
+    for name in PROCESSOR_CLASS_FILES:
+        try:
+            data = json.loads((folder / name).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):  # unreadable: AutoProcessor says what is wrong with it, as before
+            return False
+        if isinstance(data, dict) and "processor_class" in data:
+            return data["processor_class"] in IMAGE_ONLY_PROCESSORS
+    return False
 
 
 def _image_only_class(path: str) -> type:
