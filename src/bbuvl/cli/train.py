@@ -92,6 +92,7 @@ def train(
             return
         print_grpo_summary(result["history"])
         console.print(f"non-finite steps skipped: {result['nan_skipped']}")
+        print_unreadable(result["unreadable"], "the next photo answered")
         console.print(f"[green]checkpoint[/]: {escape(result['final'])}  (TensorBoard: "
                       f"{escape(str(Path(cfg.training.output_dir) / 'tb'))})")
         return
@@ -133,13 +134,7 @@ def train(
                   f"{result['budget_dropped']}; over-budget photos skipped: {oversize_text(result['oversize_skipped'])}; answers cut at "
                   f"data.max_length: {result['answers_truncated']}"
                   + (f" (and {drawn} more photo(s) through a crop or mirror)" if drawn else ""))
-    if unreadable := result.get("unreadable"):
-        console.print(f"[yellow]photos that could not be read when drawn, another sample trained in "
-                      f"each one's place: {len(unreadable)}[/]; fix or remove them:", markup=True)
-        for line in unreadable[:5]:
-            console.print(f"  {escape(line)}", highlight=False)
-        if len(unreadable) > 5:
-            console.print(f"  ... {len(unreadable) - 5} more")
+    print_unreadable(result.get("unreadable") or [], "another sample trained")
     if cache := result.get("sample_cache"):
         draws = cache["hits"] + cache["misses"]
         console.print(f"samples kept between epochs (data.sample_cache_mb={cfg.data.sample_cache_mb:g}, this process): "
@@ -237,6 +232,18 @@ def oversize_text(skipped: dict[str, int]) -> str:
     return f"{sum(skipped.values())} (" + ", ".join(f"{key} {n}" for key, n in skipped.items()) + ")"
 
 
+
+
+def print_unreadable(unreadable: list[str], instead: str) -> None:
+    """The end of a run's list of the photos that could not be read when drawn (`instead`: what took each one's place)."""
+    if not unreadable:
+        return
+    console.print(f"[yellow]photos that could not be read when drawn, {instead} in each one's place: "
+                  f"{len(unreadable)}[/]; fix or remove them:", markup=True)
+    for line in unreadable[:5]:
+        console.print(f"  {escape(line)}", highlight=False)
+    if len(unreadable) > 5:
+        console.print(f"  ... {len(unreadable) - 5} more")
 
 
 def print_grpo_summary(history: list[dict]) -> None:

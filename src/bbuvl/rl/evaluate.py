@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Sequence
 
 from bbuvl.config import RewardWeights
+from bbuvl.data.images import ImageError
 from bbuvl.data.labels import Hierarchy
-from bbuvl.infer.predictor import Predictor
+from bbuvl.infer.predictor import Predictor, Prepared
 from bbuvl.rl.rewards import LabelledBox, RewardScorer
-from bbuvl.rl.rollouts import Photo, read_photos
+from bbuvl.rl.rollouts import Photo, prepared_photo, read_photos, where
+from bbuvl.train.all_ranks import first_process
+
+log = logging.getLogger(__name__)
 
 
 def heldout_reward(predictor: Predictor, jsonl: str | Path, weights: RewardWeights | None = None,
@@ -24,12 +29,30 @@ def heldout_reward(predictor: Predictor, jsonl: str | Path, weights: RewardWeigh
 
 def photos_reward(predictor: Predictor, photos: Sequence[Photo], scorer: RewardScorer,
                   batch_size: int = 8) -> dict[str, float]:
-    """`heldout_reward` over photos already read, scored by `scorer`: GRPO's validation pass on `data.val`."""
+    """`heldout_reward` over photos already read, scored by `scorer`: GRPO's validation pass on `data.val`. A photo
+    that cannot be read now (cut short, deleted, or replaced by one of another size since the start) is left out of
+    the means, named in a warning."""
+    # It ended the run at its first validation pass, the steps since the last checkpoint lost; replaced by a photo of
+    # another size, its answer was scored in the new file's pixels against the record's truth.
+    opts = predictor.options("generate")
     sums: dict[str, float] = {}
+    scored = 0
     for start in range(0, len(photos), batch_size):
-        chunk = photos[start:start + batch_size]
-        for photo, result in zip(chunk, predictor.predict([p.path for p in chunk], mode="generate")):
+        chunk: list[tuple[Photo, Prepared]] = []
+        for photo in photos[start:start + batch_size]:
+            try:
+                chunk.append((photo, prepared_photo(predictor, photo, keep_stored=opts.plan() is not None)))
+            except ImageError as e:
+                if first_process():  # every process scores every validation photo: said once
+                    log.warning("%s: this validation photo cannot be read (%s): left out of eval_reward; fix or remove "
+                                "it", where(photo), e)
+        if not chunk:
+            continue
+        for (photo, _), result in zip(chunk, predictor.predict_each([p for _, p in chunk], "generate", opts)):
+            if isinstance(result, Exception):
+                raise result
             answer = [LabelledBox(tuple(d.bbox_2d), d.label) for d in result.objects]
             for k, v in scorer.score(list(photo.truth), answer, result.error is None).items():
                 sums[k] = sums.get(k, 0.0) + v
-    return {k: v / max(len(photos), 1) for k, v in sums.items()}
+            scored += 1
+    return {k: v / max(scored, 1) for k, v in sums.items()}

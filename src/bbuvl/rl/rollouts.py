@@ -14,9 +14,10 @@ rank, and a resumed run draws what the uninterrupted one drew (docs/grpo.md, "Ex
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -25,6 +26,7 @@ from transformers.generation.logits_process import SuppressTokensLogitsProcessor
 
 from bbuvl.config import CropConfig, GrpoConfig
 from bbuvl.data.families import TURN_END, VISION_SPECIAL_TOKENS
+from bbuvl.data.images import ImageError
 from bbuvl.data.schema import ImageRecord
 from bbuvl.encode.chat import EncodedSample
 from bbuvl.encode.collate import Batch
@@ -36,8 +38,10 @@ from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.rl.answer_parts import part_advantages, token_advantages, token_parts
 from bbuvl.rl.objective import group_advantages
 from bbuvl.rl.rewards import MAX_REWARD, LabelledBox, RewardScorer
-from bbuvl.train.dataset import (SampleSource, SourcedRecord, drawn_crop, drawn_mirror, read_training_data, shown_photo,
-                                 sources_from)
+from bbuvl.train.dataset import (UNREADABLE_IN_A_ROW, SampleSource, SourcedRecord, drawn_crop, drawn_mirror, locate,
+                                 read_training_data, shown_photo, sources_from)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,11 +88,55 @@ def shown(predictor: Predictor, photo: Photo, augmentation: Augmentation, seed: 
     region = drawn_crop(augmentation.crop, src.record.size, rng("crop")) if src is not None else None
     mirror = src is not None and drawn_mirror(augmentation.mirror, rng("mirror"))
     if src is None or (region is None and not mirror):
-        return predictor.prepare(photo.path), photo.truth
+        return prepared_photo(predictor, photo), photo.truth
     # The answer is read back to the pixels of the record's size (`read_answers`), where the moved truth is, so the
     # rewards compare like with like; the view is already that size's frame, so prepare leaves its pixels as they are.
     image, record = shown_photo(src, predictor.contract, region, mirror)
     return predictor.prepare(image, size=record.size), truth_of(record)
+
+
+def prepared_photo(predictor: Predictor, photo: Photo, keep_stored: bool = False) -> Prepared:
+    """`photo` through `predictor.prepare`; ImageError when its file is no longer the size its record says (replaced
+    since the start read its header), as SFT's samples refuse it (encode/chat.py `image_for_model`)."""
+    # The answer is read back to the file's pixels and scored against the record's truth: a photo replaced by one twice
+    # its size earned every rollout 0, and the validation pass scored it so, without a word.
+    prepared = predictor.prepare(photo.path, keep_stored=keep_stored)
+    if photo.source is not None and tuple(prepared.size) != tuple(photo.source.record.size):
+        (w, h), (rw, rh) = prepared.size, photo.source.record.size
+        raise ImageError(f"{photo.path}: image is {w}x{h} but its record says {rw}x{rh}")
+    return prepared
+
+
+def where(photo: Photo) -> str:
+    """`file:line` of `photo`'s record, for messages (its path when it has no record)."""
+    return locate([photo.source])[0] if photo.source is not None else photo.path
+
+
+def readable(predictor: Predictor, photo: Photo, photos: Sequence[Photo], augmentation: Augmentation, seed: int,
+             step: int, unreadable: list[str]) -> tuple[Photo, Prepared, tuple[LabelledBox, ...]]:
+    """`photo` as `shown` shows it, or when it cannot be read now (cut short, deleted, replaced since the start read its
+    header) the next photo of `photos` (the dataset `photo.index` indexes) in its place, each one passed over named in
+    `unreadable` and in a warning, as SFT trains the next sample (docs/design.md, "Photos that cannot be read")."""
+    mine = photo.index < len(photos) and photos[photo.index].index == photo.index
+    tried: list[str] = []
+    for k in range(min(len(photos), UNREADABLE_IN_A_ROW) if mine else 1):
+        candidate = photos[(photo.index + k) % len(photos)] if mine else photo
+        try:
+            view, truth = shown(predictor, candidate, augmentation, seed, step)
+        except ImageError as e:
+            tried.append(f"{where(candidate)}: {e}")
+            if mine:
+                log.warning("%s: this photo cannot be read (%s): the next photo is answered in its place; fix or remove "
+                            "it", where(candidate), e)
+            continue
+        unreadable.extend(tried)
+        return candidate, view, truth
+    if not mine:
+        raise ImageError(tried[0])
+    if len(tried) == UNREADABLE_IN_A_ROW:
+        raise ImageError(f"{UNREADABLE_IN_A_ROW} photos in a row cannot be read, the first {tried[0]}: is the photos' "
+                         "folder still there?")
+    raise ImageError(f"no photo can be read, the first {tried[0]}")
 
 
 @dataclass
@@ -120,6 +168,8 @@ class Rollouts:
     # [R] the tokens the grammar allowed at each step of each answer (`grpo.logprobs: grammar`), None for an answer
     # whose tokens are scored over the whole vocabulary; None altogether with `grpo.logprobs: vocabulary`
     allowed: list[list[np.ndarray] | None] | None = None
+    # "file:line: why" of each photo that could not be read when drawn, the next photo answered in its place
+    unreadable: list[str] = field(default_factory=list)
 
 
 def rollout_seed(seed: int, step: int, index: int) -> int:
@@ -163,17 +213,20 @@ def grammar_steps(grammar: AnswerGrammar, ids: Sequence[int], max_new_tokens: in
 
 
 def draw_rollouts(predictor: Predictor, photos: Sequence[Photo], cfg: GrpoConfig, scorer: RewardScorer,
-                  seed: int, step: int, augmentation: Augmentation = Augmentation()) -> Rollouts:
+                  seed: int, step: int, augmentation: Augmentation = Augmentation(),
+                  dataset: Sequence[Photo] = ()) -> Rollouts:
     """`cfg.group_size` sampled answers to each photo, seen as `augmentation` draws it, scored; the model is used as it
-    is (call in eval mode)."""
+    is (call in eval mode). A photo that cannot be read now is replaced by the next one of `dataset` it belongs to
+    (`readable`); ImageError when it belongs to none."""
     G = cfg.group_size
     end = predictor.tokenizer.convert_tokens_to_ids(TURN_END)
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     samples, rewards, lengths, parts, cut, objects = [], [], [], [], [], []
     allowed: list[list[np.ndarray] | None] = []
     terms: dict[str, list[float]] = {}
-    for photo in photos:
-        view, truth = shown(predictor, photo, augmentation, seed, step)
+    unreadable: list[str] = []
+    for asked in photos:
+        photo, view, truth = readable(predictor, asked, dataset, augmentation, seed, step, unreadable)
         prepared = predictor.encode(view)
         group = [prepared] * G
         batch = predictor.batch(group, with_teachers=False)
@@ -220,7 +273,7 @@ def draw_rollouts(predictor: Predictor, photos: Sequence[Photo], cfg: GrpoConfig
                          f"float32 the objective computes in: keep each weighted reward within ±{MAX_REWARD:g} (the "
                          "shipped weights are at most 1)")
     return Rollouts(samples, reward, by_term, advantages, torch.tensor(lengths), torch.tensor(cut, dtype=torch.bool),
-                    torch.tensor(objects), allowed if allowed else None)
+                    torch.tensor(objects), allowed if allowed else None, unreadable)
 
 
 def read_rollouts(predictor: Predictor, prepared: Sequence[Prepared], new: torch.Tensor) -> list[ImageResult]:

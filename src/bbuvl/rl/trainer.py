@@ -43,6 +43,7 @@ from bbuvl.rl.rewards import RewardScorer
 from bbuvl.rl.start_notes import checkpoint_start, grpo_ignores, plain_start, quieted, unread_keys
 from bbuvl.rl.rollouts import (Augmentation, Photo, PhotoBatch, completion_logprobs, draw_rollouts, free_banned_ids,
                                photos_of)
+from bbuvl.train.all_ranks import drawn_notes
 from bbuvl.train.callbacks import LogWindow, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, read_training_rows, rows_as_sources
@@ -150,7 +151,7 @@ class GrpoTrainer(BBUTrainer):
         model.eval()  # no dropout while sampling; the policy's log-probabilities are recomputed in train mode
         try:
             drawn = [draw_rollouts(self.predictor, p.photos, self.grpo, self.scorer, self.args.seed, self.state.global_step,
-                                   self.run.augmentation) for p in photos]
+                                   self.run.augmentation, self.train_dataset) for p in photos]
         finally:
             model.train(was_training)
         answers = sum(len(r.samples) for r in drawn)
@@ -159,6 +160,7 @@ class GrpoTrainer(BBUTrainer):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(totals)
         for r in drawn:
+            self.unreadable.update(dict.fromkeys(r.unreadable))  # listed at the end of the run (`train_grpo`)
             self.window.add("reward", float(r.rewards.sum()), r.rewards.numel())
             for k, v in r.terms.items():
                 self.window.add(f"reward_{k}", float(v.sum()), v.numel())
@@ -523,5 +525,6 @@ def train_grpo(cfg: Config, resume: bool | str = False, progress: bool = True, c
         return made[0]
 
     trainer = fit(cfg, make, resume, overwrite, files, prepare, accept_code)
+    unreadable = drawn_notes(list(trainer.unreadable), [], 0)[0]  # every rank's, each once
     return {"final": str(Path(cfg.training.output_dir) / FINAL_DIR), "history": trainer.state.log_history,
-            "nan_skipped": trainer.guard.skipped}
+            "nan_skipped": trainer.guard.skipped, "unreadable": unreadable}
