@@ -425,8 +425,12 @@ def build_grpo_run(cfg: Config, inputs: GrpoInputs | None = None) -> GrpoRun:
         model.vlm = apply_lora(model.vlm, cfg.model.lora)
         # adapters on the weights we started from, found from any folder
         saved.model.lora, saved.model.path = cfg.model.lora, with_base_located(cfg).model.path
-    if model.detection_head is not None:
-        model.detection_head.requires_grad_(False)  # rewards reach the answer's tokens only
+    # Rewards reach the answer's tokens only: the head and the coordinate read-out (read by SFT's coordinate regression
+    # alone) get no gradient. Left trainable, the read-out was a parameter the loss never used, which DDP refuses: a run
+    # from a checkpoint trained with loss.coordinate_regression stopped at its second step under torchrun.
+    for module in (model.detection_head, model.coordinate_readout):
+        if module is not None:
+            module.requires_grad_(False)
     if cfg.training.gradient_checkpointing:
         core_model(model.vlm).activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     freeze_zero_lr_groups(model, cfg.training.lr)
