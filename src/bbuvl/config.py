@@ -575,6 +575,12 @@ class RewardWeights(_Strict):
     # lists of rl.rewards.LabelledBox in the stored photo's pixels.
     user_function: str | None = None
 
+    @property
+    def called_function(self) -> str | None:
+        """`user_function` when its term counts (`user` above 0), else None: a weight of 0 leaves the term out, and its
+        function is then never imported, called or recorded."""
+        return self.user_function if self.user > 0 else None
+
     @model_validator(mode="after")
     def _user_named(self) -> "RewardWeights":
         if self.user > 0 and not self.user_function:

@@ -25,7 +25,7 @@ def code(tmp_path, monkeypatch):
 
 
 def _config(out, function: str):
-    return load_config(None, ["training.method=grpo", f"training.output_dir={out}",
+    return load_config(None, ["training.method=grpo", f"training.output_dir={out}", "grpo.rewards.user=1",
                               f"grpo.rewards.user_function={function}"])
 
 

@@ -28,7 +28,7 @@ def code(tmp_path, monkeypatch):
 
 def _config(out, *overrides: str):
     return load_config(None, ["training.method=grpo", f"training.output_dir={out}",
-                              "grpo.rewards.user_function=rw9_rewards:size", *overrides])
+                              "grpo.rewards.user=1", "grpo.rewards.user_function=rw9_rewards:size", *overrides])
 
 
 def _entry(out):

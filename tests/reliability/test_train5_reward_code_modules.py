@@ -112,7 +112,7 @@ def test_recording_the_reward_code_imports_no_package_of_the_standard_library_or
     rewards = tmp_path / "code" / "rl5_rewards.py"
     rewards.write_text(rewards.read_text("utf-8") + "\n\ndef serve():\n    import wsgiref.simple_server\n",
                        encoding="utf-8")
-    cfg = load_config(None, ["training.method=grpo", "grpo.rewards.user_function=rl5_rewards:size"])
+    cfg = load_config(None, ["training.method=grpo", "grpo.rewards.user=1", "grpo.rewards.user_function=rl5_rewards:size"])
     # As in a fresh process: another test of the session may have imported it; put back as it was after.
     loaded = {name: sys.modules.pop(name) for name in list(sys.modules) if name.partition(".")[0] == "wsgiref"}
     try:
@@ -134,7 +134,7 @@ def test_a_resume_naming_another_reward_function_is_refused_without_offering_acc
         "from rl5_helpers import scaled\n\n\ndef size(truth, answer):\n    return scaled(len(answer))\n\n\n"
         "def count(truth, answer):\n    return len(answer)\n", encoding="utf-8")
     out = tmp_path / "grpo"
-    start = ["training.method=grpo", f"training.output_dir={out}"]
+    start = ["training.method=grpo", f"training.output_dir={out}", "grpo.rewards.user=1"]
     write_run_record(out, load_config(None, [*start, "grpo.rewards.user_function=rl5_rewards:size"]))
     (out / "checkpoint-2").mkdir()
     other = load_config(None, [*start, "grpo.rewards.user_function=rl5_rewards:count"])

@@ -185,12 +185,12 @@ def _packing_problem(cfg: Config) -> str | None:
 def _reward_problem(cfg: Config) -> str | None:
     """Why a GRPO run could not use its reward function (its import path, what it names), as its start would say;
     None when it can, or when the run is no GRPO run (which never calls it)."""
-    if cfg.training.method != "grpo" or not cfg.grpo.rewards.user_function:
-        return None
+    if cfg.training.method != "grpo" or not cfg.grpo.rewards.called_function:
+        return None  # with grpo.rewards.user 0 the start neither imports nor calls it (rl/start_notes.py says so)
     from bbuvl.rl.rewards import load_user_reward  # imports the user's module, as the run's start does
 
     try:
-        load_user_reward(cfg.grpo.rewards.user_function)
+        load_user_reward(cfg.grpo.rewards.called_function)
     except ValueError as e:
         return str(e)
     return None

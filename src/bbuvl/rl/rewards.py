@@ -169,7 +169,9 @@ class RewardScorer:
     @classmethod
     def from_config(cls, weights: RewardWeights, hierarchy: Hierarchy, vocabulary: list[str]) -> "RewardScorer":
         """Resolve the user's function once, before any rollout (a bad import path fails at the start)."""
-        user = load_user_reward(weights.user_function) if weights.user_function else None
+        # With grpo.rewards.user 0 the function is never called: a module that no longer imports, or code edited since,
+        # stopped the start or a resume of a run it never paid a reward in (rl/start_notes.py says it is unused).
+        user = load_user_reward(weights.called_function) if weights.called_function else None
         return cls(weights, hierarchy, vocabulary, user)
 
     def score(self, truth: list[LabelledBox], answer: list[LabelledBox], parsed: bool) -> dict[str, float]:

@@ -123,6 +123,12 @@ def grpo_ignores(cfg: Config) -> list[BudgetProblem]:
         keys = tuple(f"monitor.{k}" for k in given)
         ignored.append(BudgetProblem(f"{', '.join(keys)}: {UNREAD['monitor.']}", keys))
     ignored += unread_settings(cfg)
+    w = cfg.grpo.rewards
+    if w.user_function and not w.called_function:  # a function named, its weight left at the default 0: never called
+        ignored.append(BudgetProblem(f"grpo.rewards.user_function ({w.user_function}): grpo.rewards.user is 0, so the "
+                                     "function is never called and pays no reward (nor is it imported or recorded); "
+                                     "give grpo.rewards.user a weight above 0 to use it",
+                                     ("grpo.rewards.user_function", "grpo.rewards.user")))
     if 0 < t.max_steps < t.logging_steps:  # the rewards are what a GRPO run is watched by: none would be shown
         ignored.append(BudgetProblem(f"training.logging_steps ({t.logging_steps}): the run stops at training.max_steps "
                                      f"({t.max_steps}) before its first log, so no reward, KL or answer length is "

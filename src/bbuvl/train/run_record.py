@@ -237,7 +237,7 @@ def user_code(cfg: Config) -> dict[str, dict[str, Any]]:
     """A GRPO run's user reward function (grpo.rewards.user_function) by content: the SHA-256 of the file it is
     defined in, of its own source and of the user's own modules those import (`user_modules`); empty for other runs.
     Its name alone let a resume go on with edited code."""
-    spec = cfg.grpo.rewards.user_function
+    spec = cfg.grpo.rewards.called_function  # none with grpo.rewards.user 0: the run never calls it
     if cfg.training.method != "grpo" or not spec:
         return {}
     module_name, _, attr = spec.rpartition(":") if ":" in spec else spec.rpartition(".")
