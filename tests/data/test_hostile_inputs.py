@@ -14,10 +14,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from bbuvl.cli.data import app
-from bbuvl.data.images import ImageError, image_size, load_image
+from bbuvl.data.images import ImageError, image_size, load_image, oriented
 from bbuvl.data.schema import read_records
 from bbuvl.serve.images import decode_image
-from tests.exif_photos import jpeg_turned_with_a_make_tag_of_the_wrong_type
+from tests.exif_photos import UNPARSABLE_EXIF, jpeg_turned_with_a_make_tag_of_the_wrong_type, photo_with_an_unparsable_exif_block
 
 LABEL = "线缆"
 
@@ -737,6 +737,20 @@ def test_a_photo_whose_exif_holds_a_tag_of_the_wrong_type_loads_upright_as_serve
     with Image.open(io.BytesIO(path.read_bytes())) as im:
         served = decode_image(path.read_bytes(), max_pixels=10**6)
         assert served.tobytes() == loaded.image.tobytes() and im.size == (64, 48)
+
+
+@pytest.mark.parametrize("block", sorted(UNPARSABLE_EXIF))
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_a_photo_whose_exif_block_cannot_be_parsed_loads_as_stored_and_so_do_its_regions(tmp_path: Path, fmt, block):
+    stored = Image.radial_gradient("L").convert("RGB").resize((64, 48))
+    path = tmp_path / f"photo.{fmt.lower()}"
+    path.write_bytes(photo_with_an_unparsable_exif_block(stored, fmt, UNPARSABLE_EXIF[block]))
+    loaded = load_image(path)
+    assert (loaded.orientation, loaded.image.size) == (1, (64, 48))
+    # A region of it carries the block along (Pillow copies `info`), and Predictor.prepare turns an image in memory by
+    # it: `bbuvl predict --tiles` stopped at a JPEG's first tile with a traceback (SyntaxError), the file itself read
+    region = loaded.image.crop((0, 0, 32, 24))
+    assert oriented(region)[1] == 1 and oriented(region)[0].size == (32, 24)
 
 
 def test_a_photo_whose_exif_orientation_is_no_number_is_an_error_naming_it(tmp_path: Path):

@@ -11,7 +11,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from tests.exif_photos import jpeg_turned_with_a_make_tag_of_the_wrong_type
+from tests.exif_photos import UNPARSABLE_EXIF, jpeg_turned_with_a_make_tag_of_the_wrong_type, photo_with_an_unparsable_exif_block
 from tests.serve.client import multipart
 
 
@@ -310,6 +310,21 @@ def test_a_photo_whose_exif_holds_a_tag_of_the_wrong_type_is_answered_upright(ba
     # write (AttributeError here; struct.error and TypeError for other tags), while the pixels and the turn are sound
     assert r.status == 200, r.body
     assert (r.json()["width"], r.json()["height"]) == (48, 64)
+
+
+@pytest.mark.parametrize("block", sorted(UNPARSABLE_EXIF))
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_a_photo_whose_exif_block_cannot_be_parsed_is_answered_as_stored(bad_server, photos, fmt, block):
+    source = Image.open(photos[0]).convert("RGB")
+    clean = photo_with_an_unparsable_exif_block(source, fmt, b"")
+    damaged = photo_with_an_unparsable_exif_block(source, fmt, UNPARSABLE_EXIF[block])
+    answers = [bad_server.request("POST", "/v1/detect", *as_file(data)) for data in (clean, damaged)]
+    # a JPEG's was a 500 internal_error (SyntaxError, struct.error): Pillow's JPEG opener takes such a block for no
+    # EXIF, and the server's copy of the pixels parsed it again; a PNG's and a WebP's a 400 corrupt_image, their pixels
+    # sound. `bbuvl predict` reads the JPEG as stored (and stopped at its first tile): the server answers it the same
+    assert [r.status for r in answers] == [200, 200], answers[1].body
+    assert answers[1].json()["objects"] == answers[0].json()["objects"]
+    assert answers[1].json()["orientation"] == 1
 
 
 def test_a_body_over_the_limit_that_waits_for_100_continue_is_refused_before_it_is_sent(bad_server, photos):

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import io
 import os
+import struct
 import warnings
 from collections import Counter
 from contextlib import contextmanager
@@ -395,7 +396,15 @@ def exif_orientation(im: Image.Image) -> int:
     if im.format == "TIFF" and pillow_turns_tiff():
         return 1
     try:
-        value = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
+        exif = im.getexif()
+    except (SyntaxError, struct.error):
+        # An EXIF block Pillow cannot parse (no TIFF header after "Exif") holds no turn anyone can read: the photo is
+        # read as stored, as Pillow's JPEG opener takes such a block (its file's getexif() is empty). Raised here
+        # instead, a copy of that JPEG's pixels, which carries the block along, failed where the file had not: a 500
+        # in `bbuvl serve`, and `bbuvl predict --tiles` stopped with a traceback at its first region.
+        return 1
+    try:
+        value = int(exif.get(EXIF_ORIENTATION, 1) or 1)
     except (TypeError, ValueError) as e:
         raise ValueError(f"EXIF orientation is not a number: {e}") from None
     return value if value in range(1, 9) else 1
