@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -138,6 +139,42 @@ def test_a_proxys_html_error_page_is_shown_by_its_status_not_as_a_parse_error(br
         WebDriverWait(browser, 30).until(lambda d: "error" in d.find_element(By.ID, "status").get_attribute("class"))
         said = browser.find_element(By.ID, "status").text
         assert said.startswith("502 Bad Gateway") and "not the server's JSON" in said and "SyntaxError" not in said, said
+    finally:
+        proxy.close()
+
+
+class _BusyOnce:
+    """A server in front that answers the first detection 503 queue_full, as a full queue does, and passes the rest."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, request: bytes, status: int, head: dict, body: bytes) -> tuple[int, dict, bytes]:
+        self.calls += 1
+        if self.calls > 1:
+            return status, head, body
+        busy = {"error": {"kind": "queue_full", "message": "all 64 places in the queue are taken; retry shortly"}}
+        return 503, {"Content-Type": "application/json", "Retry-After": "1"}, json.dumps(busy).encode()
+
+
+def test_the_same_photo_chosen_again_after_an_error_is_sent_again(browser, serve, photos):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    client = serve()
+    proxy = Proxy(client.base, _BusyOnce())
+    try:
+        browser.get(f"http://inspector:{client.key}@127.0.0.1:{proxy.port}/")
+        browser.find_element(By.ID, "file").send_keys(str(photos[0]))
+        WebDriverWait(browser, 30).until(lambda d: "error" in d.find_element(By.ID, "status").get_attribute("class"))
+        assert browser.find_element(By.ID, "status").text.startswith("503 "), browser.find_element(By.ID, "status").text
+        # The inspector retries as told, choosing the same photo: the browser saw no new choice, fired no "change", and
+        # the page sent nothing, the 503 still on screen
+        browser.find_element(By.ID, "file").send_keys(str(photos[0]))
+        WebDriverWait(browser, 30).until(lambda d: proxy.posts_done == 2
+                                         and d.find_element(By.ID, "canvas").get_attribute("data-boxes"))
+        assert browser.find_element(By.ID, "canvas").get_attribute("data-boxes") == str(
+            len(client.detect_file(photos[0]).json()["objects"]))
     finally:
         proxy.close()
 

@@ -254,7 +254,13 @@
 
   drop.addEventListener("click", () => fileInput.click());
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") fileInput.click(); });
-  fileInput.addEventListener("change", () => inspect(fileInput.files[0]));
+  fileInput.addEventListener("change", () => {
+    const file = fileInput.files[0];
+    // Cleared once read: a browser fires "change" only for a choice that differs from the last, so the same photo
+    // chosen again, to retry after a 503 "retry shortly" or a lost connection, was never sent and the error stayed.
+    fileInput.value = "";
+    inspect(file);
+  });
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => {
