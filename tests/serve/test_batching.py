@@ -82,6 +82,34 @@ def test_a_full_queue_refuses_at_once_with_503_and_retry_after():
         batcher.stop()
 
 
+def test_jobs_set_aside_for_a_batch_of_their_kind_still_count_against_the_queue():
+    gate = Gate()
+    gate.open.set()
+    batcher = Batcher(gate, max_batch=8, max_wait_ms=1000, queue_size=2)
+    batcher.start()
+
+    async def main() -> None:
+        head = asyncio.ensure_future(batcher.run(0, "head", 10))  # its batch gathers for a second
+        accepted, refused = [], 0
+        for i in range(1, 7):
+            await asyncio.sleep(0.05)  # the gathering worker sets each chat's photo aside, out of the queue
+            try:
+                accepted.append(batcher.submit(i, "generate"))
+            except ApiError as e:
+                assert e.status == 503 and e.kind == "queue_full", e.message
+                refused += 1
+        # --queue-size 2 took all six before, each place freed as soon as the worker set its job aside
+        assert (len(accepted), refused, batcher.full, batcher.depth) == (2, 4, True, 2)
+        assert [r for r, _ in await asyncio.gather(head)] == [0]
+        assert [await job.future for job in accepted] == [10, 20]
+
+    try:
+        asyncio.run(main())
+    finally:
+        batcher.stop()
+    assert gate.batches == [("head", [0]), ("generate", [1, 2])]
+
+
 def test_stop_answers_every_queued_job_then_refuses_new_ones():
     gate = Gate()
     batcher = Batcher(gate, max_batch=2, max_wait_ms=0, queue_size=8)

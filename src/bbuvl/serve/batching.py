@@ -87,10 +87,15 @@ class Batcher:
         """Jobs waiting (not yet in a running batch)."""
         return self._queue.qsize() + len(self._held)
 
+    def _waiting(self) -> int:
+        """Jobs waiting whose callers still await them: those queued, and those the worker set aside for a batch of
+        their kind (`_held`), which the queue no longer counts."""
+        return self._queue.qsize() + sum(not job.future.cancelled() for job in list(self._held))
+
     @property
     def full(self) -> bool:
         """True when a new job would be refused (jobs whose callers are gone dropped first)."""
-        return self._queue.full() and (self.purge() == 0 or self._queue.full())
+        return self._waiting() >= self.queue_size and (self.purge() == 0 or self._waiting() >= self.queue_size)
 
     def purge(self) -> int:
         """Drop the queued jobs whose callers have gone (left, or past their deadline): how many. From any thread."""
@@ -123,12 +128,12 @@ class Batcher:
             job.finish()
             raise ApiError(503, "not_ready", "the server is starting or stopping", {"Retry-After": "1"})
         try:
-            try:
-                self._queue.put_nowait(job)
-            except queue.Full:
-                if not self.purge():
-                    raise
-                self._queue.put_nowait(job)
+            # Jobs set aside for a batch of their kind count too: gathering a batch of one kind takes every job of
+            # the other out of the queue, so a chat request's place was free again while a detect batch gathered, and
+            # --queue-size 4 held 20 photos (docs/serving.md, "Dynamic batching")
+            if self.full:
+                raise queue.Full
+            self._queue.put_nowait(job)
         except queue.Full:
             job.finish()
             raise ApiError(503, "queue_full", f"all {self.queue_size} places in the queue are taken; retry shortly",
