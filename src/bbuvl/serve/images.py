@@ -89,9 +89,23 @@ def decode_upload(data: bytes | memoryview, max_pixels: int,
     except UnidentifiedImageError:
         raise ApiError(400, "not_an_image", "the upload is not an image Pillow can identify (JPEG, PNG, WebP, BMP, TIFF)") from None
     except Image.DecompressionBombError as e:  # Pillow's own check, at twice its MAX_IMAGE_PIXELS, fires inside open()
-        raise ApiError(413, "image_too_large", f"the image is too large to decode safely: {e}") from None
+        raise ApiError(413, "image_too_large", _past_pillows_limit(e, max_pixels)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ApiError(400, "corrupt_image", f"the image cannot be decoded (truncated or corrupt): {e}") from None
+
+
+_PILLOW_SIZE = re.compile(r"Image size \((\d+) pixels\)")
+
+
+def _past_pillows_limit(e: Image.DecompressionBombError, max_pixels: int) -> str:
+    """Why a PNG, TIFF or WebP Pillow refused to open (past twice its MAX_IMAGE_PIXELS) is refused, with this server's
+    limit: Pillow's own words named its 178956970, so a 192 MP PNG scaled down to 170 MP was refused again, at this
+    server's 100 MP (docs/serving.md, "Bad input")."""
+    found = _PILLOW_SIZE.search(str(e))
+    has = f"{int(found.group(1))} pixels" if found else "more pixels than Pillow opens"
+    limit = max_pixels if (pillow := pillow_limit()) is None else min(max_pixels, pillow)
+    return (f"the image has {has}; this server decodes at most {limit} of a PNG, TIFF or WebP (a decompression bomb, "
+            "or a photo to scale down first; a JPEG past it is read at a reduced scale)")
 
 
 class _View(io.RawIOBase):
