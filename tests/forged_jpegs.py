@@ -61,3 +61,25 @@ def _status() -> dict[str, int] | None:
             return {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in fh) if k in ("VmRSS", "VmHWM")}
     except OSError:
         return None
+
+
+def rescanned(size: tuple[int, int], extra_scans: int, comment: bytes = b"") -> bytes:
+    """A progressive JPEG of one colour, `size`, whose last scan (and the table before it) is repeated `extra_scans`
+    times: each repeat a few dozen bytes, an end-of-band run over every block, and a pass of the decoder over the whole
+    photo (libjpeg warns of the progression and goes on). `comment`, when given, is put in a COM segment right after
+    the first scan's image data."""
+    buf = io.BytesIO()
+    Image.new("RGB", size, (120, 130, 140)).save(buf, "JPEG", progressive=True, quality=90)
+    data = buf.getvalue()
+    scans = [at for at in range(len(data) - 1) if data[at:at + 2] == b"\xff\xda"]
+    last, end = scans[-1], data.rindex(b"\xff\xd9")
+    table = data.rfind(b"\xff\xc4", scans[-2], last)
+    repeated = data[table if table >= 0 else last:end] * extra_scans
+    if comment:
+        first_end = data.index(b"\xff", scans[0] + 2 + int.from_bytes(data[scans[0] + 2:scans[0] + 4], "big"))
+        while data[first_end + 1] == 0:  # a 0xFF of image data
+            first_end = data.index(b"\xff", first_end + 2)
+        segment = b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment
+        data = data[:first_end] + segment + data[first_end:]
+        end += len(segment)
+    return data[:end] + repeated + data[end:]

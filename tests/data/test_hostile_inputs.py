@@ -17,7 +17,8 @@ from bbuvl.cli.data import app
 from bbuvl.data.images import ImageError, image_size, load_image, oriented
 from bbuvl.data.schema import read_records
 from bbuvl.serve.images import decode_image
-from tests.exif_photos import UNPARSABLE_EXIF, jpeg_turned_with_a_make_tag_of_the_wrong_type, photo_with_an_unparsable_exif_block
+from tests.exif_photos import (UNPARSABLE_EXIF, jpeg_turned_with_a_make_tag_of_the_wrong_type,
+                               photo_with_an_unparsable_exif_block)
 
 LABEL = "线缆"
 

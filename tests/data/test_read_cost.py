@@ -19,7 +19,7 @@ from bbuvl.data.check import check_dataset
 from bbuvl.data.images import ImageError, image_size, load_image
 from bbuvl.data.near_copies import photo_print, photo_prints
 from bbuvl.data.read_cost import jpeg_layout, read_cost
-from tests.forged_jpegs import ARITHMETIC_FLAT_2000, PeakMemory, claiming, scanned_one_by_one
+from tests.forged_jpegs import ARITHMETIC_FLAT_2000, PeakMemory, claiming, rescanned, scanned_one_by_one
 
 # Pillow refuses past twice this: 2,000,000 pixels (as tests/data/test_images_past_the_pixel_limit.py lowers it)
 LOWERED = 1_000_000
@@ -154,3 +154,21 @@ def test_the_layout_of_markers_that_lead_nowhere_is_none_and_bytes_between_segme
     fp.seek(7)
     jpeg_layout(fp)
     assert fp.tell() == 7  # left where Pillow left it
+
+
+def test_a_jpeg_of_more_scans_than_any_encoder_writes_is_refused_naming_the_file_before_decoding(tmp_path: Path):
+    # Its last scan repeated 1,000 times: 39 KB whose every scan is a pass of the decoder over the whole photo (0.9 s
+    # here for 1000x800, 7.3 s for a 2236x2236 one; minutes for a few hundred KB), read to its end before
+    path = tmp_path / "rescanned.jpg"
+    path.write_bytes(rescanned((1000, 800), 1000))
+    with pytest.raises(ImageError, match=r"rescanned\.jpg: not decoded: a JPEG of more than 100 scans"):
+        load_image(path)
+    # counted marker by marker: a comment holding the bytes of an end of image and a scan's start fools no count
+    path.write_bytes(rescanned((1000, 800), 1000, comment=b"\xff\xd9\xff\xda"))
+    with pytest.raises(ImageError, match="more than 100 scans"):
+        load_image(path)
+    # 100 scans, ten times libjpeg's, and what encoders write, are read
+    path.write_bytes(rescanned((1000, 800), 90))
+    assert load_image(path).size == (1000, 800)
+    for data in (noisy((400, 300)), noisy((400, 300), progressive=True), noisy((400, 300), "L", progressive=True)):
+        assert cost_of(data).slow is None

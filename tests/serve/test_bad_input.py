@@ -11,7 +11,9 @@ import zlib
 import pytest
 from PIL import Image
 
-from tests.exif_photos import UNPARSABLE_EXIF, jpeg_turned_with_a_make_tag_of_the_wrong_type, photo_with_an_unparsable_exif_block
+from tests.exif_photos import (UNPARSABLE_EXIF, jpeg_turned_with_a_make_tag_of_the_wrong_type,
+                               photo_with_an_unparsable_exif_block)
+from tests.forged_jpegs import rescanned
 from tests.serve.client import multipart
 
 
@@ -75,6 +77,10 @@ BAD = {
     "past_pillows_own_limit": (*as_file(png_header_only(16000, 12000)), 413, "image_too_large", "192000000 pixels",
                                "at most 5017600 "),
     "over_the_contracts_pixel_limit": (*as_file(png_header_only(3000, 2000)), 413, "image_too_large"),
+    # a 200 before, once a decoding thread had passed over the whole photo once a scan: two uploads of 150 KB (3,010
+    # scans of 2236x2236) held both threads of a 2-core server for 18 s, every other photo waiting behind them
+    "a_jpeg_of_a_thousand_scans": (*as_file(rescanned((1000, 800), 1000)), 413, "image_too_large",
+                                   "more than 100 scans"),
     # A 500 `inference_failed` before: smart_resize refuses it, which is the photo's fault, not the model's.
     "longer_than_any_frame_holds": (*as_file(png(3, 900)), 400, "bad_aspect_ratio"),
     "body_over_the_limit": (*as_file(b"\xff\xd8" + b"0" * (1536 * 1024)), 413, "body_too_large"),

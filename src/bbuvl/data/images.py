@@ -244,7 +244,8 @@ def _opened(path: Path, decode: bool, at_least: tuple[int, int] | None) -> Itera
 def check_read_cost(im: Image.Image, path: Path, cost: ReadCost, stored: tuple[int, int]) -> None:
     """ImageError naming `path` when reading the photo `im` (of `stored` size, its `cost` read before any draft) at
     the size it is set to decode at costs past Pillow's limit (`pillow_limit`), or when its file cannot hold the
-    pixels its header claims (`ReadCost.short`)."""
+    pixels its header claims (`ReadCost.short`), or its decoder would take far longer than its pixels do
+    (`ReadCost.slow`)."""
     limit = pillow_limit()
     if limit is not None and cost.at(im.size) > limit:
         w, h = im.size
@@ -257,6 +258,8 @@ def check_read_cost(im: Image.Image, path: Path, cost: ReadCost, stored: tuple[i
         raise ImageError(_too_large(path, what, advice))
     if cost.short is not None:
         raise ImageError(f"{path}: cannot decode image: {cost.short}")
+    if cost.slow is not None:
+        raise ImageError(f"{path}: not decoded: {cost.slow}")
 
 
 def _too_large(path: Path, what: str, advice: str) -> str:

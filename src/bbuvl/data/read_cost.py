@@ -5,6 +5,7 @@ that reads photos (data/images.py)."""
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -29,6 +30,11 @@ ARITHMETIC_FRAMES = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 # its header claims: a header written over (a 16x16 photo claiming 16000x16000) or a file cut far short. An
 # arithmetic-coded JPEG of one colour takes 0.002 bits a block, so it is never judged by its bytes.
 LEAST_BITS_PER_BLOCK = 1 / 8
+# Each scan of a JPEG is a pass of its decoder over every block of the components it holds, however few bytes it takes:
+# an end-of-band run codes a whole photo's blocks in a few bytes, so a scan repeated costs a pass for each dozen bytes
+# (a 70 KB JPEG of 1,010 scans of a 2236x2236 photo took 7.3 s of a decoding thread, 10 of them 0.09 s; docs/serving.md,
+# "Bad input"). libjpeg writes a progressive colour photo in 10 scans, a grey one in 6: past ten times that, refused.
+MAX_SCANS = 100
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class JpegLayout:
     frame: int  # the start-of-frame marker's second byte (0xC0 baseline, 0xC2 progressive, ...)
     first_scan: int  # the components the first scan holds
     scan_bytes: int  # the bytes from the first scan's header to the end of the file
+    scans: int = 1  # the scans up to the end of the image, counted up to MAX_SCANS + 1
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class ReadCost:
     held: int = 0  # held whatever scale it is decoded at: the coefficients of a JPEG coded in several scans
     held_by: str = ""  # what holds them, in words ("a progressive JPEG")
     short: str | None = None  # why the file cannot hold the pixels its header claims
+    slow: str | None = None  # why reading it takes its decoder far longer than its pixels do (`MAX_SCANS`)
 
     def at(self, size: tuple[int, int]) -> int:
         """The pixels of an 8-bit photo that reading the photo at `size` (its stored size, or the reduced one a JPEG
@@ -74,7 +82,15 @@ def read_cost(im: Image.Image) -> ReadCost:
     blocks = jpeg_blocks(im.size, [(h, v) for _, h, v, _ in layers])
     held_by = _held_by(layout, len(layers))
     held = -(-blocks * BLOCK_BYTES // PIXEL_BYTES) if held_by else 0
-    return ReadCost(per_pixel, kind, im.mode, held, held_by, _short(im.size, layout, blocks))
+    return ReadCost(per_pixel, kind, im.mode, held, held_by, _short(im.size, layout, blocks), _slow(layout))
+
+
+def _slow(layout: JpegLayout | None) -> str | None:
+    """Why a JPEG of `layout` takes its decoder far longer than its pixels do (more scans than `MAX_SCANS`), or None."""
+    if layout is None or layout.scans <= MAX_SCANS:
+        return None
+    return (f"a JPEG of more than {MAX_SCANS} scans, each a pass of its decoder over the whole photo (an encoder "
+            "writes 6 to 10): a few hundred KB of them hold a decoder for minutes; save it again as a baseline JPEG")
 
 
 def _held_by(layout: JpegLayout | None, components: int) -> str:
@@ -159,10 +175,53 @@ def _walk(fp: BinaryIO, end: int) -> JpegLayout | None:
             return None
         if marker[0] == 0xDA:
             count = fp.read(1)
-            return JpegLayout(frame, count[0], end - fp.tell() + 5) if count and frame is not None else None
+            if not count or frame is None:
+                return None
+            scan_bytes = end - fp.tell() + 5
+            fp.seek(length - 3, io.SEEK_CUR)  # the rest of its header: its image data follows
+            return JpegLayout(frame, count[0], scan_bytes, 1 + _later_scans(fp, MAX_SCANS))
         if marker[0] in FRAMES and frame is None:
             frame = marker[0]
         fp.seek(length - 2, io.SEEK_CUR)
+    return None
+
+
+def _later_scans(fp: BinaryIO, most: int) -> int:
+    """The scans after the one whose image data `fp` stands at, up to the end of the image (its EOI marker, else of
+    the file), counted up to `most` + 1: marker by marker, each segment skipped by its length, as libjpeg reads them
+    (a count of 0xFFDA and 0xFFD9 bytes is fooled by a comment or a table holding them)."""
+    scans = 0
+    while scans <= most:
+        marker = _next_marker(fp)
+        if marker is None or marker == 0xD9:
+            break
+        scans += marker == 0xDA
+        if marker == 0xD8:  # no length
+            continue
+        length = int.from_bytes(fp.read(2), "big")  # counting its own 2 bytes; a scan's image data follows its header
+        if length < 2:
+            break
+        fp.seek(length - 2, io.SEEK_CUR)
+    return scans
+
+
+# A marker: 0xFF (the last of any fill bytes), then a byte that is none of 0x00 (a 0xFF of image data), a restart
+# marker (0xD0-0xD7, within a scan's data) or TEM (0x01, no length; never written). A literal first byte: searched at C
+# speed (7 ms for a 14 MB JPEG, where a pattern for the fill bytes took 168 ms)
+_MARKER = re.compile(rb"\xff([^\x00\x01\xd0-\xd7\xff])")
+
+
+def _next_marker(fp: BinaryIO, chunk: int = 1 << 16) -> int | None:
+    """The next marker's second byte from where `fp` stands, image data skipped (a chunk at a time, searched in C);
+    `fp` left just after it; None at the end of the file."""
+    carried = b""
+    while block := fp.read(chunk):
+        data = carried + block
+        found = _MARKER.search(data)
+        if found is not None:
+            fp.seek(found.end() - len(data), io.SEEK_CUR)
+            return found.group(1)[0]
+        carried = b"\xff" if data.endswith(b"\xff") else b""  # a marker split between two chunks
     return None
 
 

@@ -68,6 +68,8 @@ def decode_upload(data: bytes | memoryview, max_pixels: int,
                 raise ApiError(413, "image_too_large", _costly(cost, stored, (w, h), max_pixels))
             if cost.short is not None:
                 raise ApiError(400, "corrupt_image", f"the image cannot be decoded: {cost.short}")
+            if cost.slow is not None:  # a decoding thread held for minutes, past the request's deadline and any other's
+                raise ApiError(413, "image_too_large", f"the image is {cost.slow}")
             sw, sh = stored
             if max(sw, sh) > MAX_ASPECT * min(sw, sh):  # no model frame holds it: the client's photo, not the model, fails
                 raise ApiError(400, "bad_aspect_ratio", f"the image is {sw}x{sh}, {max(sw, sh) / min(sw, sh):.1f} times as "
