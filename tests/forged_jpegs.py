@@ -83,3 +83,19 @@ def rescanned(size: tuple[int, int], extra_scans: int, comment: bytes = b"") -> 
         data = data[:first_end] + segment + data[first_end:]
         end += len(segment)
     return data[:end] + repeated + data[end:]
+
+
+def flooded(segments: int, where: str = "before") -> bytes:
+    """A 64x48 progressive JPEG holding `segments` empty comment segments (4 bytes each) right after its start
+    (`where` "before" its first scan) or after its first scan's image data ("among" its scans): each a step of a reader
+    in Python however small (Pillow's opener, a marker walk)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 130, 140)).save(buf, "JPEG", progressive=True)
+    data = buf.getvalue()
+    at = 2
+    if where == "among":
+        first = data.index(b"\xff\xda")
+        at = data.index(b"\xff", first + 2 + int.from_bytes(data[first + 2:first + 4], "big"))
+        while data[at + 1] == 0:  # a 0xFF of image data
+            at = data.index(b"\xff", at + 2)
+    return data[:at] + b"\xff\xfe\x00\x02" * segments + data[at:]

@@ -19,7 +19,7 @@ from bbuvl.data.check import check_dataset
 from bbuvl.data.images import ImageError, image_size, load_image
 from bbuvl.data.near_copies import photo_print, photo_prints
 from bbuvl.data.read_cost import jpeg_layout, read_cost
-from tests.forged_jpegs import ARITHMETIC_FLAT_2000, PeakMemory, claiming, rescanned, scanned_one_by_one
+from tests.forged_jpegs import ARITHMETIC_FLAT_2000, PeakMemory, claiming, flooded, rescanned, scanned_one_by_one
 
 # Pillow refuses past twice this: 2,000,000 pixels (as tests/data/test_images_past_the_pixel_limit.py lowers it)
 LOWERED = 1_000_000
@@ -172,3 +172,16 @@ def test_a_jpeg_of_more_scans_than_any_encoder_writes_is_refused_naming_the_file
     assert load_image(path).size == (1000, 800)
     for data in (noisy((400, 300)), noisy((400, 300), progressive=True), noisy((400, 300), "L", progressive=True)):
         assert cost_of(data).slow is None
+
+
+@pytest.mark.parametrize("where", ["before", "among"])
+def test_a_jpeg_of_more_markers_than_any_photo_holds_is_refused_naming_the_file_unread(tmp_path: Path, where):
+    # Each segment a step in Python however small: these 200,000 (0.8 MB) took Pillow's opener 0.3 s and the marker
+    # walk 0.5 s, 10 MB of them 6 s and 16 s, before a pixel was decoded; among the scans, their count read 64 KB for
+    # each. Refused after the first 1,000, before Pillow's opener steps through them.
+    path = tmp_path / "flooded.jpg"
+    path.write_bytes(flooded(200_000, where))
+    with pytest.raises(ImageError, match=rf"flooded\.jpg: .*more than 1000 markers and fill bytes {where}"):
+        load_image(path)
+    path.write_bytes(flooded(500, where))  # a photo's EXIF, ICC profile and tables are tens of them
+    assert load_image(path).size == (64, 48)

@@ -35,6 +35,11 @@ LEAST_BITS_PER_BLOCK = 1 / 8
 # (a 70 KB JPEG of 1,010 scans of a 2236x2236 photo took 7.3 s of a decoding thread, 10 of them 0.09 s; docs/serving.md,
 # "Bad input"). libjpeg writes a progressive colour photo in 10 scans, a grey one in 6: past ten times that, refused.
 MAX_SCANS = 100
+# Markers (and fill bytes) before a JPEG's first scan, and among its scans: a photo holds tens (its EXIF, XMP and ICC
+# profile, its tables and frame; its scans and theirs). Each is a step in Python of Pillow's opener and of this walk,
+# whatever its size: 10 MB of empty segments held Pillow's opener 6 s and this walk 16 s before a pixel was decoded
+# (docs/serving.md, "Bad input"); past this many, the photo is refused unread.
+MAX_MARKERS = 1000
 
 
 @dataclass(frozen=True)
@@ -147,25 +152,38 @@ def _padded_blocks(side: int, factor: int, most: int) -> int:
     return -(-blocks // factor) * factor
 
 
-def jpeg_layout(fp: BinaryIO) -> JpegLayout | None:
+def jpeg_layout(fp: BinaryIO, scans: bool = True) -> JpegLayout | None:
     """The layout of the JPEG in `fp` from its start, read marker by marker up to its first scan (`fp` left where it
-    was); None when its markers do not read as a JPEG's up to a scan."""
+    was), and its scans counted when `scans` (else 1); None when its markers do not read as a JPEG's up to a scan;
+    ValueError when more than `MAX_MARKERS` precede its first scan, or lie among the scans counted."""
     at = fp.tell()
     try:
         end = fp.seek(0, io.SEEK_END)
         fp.seek(0)
-        return _walk(fp, end) if fp.read(2) == b"\xff\xd8" else None
+        return _walk(fp, end, scans) if fp.read(2) == b"\xff\xd8" else None
     finally:
         fp.seek(at)
 
 
-def _walk(fp: BinaryIO, end: int) -> JpegLayout | None:
+def check_jpeg_markers(fp: BinaryIO) -> None:
+    """ValueError when more than `MAX_MARKERS` markers and fill bytes precede the first scan of the JPEG in `fp` (left
+    where it was): what to ask before Pillow's opener steps through them one by one."""
+    jpeg_layout(fp, scans=False)
+
+
+def _walk(fp: BinaryIO, end: int, scans: bool = True) -> JpegLayout | None:
     """`jpeg_layout` from just after the start-of-image marker."""
-    frame = None
+    frame, steps = None, 0
     while _to_marker(fp):
         marker = fp.read(1)
+        steps += 1
         while marker == b"\xff":  # fill bytes before a marker
             marker = fp.read(1)
+            steps += 1
+            if steps > MAX_MARKERS:
+                break
+        if steps > MAX_MARKERS:
+            raise ValueError(_too_many_markers("before its image data"))
         if not marker or marker[0] == 0xD9:  # the end, or the end of the image, before a scan
             return None
         if marker[0] in (0x00, 0x01) or 0xD0 <= marker[0] <= 0xD8:  # markers without a length
@@ -179,30 +197,37 @@ def _walk(fp: BinaryIO, end: int) -> JpegLayout | None:
                 return None
             scan_bytes = end - fp.tell() + 5
             fp.seek(length - 3, io.SEEK_CUR)  # the rest of its header: its image data follows
-            return JpegLayout(frame, count[0], scan_bytes, 1 + _later_scans(fp, MAX_SCANS))
+            return JpegLayout(frame, count[0], scan_bytes, 1 + _later_scans(fp, MAX_SCANS) if scans else 1)
         if marker[0] in FRAMES and frame is None:
             frame = marker[0]
         fp.seek(length - 2, io.SEEK_CUR)
     return None
 
 
+def _too_many_markers(where: str) -> str:
+    """Why a JPEG of more than `MAX_MARKERS` markers `where` is not read."""
+    return (f"a JPEG of more than {MAX_MARKERS} markers and fill bytes {where} (a photo holds tens), each a step of its "
+            "reader however small: save it again")
+
+
 def _later_scans(fp: BinaryIO, most: int) -> int:
     """The scans after the one whose image data `fp` stands at, up to the end of the image (its EOI marker, else of
     the file), counted up to `most` + 1: marker by marker, each segment skipped by its length, as libjpeg reads them
-    (a count of 0xFFDA and 0xFFD9 bytes is fooled by a comment or a table holding them)."""
+    (a count of 0xFFDA and 0xFFD9 bytes is fooled by a comment or a table holding them); ValueError past
+    `MAX_MARKERS` markers."""
     scans = 0
-    while scans <= most:
+    for _ in range(MAX_MARKERS):
         marker = _next_marker(fp)
-        if marker is None or marker == 0xD9:
-            break
+        if marker is None or marker == 0xD9 or scans > most:
+            return scans
         scans += marker == 0xDA
         if marker == 0xD8:  # no length
             continue
         length = int.from_bytes(fp.read(2), "big")  # counting its own 2 bytes; a scan's image data follows its header
         if length < 2:
-            break
+            return scans
         fp.seek(length - 2, io.SEEK_CUR)
-    return scans
+    raise ValueError(_too_many_markers("among its scans"))
 
 
 # A marker: 0xFF (the last of any fill bytes), then a byte that is none of 0x00 (a 0xFF of image data), a restart
