@@ -2,7 +2,8 @@
 
 Each photo is one JSON file plus one image with the same stem, anywhere under the source folder (in one folder,
 where photos of several folders share a stem: `site1/IMG_0001` and `site2/IMG_0001`; spelt exactly alike, where
-`café` composed and decomposed both name photos).
+`café` composed and decomposed both name photos; one letter case apart, `img_0001.json` beside `IMG_0001.JPG`, as
+Windows and macOS name one file, where no other file of the name is left unpaired).
 A photo goes through: parse the JSON (data/vendor.py), decode the image upright (data/images.py),
 decide which grid the annotator drew on (coords.resolve_vendor_frame), map every box to the stored
 image, map and validate every label, then store the image as `images/<stem>.jpg`. Whatever cannot be
@@ -15,11 +16,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from collections import Counter
 from concurrent.futures import as_completed
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from itertools import zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
@@ -178,6 +181,7 @@ def find_pairs(src: Path, exclude: Path | None = None, settings: Iterable[Path |
         except OutsideFolderError:
             outside[stem] = (f"{rel.as_posix()} is a link to {real_path(path)}, outside the source folder; "
                              f"copy the file into {src} to convert it")
+    _join_letter_cases(jsons, images, outside)
     pairs = []
     for stem in sorted(jsons.keys() | images.keys()):
         js, ims = jsons.get(stem, []), images.get(stem, [])
@@ -192,7 +196,8 @@ def find_pairs(src: Path, exclude: Path | None = None, settings: Iterable[Path |
             # The photo may be right beside it in a format no reader here opens: say so, not that it is missing.
             there = ", ".join(_rel(p, src) for p in others.get(stem, []))
             found = f"; {there} has none of those suffixes: convert it to JPEG or PNG" if there else ""
-            why = _coco_file(js[0]) or f"no image named '{stem}' ({suffixes}) anywhere under {src}{found}"
+            why = _coco_file(js[0]) or (f"no image named '{stem}' ({suffixes}) anywhere under {src}{found}"
+                                        f"{_other_cases(stem, images, src)}")
             pairs.append(Pair(stem, js[0], None, why))
         else:
             pairs.append(Pair(stem, None, ims[0], f"image has no annotation JSON named '{stem}.json'"))
@@ -217,13 +222,62 @@ def _coco_file(path: Path) -> str | None:
 
 
 def _own_stem(path: Path) -> str:
-    """A file's stem as spelt on disk; an annotation `IMG_0.jpg.json` beside `IMG_0.jpg` has the photo's."""
+    """A file's stem as spelt on disk; an annotation `IMG_0.jpg.json` beside `IMG_0.jpg` (or `IMG_0.JPG`, one file
+    where the export was made) has the photo's."""
     if path.suffix.lower() == ".json" and Path(path.stem).suffix.lower() in IMAGE_SUFFIXES and (
-            path.parent / path.stem).is_file():
+            (path.parent / path.stem).is_file() or _in_other_case(path.parent, path.stem)):
         # As several labelling tools name it. Keyed by its own stem, it was "no image named 'IMG_0.jpg'" with the photo
         # right beside it.
         return Path(path.stem).stem
     return path.stem
+
+
+def _in_other_case(folder: Path, name: str) -> bool:
+    """Whether `folder` holds a file named `name` in other letter case: one name on Windows and macOS, where exports
+    are made (a camera's `IMG_0.JPG` annotated as `IMG_0.jpg.json`)."""
+    try:
+        return any((folder / other).is_file() for other in _names_by_case(str(folder), os.stat(folder).st_mtime_ns).get(
+            name.casefold(), ()))
+    except OSError:
+        return False
+
+
+@lru_cache(maxsize=64)
+def _names_by_case(folder: str, changed_ns: int) -> dict[str, list[str]]:
+    """The names in `folder` by their casefold, listed once for an export of thousands of annotations named after
+    their photos; `changed_ns`, the folder's modification time, lists it again once a name is added or removed."""
+    names: dict[str, list[str]] = {}
+    for name in sorted(os.listdir(folder)):
+        names.setdefault(name.casefold(), []).append(name)
+    return names
+
+
+def _join_letter_cases(jsons: dict[str, list[Path]], images: dict[str, list[Path]], outside: dict[str, str]) -> None:
+    """Key a stem's JSON files under its images' stem where the two are spelt one letter case apart and are each the
+    only unpaired stem of that spelling (`img_0001.json` beside `IMG_0001.JPG`): on Windows and macOS, where exports are
+    made, they are one name, and each was an error of its own ("no image named 'img_0001'") with the photo beside it.
+    Stems whose JSON and image are both there (`A` and `a`, two photos on Linux) stay apart; so do several unpaired
+    spellings of one name, which photo is whose being a guess."""
+    by_case: dict[str, list[str]] = {}
+    for stem in jsons.keys() | images.keys():
+        by_case.setdefault(stem.casefold(), []).append(stem)
+    for stems in by_case.values():
+        alone_json = [s for s in stems if s not in images]
+        alone_image = [s for s in stems if s not in jsons]
+        if len(alone_json) == len(alone_image) == 1 and not outside.keys() & {alone_json[0], alone_image[0]}:
+            jsons[alone_image[0]] = jsons.pop(alone_json[0])
+
+
+def _other_cases(stem: str, images: dict[str, list[Path]], src: Path) -> str:
+    """A note naming the images whose stem is `stem` in other letter case ('' when none is), for a JSON left without
+    its image: Windows and macOS take them for one name."""
+    found = sorted(_rel(p, src) for other, paths in images.items() if other != stem
+                   and other.casefold() == stem.casefold() for p in paths)
+    if not found:
+        return ""
+    named = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+    return (f"; {named} {'is' if len(found) == 1 else 'are'} named so in other letter case, one name on Windows and "
+            "macOS, but which photo is this one's cannot be told: rename the JSON as its photo")
 
 
 # How sure a pairing of a stem's JSON files and images is, surest first: beside each other and spelt exactly alike,
