@@ -43,6 +43,21 @@ def test_a_label_in_english_is_explained_in_english(label, said):
     assert said in Hierarchy.load().problem(label)
 
 
+@pytest.mark.parametrize("label,said", [
+    # Each was "has too many parts", of a label of as many parts as its category takes; the first two with that very
+    # label as the nearest known one.
+    ("air baffle/not installed", "label 'air baffle/not installed' is the hierarchy's English for '挡风板/未安装', not "
+                                 "its label"),
+    ("cable", "label 'cable' is the hierarchy's English for '线缆', not its label"),
+    ("air baffle/已安装", "label 'air baffle/已安装' mixes the hierarchy's names and their English glosses: '挡风板/已安装' "
+                          "or 'air baffle/installed', written in one language"),
+    ("BBU base-band unit/华为", "label 'BBU base-band unit/华为' mixes the hierarchy's names and their English glosses: "
+                               "'bbu基带处理单元/华为' or 'BBU base-band unit/Huawei', written in one language"),
+])
+def test_a_label_in_english_or_of_both_languages_is_told_so(label, said):
+    assert Hierarchy.load().problem(label) == said
+
+
 def test_user_hierarchy_file_adds_categories(tmp_path):
     p = tmp_path / "h.json"
     p.write_text(json.dumps({"categories": {"电源模块": {"attributes": {"正常": {}, "告警": {}}}}}), encoding="utf-8")

@@ -450,15 +450,18 @@ class _ObjectProblem(ValueError):
 
 def _label(obj: VendorObject, ctx: _Context) -> tuple[str, str]:
     """The object's label and category in the output language; the FULL path (state included) is validated."""
-    canonical = ctx.token_map.map_path(obj.parts)
-    problem = ctx.hierarchy.problem(canonical)
-    if problem is not None:
-        mapped = "" if canonical == obj.label else f" (mapped to {show_text(canonical)})"
+    mapped = ctx.token_map.map_path(obj.parts)
+    # The hierarchy's spelling, however it was typed; or the label whose English gloss the platform wrote (as `data
+    # convert --lang en` writes and `data import-coco` reads it), looked up as written too: the token map, made for the
+    # platform's tokens, turned some of its parts ('air baffle/已安装'), and every such object was dropped.
+    canonical = (ctx.hierarchy.canonical(mapped) or ctx.hierarchy.from_english(obj.label)
+                 or ctx.hierarchy.from_english(mapped))
+    if canonical is None:
+        shown = "" if mapped == obj.label else f" (mapped to {show_text(mapped)})"
         raise _ObjectProblem(
-            f"label {show_text(obj.label)}{mapped}: {problem}; add its tokens to the token map (--token-map) "
-            f"or the label to the hierarchy (--hierarchy)"
+            f"label {show_text(obj.label)}{shown}: {ctx.hierarchy.problem(mapped)}; add its tokens to the token map "
+            f"(--token-map) or the label to the hierarchy (--hierarchy)"
         )
-    canonical = ctx.hierarchy.canonical(canonical) or canonical  # the hierarchy's spelling, however it was typed
     category = canonical.split(SEP)[0]
     if ctx.lang == "en":
         # The category's own gloss: the hierarchy's glosses hold no '/' (data/labels.py), so the label splits alike.

@@ -16,6 +16,10 @@ from bbuvl.data.jsonfile import json_kind, read_json
 from bbuvl.data.text import FULL_WIDTH_SEP, SEP, clean_label, did_you_mean, label_key, label_problem, show_text
 from bbuvl.paths import real_path
 
+# How the problem of a label spelt in both languages ends: it names both of its spellings, no nearest label.
+_IN_ONE_LANGUAGE = ", written in one language"
+
+
 def _resource(name: str) -> Path:
     return Path(str(resources.files("bbuvl.resources").joinpath(name)))
 
@@ -103,8 +107,15 @@ class Hierarchy:
         if self.is_valid(label):
             return None
         if label not in self._problems:
-            # the nearest in either language: an English label's is its gloss
-            self._problems[label] = self._part_problem(label) + did_you_mean(
+            if (known := self.from_english(label)) is not None:
+                # "has too many parts (nearest known label: 'air baffle/not installed')" said of that very label
+                self._problems[label] = (f"label {show_text(label)} is the hierarchy's English for {show_text(known)}, "
+                                         "not its label")
+                return self._problems[label]
+            why = self._part_problem(label)
+            # the nearest in either language: an English label's is its gloss; a label of both languages is told its
+            # two spellings instead (its nearest by letters is another label's)
+            self._problems[label] = why if why.endswith(_IN_ONE_LANGUAGE) else why + did_you_mean(
                 label, self.labels() + [self.english(known) for known in self.labels()])
         return self._problems[label]
 
@@ -136,9 +147,17 @@ class Hierarchy:
         kind = SEP.join((kind, attributes[attr_name] if en else attr_name))
         if states and len(parts) < 3:
             return f"label {show_text(label)} lacks a state (one of: {said(states)})"
-        if states and (_keyed(states).get(parts[2]) or {label_key(g): n for n, g in states.items()}.get(parts[2])) is None:
+        state = (_keyed(states).get(parts[2]) or {label_key(g): n for n, g in states.items()}.get(parts[2])) if states \
+            else None
+        if states and state is None:
             return f"unknown state {show_text(typed[2])} for '{kind}' (known: {said(states)})"
-        return f"label {show_text(label)} has too many parts"
+        if len(parts) > (3 if states else 2):
+            return f"label {show_text(label)} has too many parts"
+        # Every part is known, some by its name and some by its English gloss: "has too many parts" was said of
+        # 'air baffle/已安装', a partial token map's rendering of an English platform label.
+        known = SEP.join([cat.name, attr_name, *([state] if state else [])])
+        return (f"label {show_text(label)} mixes the hierarchy's names and their English glosses: "
+                f"{show_text(known)} or {show_text(self.english(known))}{_IN_ONE_LANGUAGE}")
 
     def from_english(self, label: str) -> str | None:
         """The label whose English gloss (`english`) `label` is, as `bbuvl data convert --lang en` writes it; None
