@@ -21,7 +21,7 @@ from bbuvl.data.jsonfile import is_json_number, json_kind
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.schema import MAX_SIDE, ImageRecord, ObjectAnn, sort_objects
 from bbuvl.data.names import local_file_uri, url_start
-from bbuvl.data.text import clean_label, label_problem, name_as_text, not_text, same_label, show_text
+from bbuvl.data.text import SEP, clean_label, label_parts, label_problem, name_as_text, not_text, same_label, show_text
 
 # Annotation tools often let a box overshoot the border by a fraction of a pixel: clip that, reject more.
 OVERSHOOT_TOLERANCE = 1.0
@@ -198,10 +198,14 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path, from_segmentation: l
     ambiguous: dict[int | str, set[str]] = {}  # category id -> its names, when listed with more than one
     for entry, c in _listed(coco, "categories", errors):
         cat_id, name = _id(c.get("id")), c.get("name")
+        if isinstance(name, str) and not label_problem(name):
+            # Read as `data convert` reads a platform's label: `线缆/` and `线缆 / ` are 线缆, where they were kept as
+            # labels no hierarchy holds, which `data check` and training then refused in every photo.
+            name = SEP.join(label_parts(name))
         if cat_id is None or not isinstance(name, str) or not clean_label(name):
             # Its annotations are reported as of an unknown category, after this line saying why.
             why = (f"category id {json.dumps(c.get('id'), ensure_ascii=False)} {_NO_ID}" if cat_id is None
-                   else f"category id {cat_id!r}: name {json.dumps(name, ensure_ascii=False)} is no label")
+                   else f"category id {cat_id!r}: name {json.dumps(c.get('name'), ensure_ascii=False)} is no label")
             errors.append(_error(why, entry=entry, category_id=c.get("id")))
             continue
         problem = label_problem(name)

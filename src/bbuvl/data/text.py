@@ -41,6 +41,12 @@ def clean_label(text: str) -> str:
     return unicodedata.normalize("NFC", text).strip()
 
 
+def label_parts(text: str) -> list[str]:
+    """A label as an annotation tool names it, in its parts: split at `/` and `／`, each trimmed, the empty ones (a
+    trailing `/`, `//`, a part of spaces) dropped."""
+    return [p.strip() for p in text.replace(FULL_WIDTH_SEP, SEP).split(SEP) if p.strip()]
+
+
 def control_characters(text: str) -> str:
     """The control characters (Unicode category Cc: ESC, tab, newline, NUL, ...) in `text`, as `show_text` spells
     them; '' when it has none. In a label they are never meant: a terminal obeys ESC, and a newline splits a line."""

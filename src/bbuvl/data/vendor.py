@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 
 from bbuvl.data.jsonfile import is_json_number, json_kind
 from bbuvl.data.schema import MAX_SIDE
-from bbuvl.data.text import FULL_WIDTH_SEP, SEP, name_as_text
+from bbuvl.data.text import SEP, label_parts, name_as_text
 
 LABEL_KEY_ZH = "标签"
 # DataList property names, one tuple per label level (category, attribute, state); first non-empty wins.
@@ -227,7 +227,7 @@ def _label_text(value: Any, key: str) -> str:
 
 
 def _split(text: str) -> list[str]:
-    return [p.strip() for p in text.replace(FULL_WIDTH_SEP, SEP).split(SEP) if p.strip()]
+    return label_parts(text)
 
 
 def _extent(coords: Any, label: str | None) -> list[float]:
