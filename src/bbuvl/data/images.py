@@ -333,7 +333,7 @@ def _named_errors(path: Path, doing: str) -> Iterator[None]:
     except ImageError:
         raise
     except FileNotFoundError:
-        why = _url_note(path) or _other_case(path) or spelling_note(path)
+        why = _url_note(path) or _other_case(path) or _other_suffix(path) or spelling_note(path)
         raise ImageError(f"{path}: image file not found{why}") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image (no photo format recognised in its bytes)") from None
@@ -384,6 +384,23 @@ def _other_case(path: Path) -> str:
     if other is None or other == path.name:
         return ""
     return f" ({other} is there: only the letter case differs, which Windows and macOS ignore)"
+
+
+def _other_suffix(path: Path) -> str:
+    """For a missing file, the note that its folder holds photos of its name with another suffix (`a.jpg` for
+    `a.jpeg`, a PNG a tool saved as JPEG): "image file not found" alone sent users looking for the wrong folder."""
+    try:
+        folder = str(path.parent)
+        names = _names_by_case(folder, os.stat(folder).st_mtime_ns).values()
+    except (OSError, ValueError):  # no such folder, or a name no folder can have
+        return ""
+    stem = path.stem.casefold()
+    found = [n for n in names if Path(n).stem.casefold() == stem and Path(n).suffix.lower() in IMAGE_SUFFIXES
+             and n != path.name]
+    if not found:
+        return ""
+    shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+    return f" ({shown} {'is' if len(found) == 1 else 'are'} there: the same name with another suffix)"
 
 
 def load_image(path: str | Path, orient: bool = True, at_least: tuple[int, int] | None = None) -> LoadedImage:
