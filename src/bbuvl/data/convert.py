@@ -35,6 +35,7 @@ from bbuvl.data.coords import (
     ROTATING_ORIENTATIONS,
     CoordinateContract,
     Size,
+    VendorFrame,
     aspect_problem,
     box_is_degenerate,
     clip_box,
@@ -377,8 +378,8 @@ def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> 
     if (why := aspect_problem(stored)) is not None:  # written, `data check`, `data stats` and training refused it
         raise ValueError(f"{image_name}: {why}")
     try:
-        # Without `info` the annotator can only have seen the photo as viewers display it.
-        frame = resolve_vendor_frame(vendor.size or stored, raw, orientation)
+        frame = (resolve_vendor_frame(vendor.size, raw, orientation) if vendor.size is not None else
+                 _frame_without_size([o.box for o in vendor.objects], raw, orientation))
     except ValueError as e:
         raise ValueError(f"{image_name}: {e}") from None
     result.orientation, result.frame = orientation, frame.annotated_on
@@ -440,6 +441,28 @@ def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> 
         images=[f"{IMAGES}/{name}"], width=final[0], height=final[1],
         objects=sort_objects(objects), id=pair.id, source=file,
     )
+
+
+def _frame_without_size(boxes: list[list[float]], raw: Size, orientation: int) -> VendorFrame:
+    """The grid boxes were drawn on when the annotation gives no size (no `info`): the photo as viewers show it, unless
+    it turns (EXIF 5-8, not square) and its boxes lie within the file's own grid alone (a tool that drew on the pixels as
+    stored: read as shown, its boxes past the turned photo's edge were dropped and the others kept in the wrong place).
+    Boxes within both grids cannot tell them apart: displayed is assumed, and counted so, as for a square photo."""
+    stored = oriented_size(raw, orientation)
+    shown = resolve_vendor_frame(stored, raw, orientation)
+    if orientation not in ROTATING_ORIENTATIONS or raw[0] == raw[1] or not boxes:
+        return shown
+    on_raw, on_shown = _all_within(boxes, raw), _all_within(boxes, stored)
+    if on_raw and not on_shown:
+        return resolve_vendor_frame(raw, raw, orientation)
+    return replace(shown, ambiguous=on_raw)
+
+
+def _all_within(boxes: list[list[float]], size: Size) -> bool:
+    """Whether every box lies within an image of `size`, past its edges by no more than `_fit_box` clips."""
+    w, h = size
+    tx, ty = max(CLIP_TOL_PIXELS, CLIP_TOL_FRACTION * w), max(CLIP_TOL_PIXELS, CLIP_TOL_FRACTION * h)
+    return all(-tx <= b[0] and -ty <= b[1] and b[2] <= w + tx and b[3] <= h + ty for b in boxes)
 
 
 class _ObjectProblem(ValueError):
