@@ -332,7 +332,8 @@ def import_coco(
                   markup=False, soft_wrap=True)
     if result.summary["size_from_photo"]:
         console.print(f"{result.summary['size_from_photo']} photo(s) have no width and height in the COCO file: each "
-                      "was read from the photo, upright", markup=False, soft_wrap=True)
+                      "was read from the photo, upright (a photo shown turned by its EXIF: its file's own grid, where "
+                      "only that holds its boxes)", markup=False, soft_wrap=True)
     if result.summary["boxes_from_segmentation"]:
         console.print(f"{result.summary['boxes_from_segmentation']} box(es) read from their annotation's segmentation "
                       "(no bbox given): the extent of its polygons or mask", markup=False, soft_wrap=True)

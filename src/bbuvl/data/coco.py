@@ -118,7 +118,7 @@ def _listed(coco: dict[str, Any], key: str, errors: list[dict[str, Any]]) -> lis
 _NO_ID = "is neither a whole number nor a string, so it names no entry"
 
 
-def _id(value: Any) -> int | str | None:
+def id_key(value: Any) -> int | str | None:
     """A COCO id as a key: an int (1.0 too, as pandas writes ids), or a string as some tools write it; anything else
     names nothing."""
     if isinstance(value, float) and value.is_integer():
@@ -197,7 +197,7 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path, from_segmentation: l
     categories: dict[int | str, str] = {}
     ambiguous: dict[int | str, set[str]] = {}  # category id -> its names, when listed with more than one
     for entry, c in _listed(coco, "categories", errors):
-        cat_id, name = _id(c.get("id")), c.get("name")
+        cat_id, name = id_key(c.get("id")), c.get("name")
         if isinstance(name, str) and not label_problem(name):
             # Read as `data convert` reads a platform's label: `线缆/` and `线缆 / ` are 线缆, where they were kept as
             # labels no hierarchy holds, which `data check` and training then refused in every photo.
@@ -219,7 +219,7 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path, from_segmentation: l
     repeated: set[int | str] = set()  # image ids listed twice
     refused: dict[int | str, str] = {}  # image id -> the JSON path of its entry, refused for another reason
     for entry, im in _listed(coco, "images", errors):
-        image_id = _id(im.get("id"))
+        image_id = id_key(im.get("id"))
         try:
             if image_id is None:
                 raise ValueError(f"id {json.dumps(im.get('id'), ensure_ascii=False)} {_NO_ID}")
@@ -261,7 +261,7 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path, from_segmentation: l
     boxes: dict[tuple[Any, ...], str] = {}  # (image id, box, label) -> the entry that listed it first
     for entry, ann in _listed(coco, "annotations", errors):
         where = {"entry": entry, "annotation_id": ann.get("id"), "image_id": ann.get("image_id")}
-        image_id = _id(ann.get("image_id"))
+        image_id = id_key(ann.get("image_id"))
         if image_id in repeated:
             errors.append(_error("its image id is listed more than once: which photo it belongs to is unknown", **where))
             continue
@@ -286,7 +286,7 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path, from_segmentation: l
         if crowd:
             errors.append(_error("crowd annotation (a region of many objects, not one box)", **where))
             continue
-        cat_id = _id(ann.get("category_id"))
+        cat_id = id_key(ann.get("category_id"))
         if cat_id in ambiguous:
             names = ", ".join(sorted(ambiguous[cat_id]))
             errors.append(_error(f"category id {cat_id!r} is listed with more than one name ({names})", **where))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -12,12 +13,12 @@ from typing import Any
 import psutil
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.data.coco import coco_to_records, photo_name, records_to_coco
+from bbuvl.data.coco import OVERSHOOT_TOLERANCE, coco_to_records, id_key, photo_name, records_to_coco
 from bbuvl.data.check import ImageInfo, folded_copy, probe_image
-from bbuvl.data.coords import (ROTATING_ORIENTATIONS, VendorFrame, aspect_problem, box_is_degenerate, clip_box,
-                               resolve_vendor_frame, vendor_to_stored)
+from bbuvl.data.coords import (ROTATING_ORIENTATIONS, VendorFrame, aspect_problem, box_inside, box_is_degenerate,
+                               clip_box, resolve_vendor_frame, vendor_to_stored)
 from bbuvl.data.images import ImageError, photo_digests
-from bbuvl.data.jsonfile import read_json
+from bbuvl.data.jsonfile import is_json_number, read_json
 from bbuvl.data.input_paths import OutsideFolderError, file_inside, find_file, require_folder
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import DATASET_FILES, ERRORS, IMAGES, write_dataset_folder
@@ -101,7 +102,7 @@ def _import_held(annotations: str | Path, images_dir: str | Path, out: Path, val
         raise ValueError(f"{annotations}: {kind[0]}, not a COCO file: {kind[1]}")
     if not isinstance(coco, dict):
         raise ValueError(f"{annotations}: not a COCO file (expected a JSON object with images/annotations/categories)")
-    coco, sized, unsized = _sizes_from_photos(coco, images_dir, allow_outside)
+    coco, sized, unsized, guessed = _sizes_from_photos(coco, images_dir, allow_outside)
     derived: list[str] = []  # the annotations whose box was read from their segmentation
     entries: list[str] = []  # each record's image entry, `images[3]`
     try:
@@ -171,7 +172,7 @@ def _import_held(annotations: str | Path, images_dir: str | Path, out: Path, val
         on_raw += frame.annotated_on == "raw"
         # The sizes cannot tell which grid a flipped photo, a square one turned or a square annotation of a nearly square
         # turned one was drawn on (coords.resolve_vendor_frame).
-        assumed += frame.ambiguous
+        assumed += frame.ambiguous or entry in guessed
         rescaled += any(abs(v - 1.0) > 1e-6 for v in frame.scale)
         kept.append(r.model_copy(update={"images": [rel.as_posix()]}))
     if not kept:  # an empty dataset written with exit 0 reads as success
@@ -243,14 +244,16 @@ def _first_annotation_problem(errors: list[dict[str, Any]]) -> str:
 
 
 def _sizes_from_photos(coco: dict[str, Any], images_dir: Path,
-                       allow_outside: bool) -> tuple[dict[str, Any], int, dict[str, str]]:
-    """`coco` with the width and height of each image entry that gives neither read from its photo's header (upright,
-    as viewers show it, as `data convert` takes a vendor file without `info`); how many were read; and, by JSON path,
-    why a photo gave none. Some tools write no sizes; before, each of their photos was refused."""
+                       allow_outside: bool) -> tuple[dict[str, Any], int, dict[str, str], set[str]]:
+    """`coco` with the width and height of each image entry that gives neither read from its photo's header (as
+    `unsized_grid` chooses its grid, as `data convert` does for a vendor file without `info`); how many were read;
+    by JSON path, why a photo gave none; and the JSON paths of those whose grid was assumed. Some tools write no
+    sizes; before, each of their photos was refused."""
     images = coco.get("images")
     if not isinstance(images, list):
-        return coco, 0, {}
-    read, unsized, entries = 0, {}, []
+        return coco, 0, {}, set()
+    read, unsized, entries, guessed = 0, {}, [], set()
+    boxes = _boxes_by_image(coco)
     for i, im in enumerate(images):
         name = im.get("file_name") if isinstance(im, dict) and "width" not in im and "height" not in im else None
         if isinstance(name, str) and name.strip():
@@ -266,9 +269,41 @@ def _sizes_from_photos(coco: dict[str, Any], images_dir: Path,
             if isinstance(info, str):
                 unsized[f"images[{i}]"] = info.removeprefix(f"{path}: ")
             else:
-                im, read = {**im, "width": info.upright[0], "height": info.upright[1]}, read + 1
+                (width, height), assumed = unsized_grid(info, boxes.get(id_key(im.get("id")), []))
+                im, read = {**im, "width": width, "height": height}, read + 1
+                if assumed:
+                    guessed.add(f"images[{i}]")
         entries.append(im)
-    return {**coco, "images": entries}, read, unsized
+    return {**coco, "images": entries}, read, unsized, guessed
+
+
+def unsized_grid(info: ImageInfo, boxes: list[list[float]]) -> tuple[tuple[int, int], bool]:
+    """The grid boxes were drawn on for a photo whose entry gives no size, and whether it was assumed: the photo as
+    viewers show it, unless it turns (EXIF 5-8, not square) and its boxes lie within the file's own grid alone (a
+    tool that drew on the pixels as stored: read as shown, a box past the turned photo's edge was dropped and the
+    others kept in the wrong place); boxes within both grids cannot tell them apart, and displayed is assumed."""
+    if info.orientation not in ROTATING_ORIENTATIONS or info.raw[0] == info.raw[1] or not boxes:
+        return info.upright, False
+    on_raw, on_shown = (all(box_inside(b, size, OVERSHOOT_TOLERANCE) for b in boxes) for size in (info.raw, info.upright))
+    if on_raw and not on_shown:
+        return info.raw, False
+    return info.upright, on_raw
+
+
+def _boxes_by_image(coco: dict[str, Any]) -> dict[int | str, list[list[float]]]:
+    """The annotations' boxes `[x1, y1, x2, y2]` by image id, of those that give a bbox of four finite numbers (the
+    others are refused, or read from their segmentation, later)."""
+    found: dict[int | str, list[list[float]]] = {}
+    annotations = coco.get("annotations")
+    for ann in annotations if isinstance(annotations, list) else []:
+        bbox = ann.get("bbox") if isinstance(ann, dict) else None
+        image_id = id_key(ann.get("image_id")) if isinstance(ann, dict) else None
+        if image_id is None or not (isinstance(bbox, list) and len(bbox) == 4 and all(map(is_json_number, bbox))
+                                    and all(math.isfinite(v) for v in bbox)):
+            continue
+        x, y, w, h = (float(v) for v in bbox)
+        found.setdefault(image_id, []).append([x, y, x + w, y + h])
+    return found
 
 
 def _lexists(path: Path) -> bool:
