@@ -331,7 +331,9 @@ class _NamesUnder:
                     rel = (Path(root) / name).relative_to(self.folder).as_posix()
                     self._where.setdefault(file_name_key(name), []).append(rel)
         name = PurePosixPath(missing).name
-        found = sorted(self._where.get(file_name_key(name), []))
+        # The file the name gives in other letter case, folders too, is named by the image's own note (data/images.py)
+        spelt = os.path.relpath(missing, self.folder).replace(os.sep, "/").casefold()
+        found = sorted(f for f in self._where.get(file_name_key(name), []) if f.casefold() != spelt)
         if not found and name != name.strip():  # a name typed in a spreadsheet keeps the space after it
             found = sorted(self._where.get(file_name_key(name.strip()), []))
             if found:

@@ -373,17 +373,28 @@ def _url_note(path: Path) -> str:
 
 
 def _other_case(path: Path) -> str:
-    """For a missing file, the note that its folder holds the name in other letter case, as a dataset written on
-    Windows or macOS names it (they tell no case apart, so it worked there); '' when it does not, or when the name
-    itself is there (a link that reaches no file)."""
+    """For a missing file, the note that it is there in other letter case, its name or a folder on its way (`Images/`
+    for `images/`), as a dataset written on Windows or macOS names it (they tell no case apart, so it worked there);
+    '' when it is not, or when the name itself is there (a link that reaches no file)."""
+    missing: list[str] = []  # the parts of `path` past the deepest folder that exists as spelt
+    base = path
     try:
-        folder = str(path.parent)
-        other = _names_by_case(folder, os.stat(folder).st_mtime_ns).get(path.name.casefold())
+        while not os.path.isdir(base.parent) and base.parent != base and len(missing) < 32:
+            missing.append(base.name)
+            base = base.parent
+        missing.append(base.name)
+        folder, found = str(base.parent), []
+        for part in reversed(missing):
+            other = _names_by_case(folder, os.stat(folder).st_mtime_ns).get(part.casefold())
+            if other is None:
+                return ""
+            found.append(other)
+            folder = os.path.join(folder, other)
     except (OSError, ValueError):  # no such folder, or a name no folder can have
         return ""
-    if other is None or other == path.name:
+    if found == missing[::-1]:
         return ""
-    return f" ({other} is there: only the letter case differs, which Windows and macOS ignore)"
+    return f" ({'/'.join(found)} is there: only the letter case differs, which Windows and macOS ignore)"
 
 
 def _other_suffix(path: Path) -> str:
