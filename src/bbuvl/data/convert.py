@@ -402,7 +402,11 @@ def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> 
             if final != stored:
                 box = scale_box(box, stored, final)
             if box_is_degenerate(box):
-                raise _ObjectProblem(f"box {_fmt(obj.box)} is degenerate ({_fmt_size(box)} px) after clipping")
+                # "after clipping" was said of a point or a line drawn as a feature, which nothing clipped
+                steps = [s for s, done in (("clipped to the image", clipped),
+                                           (f"scaled to the model frame's {final[0]}x{final[1]}", final != stored)) if done]
+                how = f" once {' and '.join(steps)}" if steps else " (a point or a line, not a box)"
+                raise _ObjectProblem(f"box {_fmt(obj.box)} is degenerate ({_fmt_size(box)} px){how}")
         except _ObjectProblem as e:
             result.errors.append(_error(file, obj.index, e.reason, obj.label))
             result.objects_invalid += 1
