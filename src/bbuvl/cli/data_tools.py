@@ -336,7 +336,7 @@ def import_coco(
                       "only that holds its boxes)", markup=False, soft_wrap=True)
     if result.summary["boxes_from_segmentation"]:
         console.print(f"{result.summary['boxes_from_segmentation']} box(es) read from their annotation's segmentation "
-                      "(no bbox given): the extent of its polygons or mask", markup=False, soft_wrap=True)
+                      "(no bbox given, or one of no width and height): the extent of its polygons or mask", markup=False, soft_wrap=True)
     same = result.summary["same_photo"]
     if same["folded"]:  # one photo under two names or entries: imported once, the first entry's boxes kept
         differ = (f", {same['other_boxes']} of them with other boxes than the entry kept: check those in {out / ERRORS}"

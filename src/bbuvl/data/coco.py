@@ -303,11 +303,16 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path, from_segmentation: l
         if bbox in (None, []) and "segmentation" not in ann:
             errors.append(_error("neither a bbox nor a segmentation: where the object is is not given", **where))
             continue
+        if _placeholder(bbox) and ann.get("segmentation") not in (None, [], {}):
+            # `[0, 0, 0, 0]` beside a mask, as some exporters write a box they never computed: the object was dropped
+            # as "degenerate" with its segmentation there
+            bbox = None
         if bbox in (None, []):  # an instance-segmentation export: its box is the mask's extent, as COCO's own are
             try:
                 bbox = segmentation_box(ann["segmentation"], image["size"])
             except ValueError as e:
-                errors.append(_error(f"no bbox, and its segmentation gives none: {e}", **where))
+                given = "no bbox" if ann.get("bbox") in (None, []) else f"bbox {json.dumps(ann['bbox'])} has no area"
+                errors.append(_error(f"{given}, and its segmentation gives none: {e}", **where))
                 continue
             derived = True
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(is_json_number, bbox))):
@@ -370,6 +375,11 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path, from_segmentation: l
             why = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg'].removeprefix('Value error, ')}" for d in e.errors())
             errors.append(_error(f"image entry refused: {why}", entry=im["entry"], image_id=image_id, file=im["file_name"]))
     return records, errors
+
+
+def _placeholder(bbox: Any) -> bool:
+    """Whether a bbox is four numbers of no width and no height (`[0, 0, 0, 0]`): a box never computed, not an object."""
+    return isinstance(bbox, list) and len(bbox) == 4 and all(map(is_json_number, bbox)) and bbox[2] == bbox[3] == 0
 
 
 def segmentation_box(segmentation: Any, size: tuple[int, int]) -> list[float]:
