@@ -52,3 +52,14 @@ def test_a_box_made_thin_by_resize_says_so(tmp_path):
     (reason,) = reasons(tmp_path / "out")
     assert reason.startswith("box [100, 100, 101.5, 200] is degenerate (0.")
     assert reason.endswith(f" px) once scaled to the model frame's {frame.model_size(SIZE)[0]}x{frame.model_size(SIZE)[1]}")
+
+
+def test_boxes_written_as_fractions_of_the_photo_say_so(tmp_path):
+    # A platform that writes 0-1: each box was "degenerate ... after clipping", and the photo lost with no word of why
+    export(tmp_path / "export", [[[0.1, 0.2], [0.3, 0.4]]])
+
+    convert_dataset(tmp_path / "export", tmp_path / "out", ConvertOptions(val_ratio=0, teachers=0))
+
+    assert reasons(tmp_path / "out") == [
+        "box [0.1, 0.2, 0.3, 0.4] is degenerate (0.2x0.2 px) (its coordinates lie within 0-1: fractions of the photo's "
+        "sides? The platform's boxes are in pixels)"]

@@ -405,7 +405,7 @@ def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> 
                 # "after clipping" was said of a point or a line drawn as a feature, which nothing clipped
                 steps = [s for s, done in (("clipped to the image", clipped),
                                            (f"scaled to the model frame's {final[0]}x{final[1]}", final != stored)) if done]
-                how = f" once {' and '.join(steps)}" if steps else " (a point or a line, not a box)"
+                how = " once " + " and ".join(steps) if steps else _why_thin(obj.box)
                 raise _ObjectProblem(f"box {_fmt(obj.box)} is degenerate ({_fmt_size(box)} px){how}")
         except _ObjectProblem as e:
             result.errors.append(_error(file, obj.index, e.reason, obj.label))
@@ -445,6 +445,16 @@ def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> 
         images=[f"{IMAGES}/{name}"], width=final[0], height=final[1],
         objects=sort_objects(objects), id=pair.id, source=file,
     )
+
+
+def _why_thin(box: list[float]) -> str:
+    """Why a box as written is thinner than a pixel: a point or a line drawn as a feature, or fractions of the photo's
+    sides (a tool that writes 0-1), not its pixels; '' for a box merely thin."""
+    if box[0] == box[2] or box[1] == box[3]:
+        return " (a point or a line, not a box)"
+    if all(0 <= v <= 1 for v in box):
+        return " (its coordinates lie within 0-1: fractions of the photo's sides? The platform's boxes are in pixels)"
+    return ""
 
 
 def _frame_without_size(boxes: list[list[float]], raw: Size, orientation: int) -> VendorFrame:
