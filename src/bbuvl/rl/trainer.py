@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -43,7 +42,7 @@ from bbuvl.rl.rewards import RewardScorer
 from bbuvl.rl.start_notes import checkpoint_start, grpo_ignores, plain_start, quieted, unread_keys
 from bbuvl.rl.rollouts import (Augmentation, Photo, PhotoBatch, completion_logprobs, draw_rollouts, free_banned_ids,
                                photos_of)
-from bbuvl.train.all_ranks import drawn_notes
+from bbuvl.train.all_ranks import drawn_notes, first_process
 from bbuvl.train.callbacks import LogWindow, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, read_training_rows, rows_as_sources
@@ -357,7 +356,7 @@ def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
     sources = rows_as_sources(read_training_rows(cfg.data.train, files=files), cfg.data.train)  # lines: for messages
     # The rollouts see mirrored photos as SFT's students do (train/run_inputs.py `mirror_note`)
     if (note := mirror_note(cfg, (o.desc for s in sources for o in s.student.record.objects), hierarchy)) \
-            and os.environ.get("RANK", "0") == "0":
+            and first_process():
         log.warning("%s", note)
     if is_plain_model_folder(cfg.model.path):
         labels = data_labels((cfg.data.train, cfg.data.val), hierarchy)

@@ -26,6 +26,7 @@ from transformers import TrainerCallback
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.config import MonitorConfig
+from bbuvl.train.all_ranks import every_rank
 from bbuvl.train.callbacks import CarriedState, EarlyStopping, RunTensorBoard
 from bbuvl.train.param_groups import GROUPS, group_of
 
@@ -113,11 +114,9 @@ class HealthLog(CarriedState, TrainerCallback):
         """Every rank's alarms on every rank, in step order, an alarm that several raised alike once: a collective,
         every rank calls it (a no-op in one process). Only the first rank writes health.json, and an alarm another
         rank alone raised was missing from it."""
-        dist = torch.distributed
-        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        ranks = every_rank([asdict(a) for a in self.alarms])
+        if len(ranks) == 1:
             return
-        ranks: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(ranks, [asdict(a) for a in self.alarms])
         seen: set[str] = set()
         merged = []
         for alarms in ranks:

@@ -31,6 +31,7 @@ from bbuvl.outputs import (Claim, OutputConflict, check_not_inputs, hold_outputs
                            refuse_outputs_being_read, register_reading, release_readings, same_path, writer_around,
                            writer_at)
 from bbuvl.paths import real_path
+from bbuvl.train.all_ranks import first_process
 from bbuvl.train.data_files import DataFiles, photo_folders
 from bbuvl.train.monitors import HEALTH_FILE
 
@@ -232,7 +233,7 @@ def holding_run(cfg: Config, resume_from: str | Path | None, overwrite: bool) ->
 
     Only the first process holds them under torchrun or accelerate; a lock already held by this thread (a caller's
     own claim) is taken again, not refused, and one another thread holds is refused (bbuvl/outputs.py, `OutputLock`)."""
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not first_process():
         yield
         return
     out = Path(cfg.training.output_dir)
