@@ -362,7 +362,8 @@ def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
         labels = data_labels((cfg.data.train, cfg.data.val), hierarchy)
         start, notes = plain_start(cfg)  # config.py's defaults are no pretrained model's: each said, the head left out
         for note in notes:
-            log.warning("%s", note)
+            if first_process():  # every process would say them
+                log.warning("%s", note)
         folder = read_model_folder(cfg.model.path, labels=labels, lang=cfg.data.lang, cfg=start)
     else:
         try:
@@ -376,13 +377,14 @@ def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
             raise ValueError(f"model.path {e}{hint}") from None
         # What `bbuvl config check` says too: its frame refused (BudgetError), the keys it keeps, a LoRA one's adapters
         for note in checkpoint_start(cfg, folder):
-            log.warning("%s", note)
+            if first_process():  # every process would say them
+                log.warning("%s", note)
     val = optional_data(cfg, "val")
     val_sources = rows_as_sources(read_training_rows(val, files=files), val) if val else []
     val_photos = photos_of(val_sources) if val else None
     if cfg.grpo.rewards.label > 0 and not is_plain_model_folder(cfg.model.path):  # a plain folder: the data's labels
         for key, path, data in (("data.train", cfg.data.train, sources), ("data.val", val, val_sources)):
-            if problem := unwritable_labels(data, folder.prompt.labels, hierarchy):
+            if (problem := unwritable_labels(data, folder.prompt.labels, hierarchy)) and first_process():
                 # The answer grammar writes the checkpoint's labels only: no rollout can name these (rl/rewards.py).
                 log.warning("%s %s: %s: the checkpoint %s answers with its %d labels only (prompt.json), so these "
                             "objects earn the label reward only for the levels their label shares with one of those; "
@@ -408,10 +410,12 @@ def build_grpo_run(cfg: Config, inputs: GrpoInputs | None = None) -> GrpoRun:
     """Load the starting model (an SFT checkpoint with its own prompt and frame, or a base model) with `inputs`, its
     photos and rewards (read here when not given: `read_grpo_inputs`)."""
     set_seed(cfg.training.seed)
-    for setting in grpo_ignores(cfg):
-        log.warning("training.method grpo ignores %s", setting)
-    for note in run_notes(cfg):  # what SFT's start and `bbuvl config check` say too (a LoRA rate that trains nothing)
-        log.warning("%s", note)
+    if first_process():  # every process would say them
+        for setting in grpo_ignores(cfg):
+            log.warning("training.method grpo ignores %s", setting)
+        # what SFT's start and `bbuvl config check` say too (a LoRA rate that trains nothing)
+        for note in run_notes(cfg):
+            log.warning("%s", note)
     inputs = inputs or read_grpo_inputs(cfg)
     # The attention and the quantisation this config asks for, refused where they cannot run, as SFT's are
     bits = cfg.model.lora.bits if cfg.model.lora.enabled else 16

@@ -21,6 +21,7 @@ from bbuvl.data.schema import ImageRecord, Row, Sample, iter_dataset, resolve_im
 from bbuvl.encode.chat import (SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, answer_objects, format_answer,
                                image_for_model, objects_within)
 from bbuvl.encode.collate import STAND_IN
+from bbuvl.train.all_ranks import first_process
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.sample_cache import SampleCache, sample_bytes
 
@@ -251,9 +252,10 @@ class ConversationDataset(torch.utils.data.Dataset):
         where = locate([r for t, s, _ in hidden for r in (t, s)])
         self.pool_students = [f"{where[2 * k]} (image {t.record.image}) is {where[2 * k + 1]}'s photo ({how})"
                               for k, (t, _, how) in enumerate(hidden)]
-        log.warning("%d teacher photo(s) of the pool are training photos under another path or name, never shown "
-                    "before themselves: %s", len(hidden),
-                    "; ".join(self.pool_students[:5]) + (" ..." if len(hidden) > 5 else ""))
+        if first_process():  # every process builds the same dataset: one says so
+            log.warning("%d teacher photo(s) of the pool are training photos under another path or name, never shown "
+                        "before themselves: %s", len(hidden),
+                        "; ".join(self.pool_students[:5]) + (" ..." if len(hidden) > 5 else ""))
 
     def cache_need_bytes(self) -> int:
         """About what keeping every sample takes (`data.sample_cache_mb`): the first sample's bytes per vision token,
@@ -307,13 +309,13 @@ class ConversationDataset(torch.utils.data.Dataset):
         self._teacher_len = [tuple(next(rest) for _ in s.teachers) for s in self.sources]
         self._pool_len = list(rest)
         self.truncated = [f"{at}: {why}" for at, (_, why) in zip(locate([r for r, _ in cut]), cut)]
-        if self.truncated:
+        if self.truncated and first_process():  # every process measures the same answers: one says so
             log.warning("%d photo(s) have answers longer than data.max_length=%d leaves room for; each is cut there "
                         "(the detection head still gets every box as a target): %s", len(self.truncated), max_length,
                         "; ".join(self.truncated[:5]) + (" ..." if len(self.truncated) > 5 else ""))
         short = sum(len(self._within(i, list(zip(s.teachers, self._teacher_len[i])), self._student_len[i]))
                     < len(s.teachers) for i, s in enumerate(self.sources) if s.teachers)
-        if short:
+        if short and first_process():
             log.warning("%d sample(s) show fewer of their teachers: with all of them they exceed data.max_length=%d",
                         short, max_length)
 

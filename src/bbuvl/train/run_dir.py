@@ -486,5 +486,6 @@ def latest_complete_checkpoint(output_dir: str | Path) -> tuple[Path | None, lis
         if why is None:
             return path, skipped
         skipped.append((path, why))
-        log.warning("--resume: skipping %s: %s", path, why)
+        if first_process():  # every process looks at the same folder
+            log.warning("--resume: skipping %s: %s", path, why)
     return None, skipped

@@ -342,8 +342,9 @@ def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
     problems = run_conflicts(cfg) + stopping + batch_budget_problems(cfg, contract.factor)
     if problems:
         raise BudgetError(problems)
-    for note in run_notes(cfg):
-        log.warning("%s", note)
+    if first_process():  # every process would say them
+        for note in run_notes(cfg):
+            log.warning("%s", note)
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
     # Every data file is read (an empty one, a box `data check` calls an error: refused) before the model loads.
     files = files or DataFiles()

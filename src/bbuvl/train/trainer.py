@@ -210,11 +210,12 @@ def build_run(cfg: Config, files: DataFiles | None = None, inputs: RunInputs | N
                                               cfg.data.hierarchy)
     if cfg.model.reuse_modules and weights is None:  # a resume loads the checkpoint's own modules over them
         reused = reuse_extra_modules(model, cfg.model.path)
-        for name, (copied, total) in reused.items():
-            log.info("model.reuse_modules: %d of %d tensors from %s", copied, total, Path(cfg.model.path) / name)
-        if not reused:  # a plain model folder: the run is built fresh, as without the option
-            log.warning("model.reuse_modules: %s holds no head or vision positions to reuse; they are built new",
-                        cfg.model.path)
+        if first_process():  # every process builds the same model: one says so
+            for name, (copied, total) in reused.items():
+                log.info("model.reuse_modules: %d of %d tensors from %s", copied, total, Path(cfg.model.path) / name)
+            if not reused:  # a plain model folder: the run is built fresh, as without the option
+                log.warning("model.reuse_modules: %s holds no head or vision positions to reuse; they are built new",
+                            cfg.model.path)
     freeze_zero_lr_groups(model, cfg.training.lr)
     optimizer_groups(model, cfg.training.lr, cfg.training.weight_decay)  # raises naming a parameter in no group, or nothing to train
 
