@@ -85,7 +85,7 @@ def train(
 
         # a start refused for its starting checkpoint names the key's file:line, as `config check` does
         with user_errors(ValueError, OSError, TrainingDiverged), budgets_located(origin), \
-                no_room_is_resumable(Path(cfg.training.output_dir), resume_from):
+                no_room_is_resumable(Path(cfg.training.output_dir), resume_from), another_rank_ended():
             result = train_grpo(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite,
                                 accept_code=accept_reward_code, callbacks=saves)
         if not first_process():
@@ -109,7 +109,8 @@ def train(
     if overwrite and (resume or resume_from):
         fail("--overwrite replaces the run that --resume would continue: pass one of them")
     with user_errors(ValueError, OSError, TrainingDiverged), \
-            no_room_is_resumable(Path(cfg.training.output_dir), resume_from), budgets_located(origin):
+            no_room_is_resumable(Path(cfg.training.output_dir), resume_from), budgets_located(origin), \
+            another_rank_ended():
         result = run_train(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite,
                            announce=print_fault_counts, callbacks=saves)
     if not first_process():
@@ -147,6 +148,20 @@ def train(
                       + (f": [yellow]{longer} of {result['answers_measured']} answers are longer, and answers like them will "
                          "be cut[/]" if longer else ""))
     console.print(f"[green]checkpoint[/]: {escape(result['final'])}  (TensorBoard: {escape(str(Path(cfg.training.output_dir) / 'tb'))})")
+
+
+@contextmanager
+def another_rank_ended() -> Iterator[None]:
+    """A rank whose collective failed because another rank of the run ended says so in one line, and ends with status
+    1 (train/all_ranks.py `peer_lost`); any other error goes on up."""
+    try:
+        yield
+    except RuntimeError as e:
+        from bbuvl.train.all_ranks import peer_lost
+
+        if (said := peer_lost(e)) is None:
+            raise
+        fail(said, code=1)
 
 
 # What a stopped run keeps once a numbered checkpoint of its own is whole (cli/stops.py); a run resumed from a checkpoint

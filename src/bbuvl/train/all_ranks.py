@@ -8,6 +8,7 @@ from the summary of a run under torchrun (its warning scrolled past in the middl
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,6 +28,27 @@ def every_rank(value: Any) -> list[Any]:
     ranks: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(ranks, value)
     return ranks
+
+
+def peer_lost(e: BaseException) -> str | None:
+    """What to say of `e` when a collective of torch.distributed raised it (another rank of the run ended, and the
+    collective it waited in failed: gloo's "Connection closed by peer"), else None.
+
+    The rank that failed first says why in its own words (an `error:` line, or torchrun's summary for a rank killed);
+    the others raised a traceback of 60 lines after it, which named no rank and no cause ("Check the logs of the remote
+    worker")."""
+    tb = e.__traceback__
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).parts[-3:] == ("torch", "distributed", "distributed_c10d.py"):
+            break
+        tb = tb.tb_next
+    else:
+        return None
+    reason = " ".join(str(e).split()).split(". ")[0]  # gloo goes on with advice to read the other rank's log
+    reason = reason if len(reason) <= 300 else reason[:300] + "..."
+    return (f"rank {os.environ.get('RANK', '0')} of {os.environ.get('WORLD_SIZE', '1')} stopped: another process of this "
+            f"run ended while this one waited for it in {tb.tb_frame.f_code.co_name} ({type(e).__name__}: {reason}); "
+            "the error it printed above, or the launcher's summary (torchrun's 'Root Cause'), says why")
 
 
 def drawn_notes(unreadable: list[str], cut: list[str], dropped: int) -> tuple[list[str], list[str], int]:
