@@ -92,7 +92,8 @@ def train(
             return
         print_grpo_summary(result["history"])
         console.print(f"non-finite steps skipped: {result['nan_skipped']}")
-        print_unreadable(result["unreadable"], "the next photo answered")
+        print_unreadable(result["unreadable"], "photos that could not be read when drawn, the next photo answered in "
+                         "each one's place")
         console.print(f"[green]checkpoint[/]: {escape(result['final'])}  (TensorBoard: "
                       f"{escape(str(Path(cfg.training.output_dir) / 'tb'))})")
         return
@@ -135,7 +136,10 @@ def train(
                   f"{result['budget_dropped']}; over-budget photos skipped: {oversize_text(result['oversize_skipped'])}; answers cut at "
                   f"data.max_length: {result['answers_truncated']}"
                   + (f" (and {drawn} more photo(s) through a crop or mirror)" if drawn else ""))
-    print_unreadable(result.get("unreadable") or [], "another sample trained")
+    print_unreadable(result.get("unreadable") or [], "photos that could not be read when drawn, another sample trained "
+                     "in each one's place")
+    print_unreadable(result.get("unreadable_val") or [], "validation photos that could not be read when evaluated, the "
+                     "next sample evaluated in each one's place (eval_loss counts it twice)")
     if cache := result.get("sample_cache"):
         draws = cache["hits"] + cache["misses"]
         console.print(f"samples kept between epochs (data.sample_cache_mb={cfg.data.sample_cache_mb:g}, this process): "
@@ -148,6 +152,18 @@ def train(
                       + (f": [yellow]{longer} of {result['answers_measured']} answers are longer, and answers like them will "
                          "be cut[/]" if longer else ""))
     console.print(f"[green]checkpoint[/]: {escape(result['final'])}  (TensorBoard: {escape(str(Path(cfg.training.output_dir) / 'tb'))})")
+
+
+def print_unreadable(unreadable: list[str], what: str) -> None:
+    """The end of a run's list of the photos that could not be read (`file:line: why` each), under `what` they are
+    and what took each one's place; nothing when there are none."""
+    if not unreadable:
+        return
+    console.print(f"[yellow]{what}: {len(unreadable)}[/]; fix or remove them:", markup=True)
+    for line in unreadable[:5]:
+        console.print(f"  {escape(line)}", highlight=False)
+    if len(unreadable) > 5:
+        console.print(f"  ... {len(unreadable) - 5} more")
 
 
 @contextmanager
@@ -245,20 +261,6 @@ def oversize_text(skipped: dict[str, int]) -> str:
     if not skipped:
         return "0"
     return f"{sum(skipped.values())} (" + ", ".join(f"{key} {n}" for key, n in skipped.items()) + ")"
-
-
-
-
-def print_unreadable(unreadable: list[str], instead: str) -> None:
-    """The end of a run's list of the photos that could not be read when drawn (`instead`: what took each one's place)."""
-    if not unreadable:
-        return
-    console.print(f"[yellow]photos that could not be read when drawn, {instead} in each one's place: "
-                  f"{len(unreadable)}[/]; fix or remove them:", markup=True)
-    for line in unreadable[:5]:
-        console.print(f"  {escape(line)}", highlight=False)
-    if len(unreadable) > 5:
-        console.print(f"  ... {len(unreadable) - 5} more")
 
 
 def print_grpo_summary(history: list[dict]) -> None:

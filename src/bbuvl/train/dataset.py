@@ -200,8 +200,11 @@ class ConversationDataset(torch.utils.data.Dataset):
         mark_coordinates: bool = False,
         mirror: float = 0.0,
         cache_mb: float = 0.0,
+        in_place: str = "trained",
     ):
         self.encoder, self.contract = encoder, contract
+        # What the next sample is, in the place of one whose photo cannot be read: "evaluated" for a validation set
+        self.in_place = in_place
         self.cache = SampleCache(int(cache_mb * 2**20)) if cache_mb > 0 else None
         self.mark_coordinates = mark_coordinates  # the coordinate losses read the student's marks (encode/chat.py)
         self.crop = crop if crop is not None and crop.p > 0 else None
@@ -444,8 +447,8 @@ class ConversationDataset(torch.utils.data.Dataset):
             except ImageError as e:
                 where = locate([self.sources[at].student])[0]
                 unreadable.append(f"{where}: {e}")
-                log.warning("%s: a photo of this sample cannot be read (%s): the next sample is trained in its place; "
-                            "fix or remove it", where, e)
+                log.warning("%s: a photo of this sample cannot be read (%s): the next sample is %s in its place; "
+                            "fix or remove it", where, e, self.in_place)
                 if len(unreadable) == UNREADABLE_IN_A_ROW:
                     raise ImageError(f"{UNREADABLE_IN_A_ROW} samples in a row have a photo that cannot be read, the first "
                                      f"{unreadable[0]}: is the photos' folder still there?") from None

@@ -239,7 +239,8 @@ def build_run(cfg: Config, files: DataFiles | None = None, inputs: RunInputs | N
     eval_ds = None
     if inputs.val is not None:
         eval_ds = ConversationDataset(inputs.val, encoder, contract, inputs.pool,
-                                      cfg.data.teacher_ratio if cfg.data.val_teachers else 0.0, cfg.data.num_teachers, **common)
+                                      cfg.data.teacher_ratio if cfg.data.val_teachers else 0.0, cfg.data.num_teachers,
+                                      in_place="evaluated", **common)
     if first_process():  # every process leaves out the same photos: one says so
         for key, ds, skipped in (("data.train", train_ds, train_ds.skipped), ("data.teachers", train_ds, train_ds.pool_skipped),
                                  ("data.val", eval_ds, eval_ds.skipped if eval_ds is not None else [])):
@@ -291,6 +292,7 @@ class BBUTrainer(Trainer):
         # "file:line: why" of each photo that could not be read when drawn, another sample trained in its place
         # (train/dataset.py); a dict, for each once in the order met
         self.unreadable: dict[str, None] = {}
+        self.unreadable_val: dict[str, None] = {}  # the same of data.val's, another photo evaluated in its place
         # "file:line" of each photo whose answer a crop or mirror made too long for data.max_length, cut when drawn
         self.cut_in_draws: dict[str, None] = {}
         # What the run writes into its folder once a resumed checkpoint is loaded (`fit`): called after the weights,
@@ -454,6 +456,8 @@ class BBUTrainer(Trainer):
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):  # noqa: D102
         inputs = self._prepare_inputs(inputs).to(self.args.device)
+        for meta in inputs.meta:
+            self.unreadable_val.update(dict.fromkeys(meta.get("unreadable", ())))
         with torch.no_grad():
             parts = model(inputs)
         # HF counts a batch as eval_batch_size photos (a Batch is no tensor it can size), and so do its terms here
@@ -693,9 +697,10 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
     run = built[0]
     unreadable, cut_in_draws, dropped = drawn_notes(list(trainer.unreadable), list(trainer.cut_in_draws),
                                                     trainer.budget_dropped)
+    unreadable_val = drawn_notes(list(trainer.unreadable_val), [], 0)[0]
     return {"final": str(Path(cfg.training.output_dir) / FINAL_DIR), "history": trainer.state.log_history,
             "nan_skipped": trainer.guard.skipped, "budget_dropped": dropped,
-            "unreadable": unreadable,
+            "unreadable": unreadable, "unreadable_val": unreadable_val,
             "oversize_skipped": skipped_counts(run.train_dataset, run.eval_dataset), "answers_truncated": len(run.train_dataset.truncated),
             "answers_cut_in_draws": len(cut_in_draws),
             "answers_measured": len(run.train_dataset.answer_tokens),
