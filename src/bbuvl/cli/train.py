@@ -94,6 +94,8 @@ def train(
         console.print(f"non-finite steps skipped: {result['nan_skipped']}")
         print_unreadable(result["unreadable"], "photos that could not be read when drawn, the next photo answered in "
                          "each one's place")
+        print_unreadable(result["unreadable_val"], "validation photos that could not be read when evaluated, left out "
+                         "of eval_reward")
         console.print(f"[green]checkpoint[/]: {escape(result['final'])}  (TensorBoard: "
                       f"{escape(str(Path(cfg.training.output_dir) / 'tb'))})")
         return

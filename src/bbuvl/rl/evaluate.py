@@ -12,7 +12,6 @@ from bbuvl.data.labels import Hierarchy
 from bbuvl.infer.predictor import Predictor, Prepared
 from bbuvl.rl.rewards import LabelledBox, RewardScorer
 from bbuvl.rl.rollouts import Photo, prepared_photo, read_photos, where
-from bbuvl.train.all_ranks import first_process
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +26,20 @@ def heldout_reward(predictor: Predictor, jsonl: str | Path, weights: RewardWeigh
     return photos_reward(predictor, read_photos(str(jsonl)), scorer, batch_size)
 
 
-def photos_reward(predictor: Predictor, photos: Sequence[Photo], scorer: RewardScorer,
-                  batch_size: int = 8) -> dict[str, float]:
-    """`heldout_reward` over photos already read, scored by `scorer`: GRPO's validation pass on `data.val`. A photo
-    that cannot be read now (cut short, deleted, or replaced by one of another size since the start) is left out of
-    the means, named in a warning."""
+def photos_reward(predictor: Predictor, photos: Sequence[Photo], scorer: RewardScorer, batch_size: int = 8,
+                  unreadable: list[str] | None = None) -> dict[str, float]:
+    """`heldout_reward` over photos already read, scored by `scorer` (`reward_sums`, averaged)."""
+    sums, scored = reward_sums(predictor, photos, scorer, batch_size, unreadable)
+    return {k: v / max(scored, 1) for k, v in sums.items()}
+
+
+def reward_sums(predictor: Predictor, photos: Sequence[Photo], scorer: RewardScorer, batch_size: int = 8,
+                unreadable: list[str] | None = None) -> tuple[dict[str, float], int]:
+    """Each reward term and the weighted total summed over `photos`' greedy answers, and the photos scored: GRPO's
+    validation pass on a rank's share of `data.val` (rl/trainer.py sums the ranks').
+
+    A photo that cannot be read now (cut short, deleted, or replaced by one of another size since the start) is left out
+    of the means, named in a warning by the rank that met it and in `unreadable` (`file:line: why`)."""
     # It ended the run at its first validation pass, the steps since the last checkpoint lost; replaced by a photo of
     # another size, its answer was scored in the new file's pixels against the record's truth.
     opts = predictor.options("generate")
@@ -43,9 +51,10 @@ def photos_reward(predictor: Predictor, photos: Sequence[Photo], scorer: RewardS
             try:
                 chunk.append((photo, prepared_photo(predictor, photo, keep_stored=opts.plan() is not None)))
             except ImageError as e:
-                if first_process():  # every process scores every validation photo: said once
-                    log.warning("%s: this validation photo cannot be read (%s): left out of eval_reward; fix or remove "
-                                "it", where(photo), e)
+                if unreadable is not None:
+                    unreadable.append(f"{where(photo)}: {e}")
+                log.warning("%s: this validation photo cannot be read (%s): left out of eval_reward; fix or remove it",
+                            where(photo), e)
         if not chunk:
             continue
         for (photo, _), result in zip(chunk, predictor.predict_each([p for _, p in chunk], "generate", opts)):
@@ -55,4 +64,4 @@ def photos_reward(predictor: Predictor, photos: Sequence[Photo], scorer: RewardS
             for k, v in scorer.score(list(photo.truth), answer, result.error is None).items():
                 sums[k] = sums.get(k, 0.0) + v
             scored += 1
-    return {k: v / max(scored, 1) for k, v in sums.items()}
+    return sums, scored

@@ -37,12 +37,12 @@ from bbuvl.model.checkpoint import (ModelFolder, is_peft, is_plain_model_folder,
 from bbuvl.model.lora import apply_lora
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.rl.objective import StepCounts, grpo_loss
-from bbuvl.rl.evaluate import photos_reward
+from bbuvl.rl.evaluate import reward_sums
 from bbuvl.rl.rewards import RewardScorer
 from bbuvl.rl.start_notes import checkpoint_start, grpo_ignores, plain_start, quieted, unread_keys
 from bbuvl.rl.rollouts import (Augmentation, Photo, PhotoBatch, completion_logprobs, draw_rollouts, free_banned_ids,
                                photos_of)
-from bbuvl.train.all_ranks import drawn_notes, first_process
+from bbuvl.train.all_ranks import drawn_notes, every_rank, first_process
 from bbuvl.train.callbacks import LogWindow, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, read_training_rows, rows_as_sources
@@ -238,9 +238,21 @@ class GrpoTrainer(BBUTrainer):
         was_training = model.training
         model.eval()
         try:
-            means = photos_reward(self.predictor, self.run.val_photos or [], self.scorer, self.args.per_device_eval_batch_size)
+            # Each rank answers its share of the photos and the sums are every rank's: every rank answered every photo,
+            # so the pass took as long as in one process, whatever the ranks
+            share = (self.run.val_photos or [])[self.args.process_index::self.args.world_size]
+            unreadable: list[str] = []
+            ranks = every_rank(reward_sums(self.predictor, share, self.scorer, self.args.per_device_eval_batch_size,
+                                           unreadable))
+            self.unreadable_val.update(dict.fromkeys(unreadable))  # said at the end (cli/train.py)
         finally:
             model.train(was_training)
+        scored = sum(n for _, n in ranks)
+        sums: dict[str, float] = {}
+        for rank_sums, _ in ranks:
+            for k, v in rank_sums.items():
+                sums[k] = sums.get(k, 0.0) + v
+        means = {k: v / max(scored, 1) for k, v in sums.items()}
         metrics = {f"{metric_key_prefix}_{'reward' if k == 'reward' else f'reward_{k}'}": v for k, v in means.items()}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
@@ -533,5 +545,6 @@ def train_grpo(cfg: Config, resume: bool | str = False, progress: bool = True, c
 
     trainer = fit(cfg, make, resume, overwrite, files, prepare, accept_code)
     unreadable = drawn_notes(list(trainer.unreadable), [], 0)[0]  # every rank's, each once
+    unreadable_val = drawn_notes(list(trainer.unreadable_val), [], 0)[0]
     return {"final": str(Path(cfg.training.output_dir) / FINAL_DIR), "history": trainer.state.log_history,
-            "nan_skipped": trainer.guard.skipped, "unreadable": unreadable}
+            "nan_skipped": trainer.guard.skipped, "unreadable": unreadable, "unreadable_val": unreadable_val}
