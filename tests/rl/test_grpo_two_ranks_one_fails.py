@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bbuvl.config import dump_config, load_config
 
 HANG_S = 300  # the run takes about 20 s
@@ -36,6 +38,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# Slow (two processes, 11 s): what is at stake is the waiting rank's message; the run stops either way
+@pytest.mark.slow
 def test_the_rank_left_waiting_for_a_failed_one_says_so_in_one_line(tiny_model_dir, small_dataset, tmp_path):
     (tmp_path / "code").mkdir()
     (tmp_path / "code" / "node_rewards.py").write_text(REWARD, encoding="utf-8")

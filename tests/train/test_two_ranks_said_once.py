@@ -58,6 +58,8 @@ def sft_run(run_config, tmp_path) -> tuple[Path, str]:
     return out, _two_ranks(_sft_config(run_config, out, 1), tmp_path / "run.yaml")
 
 
+# Slow (two processes, 11 s): what is at stake is lines said twice, not a result
+@pytest.mark.slow
 def test_an_sft_start_under_torchrun_says_each_note_once(sft_run):
     _, printed = sft_run
     # Before: "training.logging_steps (10) is past training.max_steps (1) ..." and "model.reuse_modules: ... holds no
