@@ -6,7 +6,6 @@ named neither."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bbuvl.config import dump_config, load_config
+from tests.launch import free_port, grpo_overrides
 
 HANG_S = 300  # the run takes about 20 s
 
@@ -31,27 +31,14 @@ def reward(truth, answer):
 '''
 
 
-def _free_port() -> int:
-    """A port no process listens on now (other test runs on the machine launch theirs too)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 # Slow (two processes, 11 s): what is at stake is the waiting rank's message; the run stops either way
 @pytest.mark.slow
 def test_the_rank_left_waiting_for_a_failed_one_says_so_in_one_line(tiny_model_dir, small_dataset, tmp_path):
     (tmp_path / "code").mkdir()
     (tmp_path / "code" / "node_rewards.py").write_text(REWARD, encoding="utf-8")
-    cfg = load_config(None, [
-        f"model.path={tiny_model_dir}", "model.dtype=float32", "training.method=grpo", "model.min_pixels=12544",
-        "model.max_pixels=50176", f"data.train={small_dataset / 'train.jsonl'}", "data.val=null", "data.teachers=null",
-        "data.num_workers=0", f"training.output_dir={tmp_path / 'run'}", "training.per_device_batch_size=1",
-        "training.max_steps=6", "training.logging_steps=1", "training.save_steps=100", "training.bf16=false",
-        "training.gradient_checkpointing=false", "training.use_cpu=true", "training.warmup_ratio=0",
-        "grpo.group_size=2", "grpo.max_new_tokens=16", "grpo.rewards.user_function=node_rewards:reward",
-        "grpo.rewards.user=0.5",
-    ])
+    cfg = load_config(None, grpo_overrides(tiny_model_dir, small_dataset / "train.jsonl", None, tmp_path / "run", 6)
+                      + ["grpo.rewards.user_function=node_rewards:reward", "grpo.rewards.user=0.5"])
     config = tmp_path / "grpo.yaml"
     config.write_text(dump_config(cfg), encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true",
@@ -59,7 +46,7 @@ def test_the_rank_left_waiting_for_a_failed_one_says_so_in_one_line(tiny_model_d
     # torchrun stops the other ranks within --monitor-interval of the first failure (0.1 s by default), which may
     # be before the rank left waiting has said anything: 5 s lets it always have its say, as a slow machine does
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                           str(_free_port()), "--monitor-interval", "5", "-m", "bbuvl.cli", "train", str(config)],
+                           str(free_port()), "--monitor-interval", "5", "-m", "bbuvl.cli", "train", str(config)],
                           env=env, text=True, capture_output=True, timeout=HANG_S)
     printed = done.stdout + done.stderr
     assert done.returncode != 0

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 from pathlib import Path
 
 from bbuvl.config import dump_config, load_config
 from bbuvl.data.schema import read_records
-from tests.launch import launch_command
+from tests.launch import free_port, grpo_overrides, launch_command
 
 HANG_S = 300  # the run takes about 20 s
 
@@ -28,12 +27,6 @@ def reward(truth, answer):
 '''
 
 
-def _free_port() -> int:
-    """A port no process listens on now (other test runs on the machine launch theirs too)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _truth(record) -> str:
     """A record's objects as RECORDING writes a truth."""
@@ -45,20 +38,15 @@ def test_each_validation_photo_is_answered_on_one_rank_once_a_pass(tiny_model_di
     (tmp_path / "code" / "recording_rewards.py").write_text(RECORDING, encoding="utf-8")
     calls = tmp_path / "calls"
     calls.mkdir()
-    cfg = load_config(None, [
-        f"model.path={tiny_model_dir}", "model.dtype=float32", "training.method=grpo", "model.min_pixels=12544",
-        "model.max_pixels=50176", f"data.train={small_dataset / 'train.jsonl'}", f"data.val={small_dataset / 'val.jsonl'}",
-        "data.teachers=null", "data.num_workers=0", f"training.output_dir={tmp_path / 'run'}",
-        "training.per_device_batch_size=1", "training.max_steps=1", "training.logging_steps=1", "training.eval_steps=1",
-        "training.save_steps=100", "training.bf16=false", "training.gradient_checkpointing=false",
-        "training.use_cpu=true", "training.warmup_ratio=0", "grpo.group_size=2", "grpo.max_new_tokens=16",
-        "grpo.rewards.user_function=recording_rewards:reward", "grpo.rewards.user=0.5",
-    ])
+    cfg = load_config(None, grpo_overrides(tiny_model_dir, small_dataset / "train.jsonl", small_dataset / "val.jsonl",
+                                         tmp_path / "run", 1)
+                      + ["training.eval_steps=1", "grpo.rewards.user_function=recording_rewards:reward",
+                         "grpo.rewards.user=0.5"])
     config = tmp_path / "grpo.yaml"
     config.write_text(dump_config(cfg), encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true", "CALLS_DIR": str(calls),
            "PYTHONPATH": os.pathsep.join([str(tmp_path / "code"), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(launch_command(2, _free_port()) + ["train", str(config)], env=env, text=True,
+    done = subprocess.run(launch_command(2, free_port()) + ["train", str(config)], env=env, text=True,
                           capture_output=True, timeout=HANG_S)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     passes = sum("eval_reward" in h for h in json.loads((tmp_path / "run" / "history.json").read_text(encoding="utf-8")))

@@ -8,22 +8,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 
 import pytest
 
 from bbuvl.config import dump_config, load_config
-from tests.launch import launch_command
+from tests.launch import free_port, grpo_overrides, launch_command
 
 HANG_S = 300  # the run takes about 20 s
 
-
-def _free_port() -> int:
-    """A port no process listens on now (other test runs on the machine launch theirs too)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # Slow: two processes; tests/reliability/test_rl3_photos_that_cannot_be_read_when_drawn.py checks the same in one, by default
@@ -33,19 +26,12 @@ def test_a_photo_cut_short_is_replaced_by_the_next_on_whichever_rank_draws_it(ti
     shutil.copytree(small_dataset, data)
     cut = data / "images" / "train_00003.jpg"
     cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # its header whole: the start reads it
-    cfg = load_config(None, [
-        f"model.path={tiny_model_dir}", "model.dtype=float32", "training.method=grpo", "model.min_pixels=12544",
-        "model.max_pixels=50176", f"data.train={data / 'train.jsonl'}", "data.val=null", "data.teachers=null",
-        "data.num_workers=0", f"training.output_dir={tmp_path / 'run'}", "training.per_device_batch_size=1",
-        "training.max_steps=4", "training.logging_steps=1", "training.save_steps=100", "training.bf16=false",
-        "training.gradient_checkpointing=false", "training.use_cpu=true", "training.warmup_ratio=0",
-        "grpo.group_size=2", "grpo.max_new_tokens=16",
-    ])
+    cfg = load_config(None, grpo_overrides(tiny_model_dir, data / "train.jsonl", None, tmp_path / "run", 4))
     config = tmp_path / "grpo.yaml"
     config.write_text(dump_config(cfg), encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true", "COLUMNS": "400"}
     # 2 ranks x 4 steps draw each of the 8 photos once
-    done = subprocess.run(launch_command(2, _free_port()) + ["train", str(config)], env=env, text=True,
+    done = subprocess.run(launch_command(2, free_port()) + ["train", str(config)], env=env, text=True,
                           capture_output=True, timeout=HANG_S)
     printed = done.stdout + done.stderr
     # Before: "error: .../train_00003.jpg: cannot decode image: image file is truncated", status 1 from torchrun
@@ -63,18 +49,12 @@ def test_a_validation_photo_cut_short_is_left_out_of_eval_reward_and_named(tiny_
     shutil.copytree(small_dataset, data)
     cut = data / "images" / "val_00001.jpg"
     cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
-    cfg = load_config(None, [
-        f"model.path={tiny_model_dir}", "model.dtype=float32", "training.method=grpo", "model.min_pixels=12544",
-        "model.max_pixels=50176", f"data.train={data / 'train.jsonl'}", f"data.val={data / 'val.jsonl'}",
-        "data.teachers=null", "data.num_workers=0", f"training.output_dir={tmp_path / 'run'}",
-        "training.per_device_batch_size=1", "training.max_steps=1", "training.logging_steps=1", "training.eval_steps=1",
-        "training.save_steps=100", "training.bf16=false", "training.gradient_checkpointing=false",
-        "training.use_cpu=true", "training.warmup_ratio=0", "grpo.group_size=2", "grpo.max_new_tokens=16",
-    ])
+    cfg = load_config(None, grpo_overrides(tiny_model_dir, data / "train.jsonl", data / "val.jsonl", tmp_path / "run", 1)
+                      + ["training.eval_steps=1"])
     config = tmp_path / "grpo.yaml"
     config.write_text(dump_config(cfg), encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true", "COLUMNS": "400"}
-    done = subprocess.run(launch_command(2, _free_port()) + ["train", str(config)], env=env, text=True,
+    done = subprocess.run(launch_command(2, free_port()) + ["train", str(config)], env=env, text=True,
                           capture_output=True, timeout=HANG_S)
     printed = done.stdout + done.stderr
     # Before: "error: .../val_00001.jpg: cannot decode image: image file is truncated" at the first validation pass

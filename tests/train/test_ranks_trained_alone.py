@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 
 import pytest
 
-from tests.launch import launch_command
+from tests.launch import free_port, launch_command
 
-
-def _free_port() -> int:
-    """A port no process listens on now (other test runs on the machine launch theirs too)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -50,7 +43,7 @@ def _refused(run_config, tmp_path, out) -> str:
     config = tmp_path / "run.yaml"
     config.write_text(dump_config(cfg), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"} | {"OMP_NUM_THREADS": "1"}
-    done = subprocess.run(launch_command(2, _free_port()) + ["train", str(config)], env=env, capture_output=True,
+    done = subprocess.run(launch_command(2, free_port()) + ["train", str(config)], env=env, capture_output=True,
                           text=True, timeout=300)
     said = " ".join(done.stderr.split())
     assert done.returncode != 0, said

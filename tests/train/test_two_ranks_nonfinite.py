@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import subprocess
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bbuvl.train.param_groups import GROUPS
-from tests.launch import launch_command
+from tests.launch import free_port, launch_command
 
 # Not marked slow: the one run is about 26 s (two processes, each loading the tiny model), and the only test of what
 # two ranks do with a non-finite step in the default run
@@ -24,12 +23,6 @@ from tests.launch import launch_command
 LAUNCH = (str(Path(__file__).with_name("two_ranks_faults_launch.py")),)
 HANG_S = 180  # the run takes about 26 s
 
-
-def _free_port() -> int:
-    """A port no process listens on now (other test runs on the machine launch theirs too)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +44,7 @@ def run(run_config, tiny_family, tmp_path, runs) -> tuple[Path, subprocess.Compl
         config = tmp_path / "run.yaml"
         config.write_text(dump_config(cfg), encoding="utf-8")
         env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-        runs[tiny_family] = out, _run_or_kill(launch_command(2, _free_port(), LAUNCH) + [str(config)], env, HANG_S)
+        runs[tiny_family] = out, _run_or_kill(launch_command(2, free_port(), LAUNCH) + [str(config)], env, HANG_S)
     out, ended = runs[tiny_family]
     if ended is None:
         # A rank whose loss left a parameter out of its graph hung the run for good (model/detection_loss.py)

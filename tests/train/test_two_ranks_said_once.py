@@ -6,23 +6,16 @@ rank, so a log of 8 GPUs held each 8 times."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.launch import launch_command
+from tests.launch import free_port, grpo_overrides, launch_command
 
 HANG_S = 300  # each run takes about 20 s
 
-
-def _free_port() -> int:
-    """A port no process listens on now (other test runs on the machine launch theirs too)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _two_ranks(cfg, config: Path, *args: str) -> str:
@@ -31,7 +24,7 @@ def _two_ranks(cfg, config: Path, *args: str) -> str:
 
     config.write_text(dump_config(cfg), encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    done = subprocess.run(launch_command(2, _free_port()) + ["train", str(config), *args], env=env, text=True,
+    done = subprocess.run(launch_command(2, free_port()) + ["train", str(config), *args], env=env, text=True,
                           capture_output=True, timeout=HANG_S)
     printed = done.stdout + done.stderr
     assert done.returncode == 0, printed[-3000:]
@@ -84,14 +77,7 @@ def test_a_resume_under_torchrun_names_the_cut_checkpoint_it_skips_once(sft_run,
 def test_a_grpo_start_under_torchrun_says_each_note_once(tiny_model_dir, small_dataset, tmp_path):
     from bbuvl.config import load_config
 
-    cfg = load_config(None, [
-        f"model.path={tiny_model_dir}", "model.dtype=float32", "training.method=grpo", "model.min_pixels=12544",
-        "model.max_pixels=50176", f"data.train={small_dataset / 'train.jsonl'}", "data.val=null", "data.teachers=null",
-        "data.num_workers=0", f"training.output_dir={tmp_path / 'run'}", "training.per_device_batch_size=1",
-        "training.max_steps=1", "training.logging_steps=1", "training.save_steps=100", "training.bf16=false",
-        "training.gradient_checkpointing=false", "training.use_cpu=true", "training.warmup_ratio=0",
-        "grpo.group_size=2", "grpo.max_new_tokens=16",
-    ])
+    cfg = load_config(None, grpo_overrides(tiny_model_dir, small_dataset / "train.jsonl", None, tmp_path / "run", 1))
     printed = _two_ranks(cfg, tmp_path / "grpo.yaml")
     # Before: the plain model's head note and "training.method grpo ignores ..." were printed twice each
     assert "is a plain model folder" in printed and "training.method grpo ignores" in printed
