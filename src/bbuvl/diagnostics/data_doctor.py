@@ -43,6 +43,8 @@ class TokenSummary:
     file: str
     per_sample: list[int] = field(default_factory=list)  # student + explicit teachers, as the file says
     over_budget: int = 0
+    # Each sample as a training batch holds it (`trained_cost`), and whether it draws pool teachers (none given)
+    trained: list[tuple[int, bool]] = field(default_factory=list)
 
     @property
     def stats(self) -> dict[str, float]:
@@ -185,13 +187,14 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
     hierarchy = hierarchy or Hierarchy.load(cfg.data.hierarchy)
     family, no_family = _offline_family(cfg)
     # Token counts within the pixel bounds alone: what each photo needs before the budget shrinks it.
-    contract = replace(cfg.model.frame(offline=True), max_vision_tokens=None) if family else None
+    budget = cfg.model.frame(offline=True) if family else None  # as training shows each photo: resized to the budget
+    contract = replace(budget, max_vision_tokens=None) if budget else None
     limit = cfg.model.max_vision_tokens
     files, problems = dataset_files(path)
     report = DataReport(problems=list(problems), batch_size=cfg.training.per_device_batch_size, counted=family is not None)
     report.prompt_labels = list(prompt_labels) if prompt_labels is not None else data_labels((cfg.data.train, cfg.data.val), hierarchy)
     first_seen: dict[str, tuple[str, int]] = {}
-    teacher_tokens: list[int] = []
+    teacher_tokens: list[tuple[int, int]] = []
     start = len(report.problems)
     read = [(file, _read_rows(path, file, report)) for file in files]
     rows = [(file, line, sample) for file, found in read for line, sample in found]
@@ -207,7 +210,7 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
             report.problems.extend(record_problems(file, line, sample))
             if (crowded := queries_problem(file, line, sample, cfg)) is not None:
                 report.problems.append(crowded)
-            total = 0
+            total, photos = 0, []
             for prefix, record in _records(sample):
                 for obj in record.objects:
                     report.labels[obj.desc] = report.labels.get(obj.desc, 0) + 1
@@ -216,9 +219,12 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
                 report.problems.extend(problems)
                 summary.over_budget += tokens > limit
                 total += tokens
+                photos.append((tokens, _resized(infos.get(resolve_image(file, record.image)), budget, tokens)))
             summary.per_sample.append(total)
+            if (cost := trained_cost(photos, cfg)) is not None:
+                summary.trained.append((cost, not sample.teachers))
             if file.name == TEACHERS:
-                teacher_tokens.append(total)
+                teacher_tokens.append(photos[-1])  # a pool line is one photo
         report.tokens.append(summary)
     order = {str(f): i for i, f in enumerate(files)}  # in file and line order, as `data check` lists them
     report.problems[start:] = sorted(report.problems[start:], key=lambda p: (order.get(p.file, -1), p.line))
@@ -238,7 +244,7 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
                           "model into the model.path folder to check answer lengths with its tokenizer")
         return report
     if not any(f.name == TEACHERS for f in files) and cfg.data.teachers and Path(cfg.data.teachers).exists():
-        teacher_tokens = _pool_tokens(Path(cfg.data.teachers), contract)  # the run draws its teachers from there
+        teacher_tokens = _pool_tokens(Path(cfg.data.teachers), contract, budget)  # the run draws its teachers from there
     report.worst_batch = _worst_batch(report, cfg, teacher_tokens)
     # `bbuvl train` refuses a budget that a batch of full-size photos could overflow, whatever this data holds.
     # The config is at fault, not the data: the problem names the config's line of the key at fault.
@@ -302,23 +308,39 @@ def _located(text: str, file: Path) -> Problem:
     return Problem(path, int(line), why)
 
 
-def _pool_tokens(teachers: Path, contract: CoordinateContract) -> list[int]:
-    """Vision tokens of each readable photo of a teacher pool (its problems are `doctor data TEACHERS`' job)."""
+def _resized(info: ImageInfo | str | None, budget: CoordinateContract | None, tokens: int) -> int:
+    """A photo's vision tokens once resized down to the budget, as training shows it (its own `tokens` when unread)."""
+    return budget.vision_tokens(info.upright) if isinstance(info, ImageInfo) and budget is not None else tokens
+
+
+def trained_cost(photos: list[tuple[int, int]], cfg: Config) -> int | None:
+    """Vision tokens a sample's photos (explicit teachers first, the student last; each as `(tokens, resized to the
+    budget)`) take in a training batch: each photo resized on its own (data.oversize resize), or the sample dropped
+    when its student is over `model.max_vision_tokens` (skip: train/dataset.py `_fits`); None when dropped."""
+    if cfg.data.oversize == "resize":
+        return sum(resized for _, resized in photos)
+    return None if photos[-1][0] > cfg.model.max_vision_tokens else sum(tokens for tokens, _ in photos)
+
+
+def _pool_tokens(teachers: Path, contract: CoordinateContract, budget: CoordinateContract) -> list[tuple[int, int]]:
+    """`(vision tokens, resized to the budget)` of each readable photo of a teacher pool (its problems are `doctor data
+    TEACHERS`' job)."""
     out = []
     for record in read_records(teachers, skip_invalid=True):
         info = probe_image(resolve_image(teachers, record.image), decode=False)
         if not isinstance(info, str):
-            out.append(contract.vision_tokens(info.upright))
+            out.append((contract.vision_tokens(info.upright), budget.vision_tokens(info.upright)))
     return out
 
 
-def _worst_batch(report: DataReport, cfg: Config, teacher_tokens: list[int]) -> int:
-    """Vision tokens of the costliest training batch: the largest samples, each with the largest teachers drawn."""
-    cap = cfg.model.max_vision_tokens if cfg.data.oversize == "resize" else None
-    students = [t for s in report.tokens if Path(s.file).name != TEACHERS for t in s.per_sample]
-    if not students:
-        return 0
-    clipped = sorted((min(t, cap) if cap else t for t in students), reverse=True)
-    teachers = sorted((min(t, cap) if cap else t for t in teacher_tokens), reverse=True)
-    per_teacher = sum(teachers[: cfg.data.num_teachers]) if cfg.data.teacher_ratio > 0 else 0
-    return sum(clipped[: cfg.training.per_device_batch_size]) + per_teacher * min(cfg.training.per_device_batch_size, len(clipped))
+def _worst_batch(report: DataReport, cfg: Config, teacher_tokens: list[tuple[int, int]]) -> int:
+    """Vision tokens of the costliest training batch: the costliest samples, each that draws teachers (a sample that
+    names its own draws none: train/dataset.py `teachers_for`) with the largest of the pool.
+
+    Each photo is resized to the budget on its own: the sample's sum clipped to one photo's budget said 400 of a batch
+    of three photos of 192 (576), and a sample naming its teachers was charged pool teachers too."""
+    pool = sorted((trained_cost([t], cfg) or 0 for t in teacher_tokens), reverse=True)  # skip: an over-budget one is out
+    drawn = sum(pool[: cfg.data.num_teachers]) if cfg.data.teacher_ratio > 0 else 0
+    costs = sorted((cost + (drawn if draws else 0) for s in report.tokens if Path(s.file).name != TEACHERS
+                    for cost, draws in s.trained), reverse=True)
+    return sum(costs[: cfg.training.per_device_batch_size])
