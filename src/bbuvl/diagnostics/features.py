@@ -22,7 +22,7 @@ DEAD_EPS = 1e-6
 
 @dataclass
 class LayerStats:
-    """Statistics of one probed layer over every token (or query) of the probe photos."""
+    """Statistics of one probed layer over every token (or query) of the probe photos, never a padded position."""
 
     name: str
     units: int
@@ -38,6 +38,10 @@ class LayerStats:
     def dead_fraction(self) -> float:
         """Dead units / units."""
         return self.dead / self.units if self.units else 0.0
+
+
+# Which memory a probed layer reads, by the prefix of its name: its padded positions are no token of any photo
+_MEMORY = {"vision_adapter": "vision_mask", "language_adapter": "text_mask"}
 
 
 def probed_layers(head: nn.Module) -> list[tuple[str, nn.Module, Callable[[torch.Tensor], torch.Tensor] | None]]:
@@ -64,13 +68,24 @@ def feature_stats(model: Any, batches: list[dict[str, Any]], max_samples: int = 
     if head is None:
         raise ValueError(f"{model.no_head()}: nothing to probe")
     collected: dict[str, list[torch.Tensor]] = {}
-    hooks = []
+    masks: dict[str, torch.Tensor] = {}
+
+    def take_masks(m: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
+        # In a batch of photos of several sizes, the shorter ones' vision and text positions are padding: counted,
+        # they moved the adapters' statistics with the batch size, and a padded row firing hid a dead unit.
+        given = dict(zip(("vision_embeds", "vision_mask", "text_hidden", "text_mask"), args)) | kwargs
+        masks.update({k: given[k].detach().bool() for k in _MEMORY.values() if k in given})
+
+    def hook(m: nn.Module, args: Any, out: Any, name: str, activation: Any) -> None:
+        x = out.detach().float()
+        x = activation(x) if activation is not None else x
+        mask = masks.get(_MEMORY.get(name.split(" ")[0].split(".")[0], ""))
+        rows = x[mask] if mask is not None and mask.shape == x.shape[:-1] else x.reshape(-1, x.shape[-1])
+        collected.setdefault(name, []).append(rows.cpu())
+
+    hooks = [head.register_forward_pre_hook(take_masks, with_kwargs=True)]
     for name, module, activation in probed_layers(head):
-        def hook(m: nn.Module, args: Any, out: Any, name: str = name, activation: Any = activation) -> None:
-            x = out.detach().float()
-            x = activation(x) if activation is not None else x
-            collected.setdefault(name, []).append(x.reshape(-1, x.shape[-1]).cpu())
-        hooks.append(module.register_forward_hook(hook))
+        hooks.append(module.register_forward_hook(lambda m, a, o, name=name, activation=activation: hook(m, a, o, name, activation)))
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
