@@ -29,7 +29,7 @@ from bbuvl.data.check import (ImageInfo, Problem, check_boxes, check_size, datas
 from bbuvl.data.coords import ROTATING_ORIENTATIONS, CoordinateContract
 from bbuvl.data.families import Family
 from bbuvl.data.labels import Hierarchy
-from bbuvl.data.layout import TEACHERS
+from bbuvl.data.layout import TEACHERS, VAL
 from bbuvl.data.schema import ImageRecord, Sample, iter_dataset, read_dataset, read_records, resolve_image
 
 _ORIENTATION_NAMES = {2: "mirrored", 3: "rotated 180°", 4: "flipped vertically", 5: "transposed", 6: "rotated 90° clockwise",
@@ -117,12 +117,17 @@ def record_problems(file: Path, line: int, sample: Sample) -> list[Problem]:
 
 def queries_problem(file: Path, line: int, sample: Sample, cfg: Config) -> Problem | None:
     """A photo holding more objects than the head has queries (train/query_room.py): each draw teaches the queries at most
-    `detection.num_queries` of them, and it finds no more there. Teachers are context, never the head's targets."""
+    `detection.num_queries` of them, and it finds no more there. Teachers are context, never the head's targets; a
+    validation photo is never taught, but the head still finds at most that many in it."""
     n, queries = len(sample.student.objects), cfg.detection.num_queries
     if not cfg.detection.enabled or file.name == TEACHERS or n <= queries:
         return None
-    return Problem(str(file), line, f"{n} objects, more than detection.num_queries ({queries}): each draw teaches the "
-                   f"queries {queries} of them and {n - queries} to none, and the head finds at most {queries} a photo; raise "
+    # Said of a validation photo too, "each draw teaches the queries 8 of them", where no draw teaches it anything
+    validation = file.name == VAL or (cfg.data.val is not None and Path(cfg.data.val).resolve() == file.resolve())
+    why = (f"the head finds at most {queries} a photo, so evaluation counts at least {n - queries} of its objects "
+           "missed whatever the head learns" if validation else f"each draw teaches the queries {queries} of them and "
+           f"{n - queries} to none, and the head finds at most {queries} a photo")
+    return Problem(str(file), line, f"{n} objects, more than detection.num_queries ({queries}): {why}; raise "
                    f"detection.num_queries to at least {n}", "warning")
 
 
