@@ -53,3 +53,20 @@ def test_under_oversize_skip_a_student_over_the_budget_is_not_in_any_batch(small
     write_dataset(folder / "train.jsonl", train)
     report = diagnose_data(folder / "train.jsonl", _config(tmp_path, folder, "skip"))
     assert report.worst_batch == 48 + 48  # a 224x168 student and one teacher; it counted the skipped 432-token photo
+
+
+def test_the_table_says_its_over_budget_count_is_of_photos_not_samples(small_dataset, tmp_path):
+    from typer.testing import CliRunner
+
+    from bbuvl.cli.doctor import app
+
+    folder = tmp_path / "data"
+    shutil.copytree(small_dataset, folder)
+    train = [_enlarge(folder, r) for r in read_records(folder / "train.jsonl")[:3]]
+    explicit = folder / "explicit.jsonl"
+    write_dataset(explicit, [Sample(teachers=train[:2], student=train[2])])
+    _config(tmp_path, folder, "resize")
+    result = CliRunner().invoke(app, ["data", str(explicit), "-c", str(tmp_path / "run.yaml")], terminal_width=200)
+    # one sample, three photos over the budget: the column read "over 200 | 3" beside "samples | 1"
+    row = next(line for line in result.output.splitlines() if "explicit.jsonl" in line)
+    assert "photos over 200" in result.output and row.split()[-2:] == ["3", "│"]

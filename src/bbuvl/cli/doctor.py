@@ -242,7 +242,7 @@ def data(
         report = diagnose_data(dataset, cfg, prompt_labels, origin=origin)
     if report.counted:
         table = Table(title=f"vision tokens at min_pixels={cfg.model.min_pixels}, max_pixels={cfg.model.max_pixels}")
-        for col in ("file", "samples", "min", "median", "max", f"over {cfg.model.max_vision_tokens}"):
+        for col in ("file", "samples", "min", "median", "max", f"photos over {cfg.model.max_vision_tokens}"):
             table.add_column(col, justify="left" if col == "file" else "right")
         for t in report.tokens:
             s = t.stats
