@@ -197,7 +197,8 @@ def _with_a_nan_weight(trained_checkpoint, tmp_path):  # noqa: ANN001, ANN202 - 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(trained_checkpoint, ckpt)
     weights = load_file(ckpt / "model.safetensors")
-    name = next(k for k in weights if k.startswith("visual.") and k.endswith(".bias"))
+    # Qwen2.5-VL names the vision tower `visual.*`, the Qwen3 families `model.visual.*`
+    name = next(k for k in weights if f".{k}".startswith((".visual.", ".model.visual.")) and k.endswith(".bias"))
     weights[name] = weights[name].clone()
     weights[name].view(-1)[0] = float("nan")
     save_file(weights, ckpt / "model.safetensors", metadata={"format": "pt"})
