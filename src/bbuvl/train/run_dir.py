@@ -40,7 +40,11 @@ log = logging.getLogger(__name__)
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")  # HF's names; `checkpoint-16.bak` and the like are not ours
 FINAL_DIR = "final"
 # run.json: what the run was started with (train/run_record.py); health.json: the alarms (train/monitors.py)
-RUN_RECORDS = ("history.json", "run.json")  # a folder holding either holds a run (train/trainer.py `fit` writes both)
+RUN_RECORD = "run.json"  # train/run_record.py writes it
+# The run's record as a checkpoint carries it (train/trainer.py and rl/trainer.py `_save`): a resume whose folder lost
+# run.json checks against it. Not named run.json: a folder holding that is taken for another run nested in this one.
+CHECKPOINT_RECORD = "run_record.json"
+RUN_RECORDS = ("history.json", RUN_RECORD)  # a folder holding either holds a run (train/trainer.py `fit` writes both)
 RUN_FILES = (*RUN_RECORDS, HEALTH_FILE)
 RUN_DIRS = (FINAL_DIR, "tb", "nan_batches")
 
@@ -412,6 +416,40 @@ def training_state_missing(path: Path) -> str | None:
     if not any(path.glob("rng_state*.pth")):
         return ("rng_state.pth missing (the random state): resuming would draw other crops, mirrors and dropout than "
                 "the run it continues")
+    return _rank_state_missing(path)
+
+
+def _recorded_processes(path: Path) -> int | None:
+    """How many processes saved checkpoint `path`: its carried run record's, else its folder's run.json (None: neither
+    is there or names a count)."""
+    for record in (path / CHECKPOINT_RECORD, path.parent / RUN_RECORD):
+        if record.is_file():
+            try:
+                ran_on = read_json(record, "run record").get("processes")
+            except (ValueError, OSError, AttributeError):
+                continue  # named by the resume's own record check
+            if isinstance(ran_on, int) and not isinstance(ran_on, bool) and ran_on >= 1:
+                return ran_on
+    return None
+
+
+def _rank_state_missing(path: Path) -> str | None:
+    """Which process's rng_state_N.pth checkpoint `path` lacks, of every process its run had (None when none is).
+
+    Each process saves its own under torchrun: a save whose rank 1 was killed kept rank 0's, and any one file was
+    taken for the whole random state, so the resume drew that rank's crops and dropout anew in silence.
+    """
+    ranks = {int(m.group(1)) for p in path.glob("rng_state_*.pth")
+             if (m := re.fullmatch(r"rng_state_(\d+)\.pth", p.name))}
+    processes = _recorded_processes(path)
+    if processes is None or processes == 1:
+        if not ranks:  # one process saves rng_state.pth alone
+            return None
+        processes = max(ranks) + 1  # unrecorded: at least every rank below the highest saved
+    missing = sorted(set(range(processes)) - ranks)
+    if missing:
+        return (f"rng_state_{missing[0]}.pth missing (process {missing[0]}'s random state, of the run's {processes} "
+                "processes): resuming would draw other crops, mirrors and dropout on it than the run it continues")
     return None
 
 

@@ -50,16 +50,11 @@ from bbuvl.data.text import show_text
 from bbuvl.model.identity import identify
 from bbuvl.paths import looks_local, real_path
 from bbuvl.train.data_files import DataFiles
-from bbuvl.train.run_dir import CHECKPOINT, numbered_checkpoints
+from bbuvl.train.run_dir import CHECKPOINT, CHECKPOINT_RECORD, RUN_RECORD, numbered_checkpoints
 from bbuvl.versions import software, software_differences
 
 log = logging.getLogger(__name__)
 
-RUN_RECORD = "run.json"
-# The run's record as a checkpoint carries it (train/trainer.py and rl/trainer.py `_save`): a resume whose folder lost
-# run.json checks against it. Not named run.json: a folder holding that is taken for another run nested in this one
-# (run_dir.py).
-CHECKPOINT_RECORD = "run_record.json"
 # What a resume may change: how long the run goes on (the schedule is recomputed over the new length), how often
 # it logs, saves and evaluates, where it writes, how many loader processes read the data, the collator's budgets
 # (a run saved before training refused overflowing ones must be able to raise them; docs/resume.md), the health
