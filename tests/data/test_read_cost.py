@@ -20,6 +20,7 @@ from bbuvl.data.images import ImageError, image_size, load_image
 from bbuvl.data.near_copies import photo_print, photo_prints
 from bbuvl.data.read_cost import jpeg_layout, read_cost
 from tests.forged_jpegs import ARITHMETIC_FLAT_2000, PeakMemory, claiming, flooded, rescanned, scanned_one_by_one
+from tests.forged_pngs import chunk_flooded, rechunked
 
 # Pillow refuses past twice this: 2,000,000 pixels (as tests/data/test_images_past_the_pixel_limit.py lowers it)
 LOWERED = 1_000_000
@@ -185,3 +186,28 @@ def test_a_jpeg_of_more_markers_than_any_photo_holds_is_refused_naming_the_file_
         load_image(path)
     path.write_bytes(flooded(500, where))  # a photo's EXIF, ICC profile and tables are tens of them
     assert load_image(path).size == (64, 48)
+
+
+@pytest.mark.parametrize("kind", [b"IDAT", b"tIME"])
+def test_a_png_of_more_chunks_than_any_photo_holds_is_refused_naming_the_file_unread(tmp_path: Path, kind):
+    # Each chunk a step of Pillow's reader in Python however small: a million empty IDATs (12 MB) held a decoding
+    # thread 2.8 s, a million tIMEs (19 MB) 3.0 s. Refused past 10,000 (one a KB past that), before Pillow reads them.
+    path = tmp_path / "flooded.png"
+    path.write_bytes(chunk_flooded(200_000, kind))
+    started = time.perf_counter()
+    with pytest.raises(ImageError, match=r"flooded\.png: .*a PNG of more than 10000 chunks"):
+        load_image(path)
+    assert time.perf_counter() - started < 0.3
+    path.write_bytes(chunk_flooded(5_000, kind))  # within the bound: read
+    assert load_image(path).size == (64, 48)
+
+
+def test_a_large_png_in_small_chunks_is_read(tmp_path: Path):
+    """One chunk a KB of the file is allowed past the first 10,000: a large photo in 1 KB chunks is not refused."""
+    noise = np.random.default_rng(0).integers(0, 256, (1800, 2100, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "PNG", compress_level=1)
+    path = tmp_path / "large.png"
+    path.write_bytes(rechunked(buf.getvalue(), 1024))
+    assert path.stat().st_size // 1036 > 10_000  # more chunks than the first bound
+    assert load_image(path).size == (2100, 1800)

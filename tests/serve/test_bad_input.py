@@ -14,6 +14,7 @@ from PIL import Image
 from tests.exif_photos import (UNPARSABLE_EXIF, jpeg_turned_with_a_make_tag_of_the_wrong_type,
                                photo_with_an_unparsable_exif_block)
 from tests.forged_jpegs import flooded, rescanned
+from tests.forged_pngs import chunk_flooded
 from tests.serve.client import multipart
 
 
@@ -81,6 +82,10 @@ BAD = {
     # scans of 2236x2236) held both threads of a 2-core server for 18 s, every other photo waiting behind them
     # empty segments, each a step of Pillow's opener and of the marker walk: 10 MB of them held a decoding thread 22 s
     "a_jpeg_of_200000_markers": (*as_file(flooded(200_000)), 400, "corrupt_image", "more than 1000 markers"),
+    # a 200 before, once Pillow's reader had stepped through every chunk in Python: 12 MB of empty IDATs held a
+    # decoding thread 2.8 s
+    "a_png_of_50000_empty_chunks": (*as_file(chunk_flooded(50_000)), 400, "corrupt_image",
+                                     "more than 10000 chunks"),
     "a_jpeg_of_a_thousand_scans": (*as_file(rescanned((1000, 800), 1000)), 413, "image_too_large",
                                    "more than 100 scans"),
     # A 500 `inference_failed` before: smart_resize refuses it, which is the photo's fault, not the model's.

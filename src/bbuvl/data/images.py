@@ -20,7 +20,7 @@ from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 from bbuvl.data.coords import oriented_size
 from bbuvl.data.input_paths import NOTHING_THERE, file_kind, name_problem, spelling_note
 from bbuvl.data.names import url_scheme, windows_drive
-from bbuvl.data.read_cost import ReadCost, check_jpeg_markers, read_cost
+from bbuvl.data.read_cost import ReadCost, check_jpeg_markers, check_png_chunks, read_cost
 
 if TYPE_CHECKING:
     import numpy as np
@@ -295,13 +295,14 @@ def open_photo(source: Path | BinaryIO) -> Image.Image:
     """Pillow's Image.open of a file or its bytes, but a JPEG past Pillow's pixel limit is opened too (its header read,
     no pixel decoded): decode it at a reduced scale (`jpeg_scale`). Any other format past the limit raises Pillow's
     DecompressionBombError. A JPEG whose markers before its image data are too many to step through is refused
-    before Pillow's opener steps through them (ValueError, `check_jpeg_markers`)."""
-    if starts_as_jpeg(source):
-        if isinstance(source, Path):
-            with source.open("rb") as fh:
-                check_jpeg_markers(fh)
-        else:
-            check_jpeg_markers(source)
+    before Pillow's opener steps through them (ValueError, `check_jpeg_markers`), and so is a PNG of more chunks than
+    a photo holds (`check_png_chunks`)."""
+    check = check_jpeg_markers if starts_as_jpeg(source) else check_png_chunks
+    if isinstance(source, Path):
+        with source.open("rb") as fh:
+            check(fh)
+    else:
+        check(source)
     try:
         return Image.open(source)
     except Image.DecompressionBombError:

@@ -40,6 +40,13 @@ MAX_SCANS = 100
 # whatever its size: 10 MB of empty segments held Pillow's opener 6 s and this walk 16 s before a pixel was decoded
 # (docs/serving.md, "Bad input"); past this many, the photo is refused unread.
 MAX_MARKERS = 1000
+# Chunks of a PNG: a photo holds tens besides its image data, which encoders cut into chunks of 8-64 KB (libpng's 8 KB:
+# 12,800 for a 100 MB photo). Pillow's reader handles each in Python however small: 12 MB of empty IDAT chunks (a
+# million) held a decoding thread 2.8 s, 19 MB of tIME chunks 3.0 s (docs/serving.md, "Bad input"). Past
+# `MAX_PNG_CHUNKS`, or one for each `PNG_BYTES_PER_CHUNK` of the file when that is more, the photo is refused unread.
+MAX_PNG_CHUNKS = 10_000
+PNG_BYTES_PER_CHUNK = 1024
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass(frozen=True)
@@ -169,6 +176,27 @@ def check_jpeg_markers(fp: BinaryIO) -> None:
     """ValueError when more than `MAX_MARKERS` markers and fill bytes precede the first scan of the JPEG in `fp` (left
     where it was): what to ask before Pillow's opener steps through them one by one."""
     jpeg_layout(fp, scans=False)
+
+
+def check_png_chunks(fp: BinaryIO) -> None:
+    """ValueError when the PNG in `fp` (left where it was) holds more chunks than `MAX_PNG_CHUNKS`, or than one for each
+    `PNG_BYTES_PER_CHUNK` of it: what to ask before Pillow's reader steps through them one by one. Each step here is a
+    header read and a seek past the chunk's data, so the walk stops where the count is past the bound."""
+    at = fp.tell()
+    try:
+        most = max(MAX_PNG_CHUNKS, fp.seek(0, io.SEEK_END) // PNG_BYTES_PER_CHUNK)
+        fp.seek(0)
+        if fp.read(8) != PNG_SIGNATURE:
+            return
+        for _ in range(most + 1):
+            head = fp.read(8)
+            if len(head) < 8 or head[4:] == b"IEND":  # a file cut short is Pillow's to name
+                return
+            fp.seek(int.from_bytes(head[:4], "big") + 4, io.SEEK_CUR)  # its data and CRC
+        raise ValueError(f"a PNG of more than {most} chunks (a photo holds tens, and one for each 8-64 KB of its "
+                         "image data), each a step of its reader however small: save it again")
+    finally:
+        fp.seek(at)
 
 
 def _walk(fp: BinaryIO, end: int, scans: bool = True) -> JpegLayout | None:
