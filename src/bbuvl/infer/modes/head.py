@@ -54,6 +54,11 @@ def head_queries(predictor: "Predictor", prepared: Sequence["Prepared"],
     nothing = vocabulary is not None and names_nothing(predictor.cfg)
     boxes = to_xyxy(det.boxes.float(), head.box_format).clamp(0, 1).cpu()
     objectness = det.objectness_logits.float().sigmoid().cpu()
+    # clamp keeps NaN: a head whose box regression diverged wrote NaN into the predictions, and the server's JSON
+    # answer failed as a bare 500; the photo's error names it instead
+    if not bool(torch.isfinite(boxes).all()):
+        raise ValueError("the detection head gave non-finite boxes (NaN or infinity): its weights diverged or "
+                         "overflow; use an earlier checkpoint")
     out = []
     for b, p in enumerate(prepared):
         keep = torch.nonzero(objectness[b] >= options.objectness_threshold).flatten()
