@@ -62,9 +62,12 @@ def _index_nodes(root: yaml.Node, source: str) -> KeyLines:
     """
     index = KeyLines()
     seen = 0
-    stack: list[tuple[yaml.Node, tuple[str, ...], frozenset[int]]] = [(root, (), frozenset())]
+    # `at`: the line of the alias (or `<<: *alias`) the node was reached through. An alias's node is its anchor's,
+    # which is elsewhere in the file: a key it brings where it does not belong was named at the anchor's line, a key
+    # valid there, not at the line that puts it in the wrong section.
+    stack: list[tuple[yaml.Node, tuple[str, ...], frozenset[int], int | None]] = [(root, (), frozenset(), None)]
     while stack:  # iterative: a deep or cyclic graph must not hit Python's recursion limit
-        node, prefix, path = stack.pop()
+        node, prefix, path, at = stack.pop()
         seen += 1
         if seen > MAX_YAML_NODES:
             raise YamlError(f"{source}: more than {MAX_YAML_NODES:,} values once anchors and aliases are expanded "
@@ -75,21 +78,24 @@ def _index_nodes(root: yaml.Node, source: str) -> KeyLines:
         if isinstance(node, yaml.MappingNode):
             first: dict[str, int] = {}
             for k, v in node.value:
+                line = at or k.start_mark.line + 1
+                through = at or (line if v.start_mark.index < k.start_mark.index else None)  # an alias: before its key
                 if k.tag == _MERGE_TAG:
-                    stack.append((v, prefix, inner))
+                    stack.append((v, prefix, inner, through))
                     continue
-                name, line = str(k.value), k.start_mark.line + 1
-                if name in first:
+                name = str(k.value)
+                if name in first:  # both in this mapping as written, wherever an alias brings it
                     dotted = ".".join(prefix + (name,))
-                    raise YamlError(f"{source}:{line}: duplicate key '{dotted}' (first at line {first[name]}); "
-                                      "YAML would silently keep only the last one: remove one")
-                first[name] = line
+                    raise YamlError(f"{source}:{k.start_mark.line + 1}: duplicate key '{dotted}' (first at line "
+                                    f"{first[name]}); YAML would silently keep only the last one: remove one")
+                first[name] = k.start_mark.line + 1
                 index.setdefault(prefix + (name,), line)
                 if isinstance(v, yaml.ScalarNode) and v.style is None:
                     index.plain.setdefault(prefix + (name,), v.value)
-                stack.append((v, prefix + (name,), inner))
+                stack.append((v, prefix + (name,), inner, through))
         elif isinstance(node, yaml.SequenceNode):
-            stack.extend((v, prefix, inner) for v in node.value)
+            stack.extend((v, prefix, inner, at or (node.start_mark.line + 1 if v.start_mark.index < node.start_mark.index
+                                                   else None)) for v in node.value)
         elif node.tag == _INT_TAG and (digits := sum(c.isdigit() for c in node.value)) > sys.get_int_max_str_digits() > 0:
             # Python reads no longer integer from text: YAML's constructor raised its ValueError, a traceback
             raise YamlError(f"{source}:{node.start_mark.line + 1}: a number of {digits:,} digits, more than Python reads "
