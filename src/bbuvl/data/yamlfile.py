@@ -77,11 +77,14 @@ def _index_nodes(root: yaml.Node, source: str) -> KeyLines:
         inner = path | {id(node)}
         if isinstance(node, yaml.MappingNode):
             first: dict[str, int] = {}
+            # Children are visited in the order written (pushed reversed): an anchor comes before its aliases, so a key
+            # is named by its anchor's path, and of `<<: [*a, *b]` the text kept is a's, the value YAML keeps.
+            children: list[tuple[yaml.Node, tuple[str, ...], frozenset[int], int | None]] = []
             for k, v in node.value:
                 line = at or k.start_mark.line + 1
                 through = at or (line if v.start_mark.index < k.start_mark.index else None)  # an alias: before its key
                 if k.tag == _MERGE_TAG:
-                    stack.append((v, prefix, inner, through))
+                    children.append((v, prefix, inner, through))
                     continue
                 name = str(k.value)
                 if name in first:  # both in this mapping as written, wherever an alias brings it
@@ -92,10 +95,11 @@ def _index_nodes(root: yaml.Node, source: str) -> KeyLines:
                 index.setdefault(prefix + (name,), line)
                 if isinstance(v, yaml.ScalarNode) and v.style is None:
                     index.plain.setdefault(prefix + (name,), v.value)
-                stack.append((v, prefix + (name,), inner, through))
+                children.append((v, prefix + (name,), inner, through))
+            stack.extend(reversed(children))
         elif isinstance(node, yaml.SequenceNode):
             stack.extend((v, prefix, inner, at or (node.start_mark.line + 1 if v.start_mark.index < node.start_mark.index
-                                                   else None)) for v in node.value)
+                                                   else None)) for v in reversed(node.value))
         elif node.tag == _INT_TAG and (digits := sum(c.isdigit() for c in node.value)) > sys.get_int_max_str_digits() > 0:
             # Python reads no longer integer from text: YAML's constructor raised its ValueError, a traceback
             raise YamlError(f"{source}:{node.start_mark.line + 1}: a number of {digits:,} digits, more than Python reads "
