@@ -31,6 +31,7 @@ from bbuvl.data.families import Family
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import TEACHERS, VAL
 from bbuvl.data.schema import ImageRecord, Sample, iter_dataset, read_dataset, read_records, resolve_image
+from bbuvl.paths import real_path
 
 _ORIENTATION_NAMES = {2: "mirrored", 3: "rotated 180°", 4: "flipped vertically", 5: "transposed", 6: "rotated 90° clockwise",
                       7: "transversed", 8: "rotated 90° counter-clockwise"}
@@ -123,7 +124,7 @@ def queries_problem(file: Path, line: int, sample: Sample, cfg: Config) -> Probl
     if not cfg.detection.enabled or file.name == TEACHERS or n <= queries:
         return None
     # Said of a validation photo too, "each draw teaches the queries 8 of them", where no draw teaches it anything
-    validation = file.name == VAL or (cfg.data.val is not None and Path(cfg.data.val).resolve() == file.resolve())
+    validation = file.name == VAL or (cfg.data.val is not None and real_path(cfg.data.val) == real_path(file))
     why = (f"the head finds at most {queries} a photo, so evaluation counts at least {n - queries} of its objects "
            "missed whatever the head learns" if validation else f"each draw teaches the queries {queries} of them and "
            f"{n - queries} to none, and the head finds at most {queries} a photo")
