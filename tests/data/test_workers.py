@@ -80,12 +80,12 @@ def test_a_worker_killed_is_one_error_saying_what_to_do():
 # A command's pool, stopped by Ctrl-C to the whole process group (a terminal's), pressed twice: the parent stops and
 # cleans up while its pool still stands, as data synth's does.
 CTRL_C_TWICE = """
-import signal, sys, time
+import os, signal, sys, time
 from concurrent.futures import wait
 from bbuvl.data.workers import process_pool
 
 def busy():
-    print("busy", flush=True)
+    os.write(1, b"busy\n")  # one write: print's two (text, then end) from two workers came out as "busybusy\n\n"
     time.sleep(1.5)
 
 try:
