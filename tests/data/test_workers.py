@@ -85,7 +85,7 @@ from concurrent.futures import wait
 from bbuvl.data.workers import process_pool
 
 def busy():
-    os.write(1, b"busy\n")  # one write: print's two (text, then end) from two workers came out as "busybusy\n\n"
+    os.write(1, b"busy\\n")  # one write: print's two (text, then end) from two workers came out interleaved
     time.sleep(1.5)
 
 try:
