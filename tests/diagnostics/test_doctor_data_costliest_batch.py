@@ -31,12 +31,18 @@ def _config(tmp_path, folder, oversize):
     return load_config(path)
 
 
-def test_a_sample_naming_its_teachers_costs_each_photo_resized_and_no_pool_teacher(small_dataset, tmp_path):
+def _one_sample_naming_its_teachers(small_dataset, tmp_path):  # noqa: ANN001, ANN202 - paths
+    """A copy of the dataset and a file of one sample: two of its training photos enlarged as the teachers of a third."""
     folder = tmp_path / "data"
     shutil.copytree(small_dataset, folder)
     train = [_enlarge(folder, r) for r in read_records(folder / "train.jsonl")[:3]]
     explicit = folder / "explicit.jsonl"
     write_dataset(explicit, [Sample(teachers=train[:2], student=train[2])])
+    return folder, explicit
+
+
+def test_a_sample_naming_its_teachers_costs_each_photo_resized_and_no_pool_teacher(small_dataset, tmp_path):
+    folder, explicit = _one_sample_naming_its_teachers(small_dataset, tmp_path)
     cfg = _config(tmp_path, folder, "resize")
     resized = cfg.model.frame(offline=True).vision_tokens(BIG)  # what one photo becomes in training
     assert resized <= 200 < 3 * resized
@@ -60,11 +66,7 @@ def test_the_table_says_its_over_budget_count_is_of_photos_not_samples(small_dat
 
     from bbuvl.cli.doctor import app
 
-    folder = tmp_path / "data"
-    shutil.copytree(small_dataset, folder)
-    train = [_enlarge(folder, r) for r in read_records(folder / "train.jsonl")[:3]]
-    explicit = folder / "explicit.jsonl"
-    write_dataset(explicit, [Sample(teachers=train[:2], student=train[2])])
+    folder, explicit = _one_sample_naming_its_teachers(small_dataset, tmp_path)
     _config(tmp_path, folder, "resize")
     result = CliRunner().invoke(app, ["data", str(explicit), "-c", str(tmp_path / "run.yaml")], terminal_width=200)
     # one sample, three photos over the budget: the column read "over 200 | 3" beside "samples | 1"
