@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 
 import pytest
@@ -263,3 +264,19 @@ def test_group_gradient_norms_are_the_steps_before_clipping(healthy):
     for step in (2, 4):
         assert logged[step] > 1
         assert math.sqrt(sum(gn[f"gn/{g}"][step] ** 2 for g in GROUPS)) == pytest.approx(logged[step], rel=1e-4), step
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_under_torchrun_the_first_process_alone_logs_an_alarm_every_rank_raises_and_each_its_own(rank, monkeypatch, caplog):
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    health = HealthLog()
+    with caplog.at_level(logging.WARNING, logger="bbuvl.health"):
+        health.alarm(3, "grad_norm", "llm", 9.0, "gradient norm of group 'llm' is 9")
+        health.alarm(3, "memory", "rss", 600.0, "resident memory grew 600 MB", local=True)
+    said = [r.getMessage() for r in caplog.records]
+    # Before: each rank logged the grad_norm alarm, "rank 0: step 3" and "rank 1: step 3", one line a process
+    grad = [m for m in said if "[grad_norm]" in m]
+    assert grad == (["health alarm [grad_norm] step 3: gradient norm of group 'llm' is 9"] if rank == 0 else [])
+    assert [m for m in said if "[memory]" in m] == [f"health alarm [memory] step 3: rank {rank}: resident memory grew 600 MB"]
+    assert [a.message for a in health.alarms] == ["gradient norm of group 'llm' is 9", f"rank {rank}: resident memory grew 600 MB"]

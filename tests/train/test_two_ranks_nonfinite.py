@@ -99,3 +99,14 @@ def test_gradient_norms_per_group_are_the_steps_reduced_over_the_ranks(run):
     logged = {h["step"]: h for h in json.loads((out / "history.json").read_text()) if "grad_norm" in h}
     for step in (1, 3):  # HF's grad_norm is taken on the reduced gradients; before, the groups' were one rank's
         assert math.sqrt(sum(gn[g][step] ** 2 for g in GROUPS)) == pytest.approx(logged[step]["grad_norm"], rel=1e-4)
+
+
+def test_an_alarm_every_rank_raises_is_logged_once_and_one_ranks_own_names_it(run):
+    out, ended = run
+    lines = [line for line in (ended.stdout + ended.stderr).splitlines() if "health alarm [" in line]
+    nonfinite = [line for line in lines if "health alarm [nonfinite]" in line]
+    # Before: each rank logged the alarms both raise alike, "rank 0: step 2" and "rank 1: step 2": six lines, not three
+    assert len(nonfinite) == len(set(nonfinite)) == 3, "\n".join(nonfinite)
+    assert all(" rank " not in line.split("step ")[0] for line in nonfinite)
+    # The leak is the last rank's: its own process logs it, naming it
+    assert any(line for line in lines if "health alarm [memory]" in line and ": rank 1: " in line), "\n".join(lines)

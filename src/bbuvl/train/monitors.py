@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -26,7 +27,7 @@ from transformers import TrainerCallback
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.config import MonitorConfig
-from bbuvl.train.all_ranks import every_rank
+from bbuvl.train.all_ranks import every_rank, first_process
 from bbuvl.train.callbacks import CarriedState, EarlyStopping, RunTensorBoard
 from bbuvl.train.param_groups import GROUPS, group_of
 
@@ -54,7 +55,8 @@ class HealthLog(CarriedState, TrainerCallback):
     occurrence still counts in the summary and is written to TensorBoard. A resumed run takes back the alarms
     up to its checkpoint (train/callbacks.py `CarriedState`): health.json and `alarm/<kind>` count on from there.
     With several processes each raises its own alarms and the first writes health.json: `gather` hands it the
-    others' before each save and at the end (TensorBoard's `alarm/<kind>` counts the first process's).
+    others' before each save and at the end (TensorBoard's `alarm/<kind>` counts the first process's). An alarm every
+    rank raises alike is logged by the first process alone; one about a rank's own memory by that rank, naming it.
     """
 
     carried = ("alarms", "_last_logged", "_counts")
@@ -66,7 +68,10 @@ class HealthLog(CarriedState, TrainerCallback):
         self.output_dir: Path | None = None
         self._last_logged: dict[str, int] = {}  # "kind:subject" (a JSON key, for the checkpoint) -> step
         self._counts: dict[str, int] = {}
-        self._where = ""  # "rank N: " when several processes train
+        # "rank N: " when several processes train, and whether this process is the first: until training begins (and
+        # sets both from its arguments), as the launcher's environment says
+        self._where = f"rank {os.environ.get('RANK', '0')}: " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+        self._first = first_process()
 
     def state(self) -> dict:  # noqa: D102
         saved = super().state()
@@ -81,6 +86,7 @@ class HealthLog(CarriedState, TrainerCallback):
         self.take_back(state)
         self.output_dir = Path(args.output_dir)
         self._where = f"rank {args.process_index}: " if args.world_size > 1 else ""
+        self._first = args.process_index == 0
         if state.is_world_process_zero and self.writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -97,10 +103,10 @@ class HealthLog(CarriedState, TrainerCallback):
 
         `local`: about this process alone (its memory), not about the run every rank sees alike (the reduced
         gradients, the weights, the evaluation): its message names the rank when several train, so that `gather`
-        keeps each rank's."""
-        where = self._where
+        keeps each rank's, and every rank logs its own. An alarm every rank raises alike is logged by the first
+        process alone: each rank logged it, and a run under torchrun said each such alarm once a process."""
         if local:
-            message, where = f"{self._where}{message}", ""
+            message = f"{self._where}{message}"
         self.alarms.append(Alarm(step, kind, subject, float(value), message))
         self._counts[kind] = self._counts.get(kind, 0) + 1
         self.scalar(f"alarm/{kind}", self._counts[kind], step)
@@ -108,7 +114,8 @@ class HealthLog(CarriedState, TrainerCallback):
         last = self._last_logged.get(key)
         if last is None or step - last >= self.quiet_steps:
             self._last_logged[key] = step
-            log.warning("health alarm [%s] %sstep %d: %s", kind, where, step, message)
+            if local or self._first:
+                log.warning("health alarm [%s] step %d: %s", kind, step, message)
 
     def gather(self) -> None:
         """Every rank's alarms on every rank, in step order, an alarm that several raised alike once: a collective,
