@@ -941,3 +941,71 @@ def test_config_check_refuses_an_output_folder_every_start_of_the_run_refuses(tm
     fine = CliRunner().invoke(app, ["config", "check", base, *common, f"training.output_dir={tmp_path / 'new'}"],
                               env={"COLUMNS": "400"})
     assert "is valid" in fine.output and "training.output_dir" not in fine.output, fine.output
+
+
+def _scalar_key(section: str) -> tuple[str, str]:
+    """A key of `section` whose default is a plain number, flag or word, and that default as an override writes it."""
+    import json
+
+    model = Config.model_fields[section].annotation
+    for name, field in model.model_fields.items():
+        if isinstance(field.default, (bool, int, float, str)) and f"{section}.{name}" not in _NO_DEFAULT_RUN:
+            return name, json.dumps(field.default)
+    raise AssertionError(section)
+
+
+_NO_DEFAULT_RUN = ("model.path", "data.train", "data.val", "data.teachers", "training.output_dir")
+
+
+@pytest.mark.parametrize("section", list(Config.model_fields))
+def test_a_section_set_to_null_before_a_key_in_it_says_which_keys_of_the_file_it_drops(section, tmp_path, caplog):
+    """`training=null training.max_steps=3` trained with every other training key at its default (runs/bbu-3b, the
+    default batch, LRs and precision), without a word: null returns a section to its defaults, and a later key in it
+    made it a mapping again. Where that drops a model, data or output path the file set, no run meant it: refused."""
+    p = tmp_path / "c.yaml"
+    p.write_text(dump_config(Config()), encoding="utf-8")  # every key written
+    key, value = _scalar_key(section)
+    written = [".".join(k) for k in _leaves(yaml.safe_load(p.read_text(encoding="utf-8"))[section], (section,))]
+    dropped = [k for k in written if k != f"{section}.{key}"]  # in the file's order
+    lost = [k for k in dropped if k in _NO_DEFAULT_RUN]
+    overrides = [f"{section}=null", f"{section}.{key}={value}"]
+    if lost:
+        with pytest.raises(ConfigError) as e:
+            load_config(p, overrides)
+        said = str(e.value)
+        assert said.startswith(f"{section}=null (override): null returns every key of the section '{section}' to its "
+                               f"default, dropping the {len(dropped)} keys {p} sets in it: ")
+        assert f"{', '.join(lost)} would take the default, which names no run of yours" in said
+        # Set again after the reset, the path is kept: the rest of the section starts from its defaults, said
+        overrides += [f"{k}=somewhere" for k in lost]
+        dropped = [k for k in dropped if k not in lost]
+    with caplog.at_level("WARNING", logger="bbuvl.config"):
+        load_config(p, overrides)
+    said = [r.getMessage() for r in caplog.records if r.name == "bbuvl.config"]
+    assert len(said) == 1 and said[0].startswith(f"{section}=null (override): null returns every key of the section "
+                                                 f"'{section}' to its default, dropping the {len(dropped)} keys")
+    named = said[0].split(" sets in it: ")[1].split(". To change")[0]
+    assert [re.sub(r" \(line \d+\)", "", k) for k in named.split(", ")] == dropped
+
+
+def _leaves(node, at: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The dotted paths of the values under `node`."""
+    if isinstance(node, dict) and node:
+        return [k for name, v in node.items() for k in _leaves(v, (*at, name))]
+    return [at]
+
+
+def test_a_nested_section_set_to_null_names_the_keys_it_drops_and_null_alone_is_still_refused(caplog):
+    with caplog.at_level("WARNING", logger="bbuvl.config"):
+        cfg = load_config(ROOT / "configs" / "demo.yaml", ["training.lr=null", "training.lr.llm=3"])
+    assert cfg.training.lr.vision == type(cfg.training.lr)().vision  # the default, the file's 0.001 dropped
+    said = [r.getMessage() for r in caplog.records if r.name == "bbuvl.config"]
+    assert len(said) == 1 and ("dropping the 4 keys" in said[0] and "training.lr.vision (line 53), training.lr.merger "
+                               "(line 54), training.lr.detection (line 56), training.lr.adapter (line 57)" in said[0])
+    # A section the file does not write loses nothing: nothing to say
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="bbuvl.config"):
+        load_config(ROOT / "configs" / "demo.yaml", ["grpo=null", "grpo.group_size=2"])
+    assert [r for r in caplog.records if r.name == "bbuvl.config"] == []
+    with pytest.raises(ConfigError, match=r"^training=null \(override\): 'training' must be a mapping of "):
+        load_config(ROOT / "configs" / "demo.yaml", ["training=null"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import logging
 import os
 import re
 import stat
@@ -1208,8 +1209,12 @@ def load_located_config(path: str | Path | None = None,
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
     given: dict[tuple[str, ...], str] = {}
+    written = _leaf_keys(data)  # the file's keys, before any override replaces one
+    nulled: list[tuple[tuple[str, ...], str]] = []
     # In order, as Hydra applies them: of two overrides of one key the later wins, and a mapping merges into its section.
     for (key, value), text in zip(parse_overrides(overrides or []), overrides or []):
+        if value is None and _fields_at(tuple(key.split("."))):
+            nulled.append((tuple(key.split(".")), text.strip()))
         if (broken := _section_no_mapping(data, tuple(key.split(".")), value, lines, given)) is not None:
             loc, held = broken
             raise ConfigError(f"{source}:{lines[loc]}: '{'.'.join(loc)}' must be a mapping of "
@@ -1219,10 +1224,68 @@ def load_located_config(path: str | Path | None = None,
             for earlier in [k for k in given if k[:len(path)] == path]:
                 del given[earlier]  # replaced by this one
             given[path] = text.strip()
+    for section, text in nulled:
+        _say_section_reset(section, text, data, written, source, lines)
     try:
         return Config.model_validate(data), ConfigOrigin(source, lines, given)
     except ValidationError as e:
         raise ConfigError(_format_errors(e, source, lines, given)) from None
+
+
+# Keys whose defaults name no run of this project (a 3B model from the hub, data/train.jsonl, runs/bbu-3b): a section
+# reset that drops one of them from the file cannot be the run meant.
+_PLACEHOLDER_KEYS = ("model.path", "data.train", "data.val", "data.teachers", "training.output_dir")
+log = logging.getLogger("bbuvl.config")
+
+
+def _leaf_keys(node: Any, at: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The dotted paths of the values a mapping holds, a nested mapping's by its keys (`training.lr.llm`)."""
+    if not isinstance(node, dict) or (not node and at):
+        return [at] if at else []
+    return [leaf for k, v in node.items() for leaf in _leaf_keys(v, (*at, str(k)))]
+
+
+def _held(data: dict[str, Any], path: tuple[str, ...]) -> bool:
+    """Whether `data` holds a value at `path` after the overrides."""
+    node: Any = data
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _say_section_reset(section: tuple[str, ...], text: str, data: dict[str, Any], written: list[tuple[str, ...]],
+                       source: str, lines: dict[tuple[str, ...], int]) -> None:
+    """Refuse, or warn of, the override `section=null` followed by a key set inside it, which returns every other key of
+    the section to its default: the keys the file set there were dropped without a word (`training=null
+    training.max_steps=3` trained into runs/bbu-3b with the default batch, LRs and precision). A section still null
+    after the overrides is refused as no mapping, as before."""
+    if not isinstance(_get(data, section), dict):
+        return
+    dropped = [k for k in written if k[:len(section)] == section and len(k) > len(section) and not _held(data, k)]
+    if not dropped:
+        return  # the file set nothing there: the defaults were the section's already
+    name = ".".join(section)
+    keys = ", ".join(".".join(k) + (f" (line {lines[k]})" if k in lines else "") for k in dropped)
+    said = (f"{text} (override): null returns every key of the section '{name}' to its default, dropping the "
+            f"{len(dropped)} key{'s' if len(dropped) > 1 else ''} {source} sets in it: {keys}")
+    if lost := [".".join(k) for k in dropped if ".".join(k) in _PLACEHOLDER_KEYS]:
+        raise ConfigError(f"{said}; {', '.join(lost)} would take the default, which names no run of yours. To change "
+                          f"some of its keys, leave '{text}' out and set them ({name}.KEY=VALUE); to start the section "
+                          f"from its defaults, set {', '.join(lost)} again after it")
+    # Every process of a run under torchrun reads the config: the first says it (train/all_ranks.py `first_process`)
+    if int(os.environ.get("RANK", "0")) == 0:
+        log.warning("%s. To change some of its keys and keep the rest, leave '%s' out and set them (%s.KEY=VALUE)",
+                    said, text, name)
+
+
+def _get(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at `path` in `data`, None where there is none."""
+    node: Any = data
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def read_run_config(directory: str | Path) -> Config:

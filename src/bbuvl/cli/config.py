@@ -20,7 +20,9 @@ app = command_group(help="Show and validate run configs.", no_args_is_help=True)
 # defaults can be followed by the user's own (scripts/demo.sh).
 OVERRIDES_HELP = ("key.sub=value overrides, each value read as YAML, e.g. training.num_epochs=3. They apply in order, "
                   "as Hydra's do: of two for one key the later wins, and a mapping (training='{max_steps: 3}') merges "
-                  "into its section. Quote a value holding ' #', which YAML reads as a comment.")
+                  "into its section; a section set to null (training=null) and a key in it after returns the section's "
+                  "other keys to their defaults, said, and refused where that drops model.path, a data file or "
+                  "training.output_dir. Quote a value holding ' #', which YAML reads as a comment.")
 
 
 @app.command("print")
