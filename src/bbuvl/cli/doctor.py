@@ -498,7 +498,7 @@ def coordinates(
 
     A measurement, not a check: exits 0 whatever the R² (its verdict on generate mode is printed).
     """
-    from bbuvl.diagnostics.coordinates import COORDINATES, probe_coordinates
+    from bbuvl.diagnostics.coordinates import COORDINATES, probe_coordinates, verdict
     from bbuvl.diagnostics.probe import encode_rows
 
     check_device(device)
@@ -538,18 +538,17 @@ def coordinates(
     for layer, row in enumerate(probe.r2):
         table.add_row(f"answer, {layer_name(layer)}", *(f"{v:.2f}" for v in row))
     table.add_row("[dim]coordinates written before it[/]", *(f"[dim]{v:.2f}[/]" for v in probe.from_written))
+    table.add_row("[dim]box before it, and its place[/]", *(f"[dim]{v:.2f}[/]" for v in probe.from_previous))
     for layer, row in enumerate(probe.image_r2):
         table.add_row(f"[dim]image tokens' mean, {layer_name(layer)}[/]", *(f"[dim]{v:.2f}[/]" for v in row))
     console.print(table)
-    known = max(probe.r2[last][0], probe.r2[last][1])
-    if known < 0.5:
-        console.print(f"[yellow]the last layer does not know where a box starts (R² of x1, y1 at most {known:.2f}): "
-                      "generate mode cannot place boxes yet; its misses are not a matter of spelling digits[/]")
+    known, said = verdict(probe)
+    console.print(f"[green]{said}[/]" if known else f"[yellow]{said}[/]")
     if out:
         payload = {"checkpoint": str(checkpoint), "data": str(source), "photos": photos.photos,
                    "left_out": photos.skipped, "objects": probe.objects,
                    "coordinates": list(COORDINATES), "r2": probe.r2, "from_written": probe.from_written,
-                   "image_r2": probe.image_r2}
+                   "from_previous": probe.from_previous, "image_r2": probe.image_r2, "known": known}
         write_text_atomic(out, json.dumps(payload, indent=2) + "\n")
         console.print(f"json: {escape(str(out))}", soft_wrap=True)
 
