@@ -110,3 +110,6 @@ def test_an_alarm_every_rank_raises_is_logged_once_and_one_ranks_own_names_it(ru
     assert all(" rank " not in line.split("step ")[0] for line in nonfinite)
     # The leak is the last rank's: its own process logs it, naming it
     assert any(line for line in lines if "health alarm [memory]" in line and ": rank 1: " in line), "\n".join(lines)
+    # Every rank skips a non-finite step alike: before, each said so, six lines for three steps
+    skipped = [line for line in (ended.stdout + ended.stderr).splitlines() if "optimizer step skipped" in line]
+    assert len(skipped) == len(set(skipped)) == 3, "\n".join(skipped)

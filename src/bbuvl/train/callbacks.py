@@ -275,7 +275,9 @@ class NonFiniteGuard(CarriedState, TrainerCallback):
         self.consecutive += 1
         for p in self.model.parameters():
             p.grad = None  # the optimizer skips parameters without a gradient: the step becomes a no-op
-        log.warning("step %d: non-finite loss or gradients, optimizer step skipped (%d so far)", state.global_step + 1, self.skipped)
+        if state.is_world_process_zero:  # every rank skips the step alike (`on_any_rank`): the first says so
+            log.warning("step %d: non-finite loss or gradients, optimizer step skipped (%d so far)", state.global_step + 1,
+                        self.skipped)
         if self.consecutive >= self.max_consecutive:
             # Not raised here: the health monitors come after this guard and would never see the step that stops the
             # run (its alarm naming the groups gone non-finite was missing from health.json).
