@@ -1,10 +1,15 @@
 """A head whose box regression gives NaN (a diverged run's weights) is the photo's error naming it, never NaN written
-into the predictions nor invalid JSON from the server."""
+into the predictions nor invalid JSON from the server; and only that photo's: the batch's other photos are answered
+from the same pass, as they would be alone."""
 
+from pathlib import Path
+
+import pytest
 import torch
 from PIL import Image
 
 from bbuvl.infer.predictor import Predictor
+from tests.nan_head import nan_for_portraits
 
 
 def test_a_head_giving_nan_boxes_is_the_photos_error_not_nan_boxes(trained_checkpoint):
@@ -14,3 +19,56 @@ def test_a_head_giving_nan_boxes_is_the_photos_error_not_nan_boxes(trained_check
     prepared = [predictor.prepare(Image.new("RGB", (224, 168), (200, 30, 30)))]
     (result,) = predictor.predict_each(prepared, "head", predictor.options("head", objectness_threshold=0.0))
     assert isinstance(result, ValueError) and "non-finite boxes" in str(result), result
+
+
+@pytest.fixture()
+def three_photos(tmp_path) -> list[str]:
+    """Two landscape photos around a portrait one, which `nan_for_portraits` poisons."""
+    made = []
+    for name, size, colour in (("a.png", (224, 168), (200, 30, 30)), ("nan.png", (168, 224), (20, 30, 200)),
+                               ("c.png", (224, 168), (30, 200, 30))):
+        Image.new("RGB", size, colour).save(tmp_path / name)
+        made.append(str(tmp_path / name))
+    return made
+
+
+@pytest.mark.parametrize("mode", ["head", "name"])
+def test_one_photo_of_a_batch_with_nan_boxes_fails_alone(predictor, three_photos, mode):
+    hook, passes = nan_for_portraits(predictor.model.detection_head)
+    try:
+        lines = predictor.predict_lines(three_photos, mode, objectness_threshold=0.0)
+        batched = list(passes)
+        alone = [predictor.predict_lines([p], mode, objectness_threshold=0.0)[0] for p in three_photos]
+    finally:
+        hook.remove()
+    # one head pass for the three: the NaN photo failed the batch, and each photo was predicted again alone
+    assert batched == [3], batched
+    good, nan = [lines[0], lines[2]], lines[1]
+    assert nan["error"].startswith("ValueError: the detection head gave non-finite boxes") and nan["objects"] == []
+    assert nan["verdict"]["verdict"] == "review"
+    assert all(line["error"] is None and line["objects"] for line in good)
+    assert [line["objects"] for line in good] == [alone[0]["objects"], alone[2]["objects"]]
+    assert nan["error"] == alone[1]["error"]
+
+
+def test_predict_still_raises_for_a_photo_the_head_gave_nan(predictor, three_photos):
+    hook, _ = nan_for_portraits(predictor.model.detection_head)
+    try:
+        with pytest.raises(ValueError, match="non-finite boxes"):
+            predictor.predict(three_photos, "head", objectness_threshold=0.0)
+    finally:
+        hook.remove()
+
+
+def test_a_tiled_photo_one_of_whose_regions_gets_nan_boxes_is_its_error(predictor, tmp_path):
+    # tiles of a landscape photo cut portrait regions (2 columns, 1 row): those regions' boxes are NaN, the photo's error
+    photo = tmp_path / "wide.png"
+    Image.new("RGB", (448, 448), (120, 120, 120)).save(photo)
+    hook, passes = nan_for_portraits(predictor.model.detection_head)
+    try:
+        (line,) = predictor.predict_lines([str(photo)], "head", objectness_threshold=0.0, tiles="2x1")
+    finally:
+        hook.remove()
+    assert passes, "no region went through the head"
+    assert "non-finite boxes" in (line["error"] or ""), line
+    assert line["objects"] == []

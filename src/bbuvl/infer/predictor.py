@@ -567,7 +567,10 @@ class Predictor:
         `options` as `PredictOptions` names them. TypeError for one image given alone: pass a list."""
         images = photo_list(images, "Predictor.predict")
         opts = self.options(mode, **options)
-        return self._run([self.prepare(im, keep_stored=opts.plan() is not None) for im in images], mode, opts)
+        results = self._run([self.prepare(im, keep_stored=opts.plan() is not None) for im in images], mode, opts)
+        if failed := next((r for r in results if isinstance(r, Exception)), None):
+            raise failed
+        return [r for r in results if isinstance(r, ImageResult)]
 
     def predict_detection(self, images: Sequence[str | Path | Image.Image], mode: str = "generate",
                           **options: Any) -> list[list[Detection]]:
@@ -664,19 +667,23 @@ class Predictor:
         return (options or self.options()).thresholds(result.tiled)
 
     @one_pass_at_a_time
-    def _run(self, prepared: list[Prepared], mode: str, options: PredictOptions) -> list[ImageResult]:
+    def _run(self, prepared: list[Prepared], mode: str, options: PredictOptions) -> list[ImageResult | Exception]:
+        """One result per photo of one batch, or the error of a photo the mode failed on alone (modes/__init__.py)."""
         self.check_mode(mode)
         if not prepared:  # no batch to collate: a mode's batch of none failed in the collator ('max() arg is empty')
             return []
         plan = options.plan(self.train_scale, self.part_sides, self.long_sides, self.tile_refine)
+        results: list[ImageResult | Exception]
         if plan:
             results = [self._tiled(p, mode, options, plan) for p in prepared]
         else:
             results = runner(mode)(self, prepared, options)
             for r, p in zip(results, prepared):
-                r.vision_tokens = self.contract.vision_tokens(p.size)
+                if isinstance(r, ImageResult):
+                    r.vision_tokens = self.contract.vision_tokens(p.size)
         for r in results:
-            r.objects = [d for d in r.objects if d.score >= options.score_threshold]
+            if isinstance(r, ImageResult):
+                r.objects = [d for d in r.objects if d.score >= options.score_threshold]
         return results
 
     def _tiled(self, p: Prepared, mode: str, options: PredictOptions, plan: TilePlan) -> ImageResult:
@@ -695,7 +702,10 @@ class Predictor:
                 if gone(p.awaited):
                     found += [ImageResult() for _ in range(start, len(crops))]  # not cut for nothing
                     break
-                found += runner(mode)(self, [self.prepare(c) for c in crops[start:start + n]], one_pass)
+                for r in runner(mode)(self, [self.prepare(c) for c in crops[start:start + n]], one_pass):
+                    if isinstance(r, Exception):  # a region the model failed on fails its photo, as a batch's error did
+                        raise r
+                    found.append(r)
             cut = cut or any(r.cut for r in found)
             read += sum(r.prompt_tokens for r in found)
             wrote += sum(r.completion_tokens for r in found)

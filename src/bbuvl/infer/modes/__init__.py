@@ -1,4 +1,5 @@
-"""One module per prediction mode, each with `run(predictor, prepared, options) -> list[ImageResult]`.
+"""One module per prediction mode, each with `run(predictor, prepared, options) -> list[ImageResult | Exception]`: one
+result per photo, or the error of a photo the model failed on while the batch's others were answered.
 
 The modes themselves are declared once, in config.py's `PREDICT_MODES` (what each needs, whether `bbuvl serve`
 runs it); the module here named after a mode runs it. `Predictor` (infer/predictor.py) owns what all of them
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from bbuvl.infer.options import PredictOptions
     from bbuvl.infer.predictor import ImageResult, Predictor, Prepared
 
-    Runner = Callable[[Predictor, Sequence[Prepared], PredictOptions], list[ImageResult]]
+    Runner = Callable[[Predictor, Sequence[Prepared], PredictOptions], list[ImageResult | Exception]]
 
 
 def runner(mode: str) -> "Runner":

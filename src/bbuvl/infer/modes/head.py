@@ -39,11 +39,28 @@ def names_nothing(cfg: Any) -> bool:
     return (refit.steps > 0 and refit.background > 0) or cfg.loss.caption_nothing_weight > 0
 
 
+Queries = list[list[tuple[Detection, float]]]  # per kept query, its labels likeliest first, with its objectness
+
+
+def non_finite(boxes: torch.Tensor, objectness: torch.Tensor) -> ValueError | None:
+    """The error of one photo whose head boxes `[Q, 4]` are not all finite or whose objectness `[Q]` holds NaN (a head
+    whose weights diverged or overflow), else None."""
+    # clamp keeps NaN: a head whose box regression diverged wrote NaN into the predictions, and the server's JSON
+    # answer failed as a bare 500; the photo's error names it instead. NaN objectness kept no query, a silent "pass".
+    what = [name for name, bad in (("boxes", not bool(torch.isfinite(boxes).all())),
+                                   ("objectness", bool(torch.isnan(objectness).any()))) if bad]
+    if not what:
+        return None
+    return ValueError(f"the detection head gave non-finite {' and '.join(what)} (NaN or infinity): its weights "
+                      "diverged or overflow; use an earlier checkpoint")
+
+
 @torch.inference_mode()
 def head_queries(predictor: "Predictor", prepared: Sequence["Prepared"],
-                 options: "PredictOptions") -> list[list[list[tuple[Detection, float]]]]:
+                 options: "PredictOptions") -> list[Queries | ValueError]:
     """Per image, the head's kept queries, each its labels likeliest first (`labels_per_box` of them, one box) as
-    detections (score = objectness x caption likelihood) with the query's objectness.
+    detections (score = objectness x caption likelihood) with the query's objectness; or, for a photo the head gave
+    non-finite boxes, that photo's error (`non_finite`), while the batch's other photos get their queries.
 
     Constrained, every caption is one of the checkpoint's labels; unconstrained, a caption may come out
     empty (the head's first token its end): such a box keeps an empty label, for the caller to decide.
@@ -54,15 +71,14 @@ def head_queries(predictor: "Predictor", prepared: Sequence["Prepared"],
     nothing = vocabulary is not None and names_nothing(predictor.cfg)
     boxes = to_xyxy(det.boxes.float(), head.box_format).clamp(0, 1).cpu()
     objectness = det.objectness_logits.float().sigmoid().cpu()
-    # clamp keeps NaN: a head whose box regression diverged wrote NaN into the predictions, and the server's JSON
-    # answer failed as a bare 500; the photo's error names it instead
-    if not bool(torch.isfinite(boxes).all()):
-        raise ValueError("the detection head gave non-finite boxes (NaN or infinity): its weights diverged or "
-                         "overflow; use an earlier checkpoint")
-    out = []
+    out: list[Queries | ValueError] = []
     for b, p in enumerate(prepared):
+        # One photo's NaN failed its whole batch, each photo then predicted again alone (a pass each)
+        if (failed := non_finite(boxes[b], objectness[b])) is not None:
+            out.append(failed)
+            continue
         keep = torch.nonzero(objectness[b] >= options.objectness_threshold).flatten()
-        queries: list[list[tuple[Detection, float]]] = []  # per kept query, its labels, likeliest first
+        queries: Queries = []
         if keep.numel() and vocabulary is not None and options.labels_per_box > 1:
             queries = _ranked_labels(predictor, det.query_hidden[b, keep.to(det.query_hidden.device)], vocabulary,
                                      [(boxes[b, q].tolist(), float(objectness[b, q])) for q in keep.tolist()], p.size,
@@ -107,10 +123,11 @@ def _label_nms(queries: list[list[tuple[Detection, float]]], iou: float) -> list
 
 @torch.inference_mode()
 def head_objects(predictor: "Predictor", prepared: Sequence["Prepared"],
-                 options: "PredictOptions") -> list[list[tuple[Detection, float]]]:
+                 options: "PredictOptions") -> list[list[tuple[Detection, float]] | ValueError]:
     """Per image, the head's detections (score = objectness x caption likelihood) with their objectness: each kept
-    query's labels (`head_queries`), one row each, so a box comes `labels_per_box` times."""
-    return [[f for labels in queries for f in labels] for queries in head_queries(predictor, prepared, options)]
+    query's labels (`head_queries`), one row each, so a box comes `labels_per_box` times; or that photo's error."""
+    return [queries if isinstance(queries, ValueError) else [f for labels in queries for f in labels]
+            for queries in head_queries(predictor, prepared, options)]
 
 
 def _ranked_labels(predictor: "Predictor", query_hidden: torch.Tensor, vocabulary: dict[tuple[int, ...], str],
@@ -167,13 +184,16 @@ def one_box_per_part(queries: Sequence[list[tuple[Detection, float]]], faults: F
     return [kept[i] for i in sorted(order.tolist())]
 
 
-def run(predictor: "Predictor", prepared: Sequence["Prepared"], options: "PredictOptions") -> list[ImageResult]:
+def run(predictor: "Predictor", prepared: Sequence["Prepared"],
+        options: "PredictOptions") -> list[ImageResult | Exception]:
     """The head's boxes with their captions as labels; a box whose caption came out empty names nothing a
-    score could count (eval needs a label), so it is left out, and said."""
+    score could count (eval needs a label), so it is left out, and said. A photo the head gave non-finite boxes gets
+    its error as its result."""
     found = head_objects(predictor, prepared, options)
-    unnamed = sum(not d.label for f in found for d, _ in f)
+    unnamed = sum(not d.label for f in found if not isinstance(f, Exception) for d, _ in f)
     if unnamed:
         logger.warning("head mode: %d box(es) whose caption came out empty were left out (constrained decoding, "
                        "the default, names every box with one of the checkpoint's labels)", unnamed)
-    return [ImageResult([d for d, _ in f if d.label], None, p.size[0], p.size[1], prompt_tokens=predictor.prompt_tokens(p))
+    return [f if isinstance(f, Exception) else
+            ImageResult([d for d, _ in f if d.label], None, p.size[0], p.size[1], prompt_tokens=predictor.prompt_tokens(p))
             for f, p in zip(found, prepared)]

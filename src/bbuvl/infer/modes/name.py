@@ -53,12 +53,15 @@ def read_labels(predictor: "Predictor", new: torch.Tensor, logprobs: torch.Tenso
 
 
 @torch.inference_mode()
-def run(predictor: "Predictor", prepared: Sequence["Prepared"], options: "PredictOptions") -> list[ImageResult]:
+def run(predictor: "Predictor", prepared: Sequence["Prepared"],
+        options: "PredictOptions") -> list[ImageResult | Exception]:
     """Head boxes, each named by the VLM: one row per box, the photo's prompt followed by
-    `[{"bbox_2d": [box], "label": ` in answer coordinates, then decoding constrained to the checkpoint's labels."""
+    `[{"bbox_2d": [box], "label": ` in answer coordinates, then decoding constrained to the checkpoint's labels. A
+    photo the head gave non-finite boxes gets its error as its result, its boxes not named."""
+    queried = head_queries(predictor, prepared, options)
     # One row a query: its labels (`labels_per_box` of them) share its box and objectness, and the VLM names the box
     # itself; a row for each of them wrote each box twice under labels_per_box 2, the same label and score.
-    found = [[labels[0] for labels in queries] for queries in head_queries(predictor, prepared, options)]
+    found = [[] if isinstance(queries, Exception) else [labels[0] for labels in queries] for queries in queried]
     constraint = predictor.labels_constraint()
     named: list[list[Detection]] = [[] for _ in prepared]
     # The head's pass read each prompt; naming reads it again (counted once) with each box's prefix, and writes labels.
@@ -92,6 +95,7 @@ def run(predictor: "Predictor", prepared: Sequence["Prepared"], options: "Predic
                 parsed = parse_detections(prefix + text)
                 if parsed.objects:
                     out.append(Detection(d.bbox_2d, parsed.objects[0]["label"], obj * prob))
-    return [ImageResult(n, None, p.size[0], p.size[1], GIVEN_UP if p.awaited and p.awaited.dropped else None,
+    return [q if isinstance(q, Exception) else
+            ImageResult(n, None, p.size[0], p.size[1], GIVEN_UP if p.awaited and p.awaited.dropped else None,
                         prompt_tokens=r, completion_tokens=w)
-            for n, p, r, w in zip(named, prepared, read, wrote)]
+            for q, n, p, r, w in zip(queried, named, prepared, read, wrote)]
