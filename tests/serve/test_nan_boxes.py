@@ -1,5 +1,6 @@
-"""A head giving NaN boxes for one photo, sent real requests over HTTP: a photo batched with it is answered from the
-same pass, as it would be alone."""
+"""A head giving NaN boxes, sent real requests over HTTP: the photo it gave them for is answered 500
+`inference_failed` with the reason, never NaN nor a bare 500; and a photo batched with it is answered from the same
+pass, as it would be alone."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import io
 import threading
 
 import pytest
+import torch
 from PIL import Image
 
 from tests.nan_head import nan_for_portraits
@@ -33,6 +35,20 @@ def serve_with(engine, keys, **settings):
     from bbuvl.serve.app import ServeSettings, create_app
 
     return running(create_app(engine, keys, ServeSettings(**settings)))
+
+
+def test_a_head_with_nan_weights_is_answered_500_inference_failed_naming_it(own_engine, keys):
+    with torch.no_grad():  # the load refuses a file of NaN weights: a model diverged in memory
+        own_engine.predictor.model.detection_head.box_head.layers[-1].bias.fill_(float("nan"))
+    with serve_with(own_engine, keys, max_batch=1, max_wait_ms=0) as client:
+        reply = client.detect_json(png((224, 168), (200, 30, 30)))
+        health = client.request("GET", "/healthz", key=False)
+    assert reply.status == 500, reply.body
+    error = reply.json()["error"]
+    assert error["kind"] == "inference_failed"
+    assert error["message"].startswith("ValueError: the detection head gave non-finite boxes"), error
+    assert b"NaN" not in reply.body.replace(b"(NaN or infinity)", b"")
+    assert health.status == 200  # the server goes on
 
 
 def test_a_photo_batched_with_one_given_nan_boxes_gets_its_answer(own_engine, keys):
