@@ -60,7 +60,7 @@ def test_reads_lines_and_defaults_a_missing_score_to_one(tmp_path):
     # a score past 1 failed its photo at every verdict threshold, a negative one passed it (both were read)
     (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4], "label": "x", "score": 5.0}])), "p.jsonl:2: objects[0].score: 5.0 is outside [0, 1]"),
     (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4], "label": "x", "score": -0.5}])), "p.jsonl:2: objects[0].score: -0.5 is outside [0, 1]"),
-    ('{"image": "b.jpg", "objects": [{"bbox_2d": [1, 2, 3, 4], "label": "x", "score": NaN}]}', "p.jsonl:2: objects[0].score: expected a number, got nan"),
+    ('{"image": "b.jpg", "objects": [{"bbox_2d": [1, 2, 3, 4], "label": "x", "score": NaN}]}', "p.jsonl:2: objects[0].score: expected a number, got NaN"),
     # a ground-truth record given as --pred was 'expected an object with an image path'
     (json.dumps({"images": ["a.jpg"], "width": 100, "height": 80, "objects": []}), "p.jsonl:2: a dataset record .*were --pred and --gt swapped"),
 ])

@@ -207,7 +207,7 @@ def test_a_kept_line_eval_would_not_read_is_predicted_again_and_named(predicted,
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())
     assert "2 predicted" in text and "0 already in" in text, text
-    assert (f"note: {run['out']}:1: objects[0].bbox_2d: expected 4 numbers [x1, y1, x2, y2], got ['a', 'b', 'c', 'd']; "
+    assert (f"note: {run['out']}:1: objects[0].bbox_2d: expected 4 numbers [x1, y1, x2, y2], got [\"a\", \"b\", \"c\", \"d\"]; "
             "its photo was predicted again") in text, text
     assert (f"note: {run['out']}:2: width: expected the photo's width in pixels (a whole number, or null), got 'abc'; "
             "its photo was predicted again") in text, text

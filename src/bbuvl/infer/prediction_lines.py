@@ -10,6 +10,7 @@ past 1) is a DatasetError naming file:line: eval refuses it, and a resume predic
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -136,7 +137,8 @@ def _checked_object(o: Any, path: Path, no: int, i: int) -> dict[str, Any]:
         raise DatasetError(path, no, f"{where}: expected an object, got {json_kind(o)}")
     box = o.get("bbox_2d")
     if not (isinstance(box, list) and len(box) == 4 and all(_finite(v) for v in box)):
-        raise DatasetError(path, no, f"{where}.bbox_2d: expected 4 numbers [x1, y1, x2, y2], got {box!r}")
+        raise DatasetError(path, no, f"{where}.bbox_2d: expected 4 numbers [x1, y1, x2, y2], got {as_written(box)}"
+                                     f"{not_a_coordinate(box)}")
     x1, y1, x2, y2 = (float(v) for v in box)
     if x2 < x1 or y2 < y1:
         raise DatasetError(path, no, f"{where}.bbox_2d: {box} has x2 < x1 or y2 < y1")
@@ -152,12 +154,30 @@ def _checked_object(o: Any, path: Path, no: int, i: int) -> dict[str, Any]:
         raise DatasetError(path, no, half_characters(f"{where}.{key}", label))
     score = o.get("score", 1.0)
     if not _finite(score):
-        raise DatasetError(path, no, f"{where}.score: expected a number, got {score!r}")
+        raise DatasetError(path, no, f"{where}.score: expected a number, got {as_written(score)}")
     if not 0 <= score <= 1:
         # A score past 1 would fail its photo at every threshold a verdict can have, a negative one pass it at all.
         raise DatasetError(path, no, f"{where}.score: {score!r} is outside [0, 1]; a score is the model's confidence "
                                      "(`bbuvl predict` writes it in [0, 1]): rescale the scores")
     return {"bbox_2d": [x1, y1, x2, y2], "label": label, "score": float(score)}
+
+
+def as_written(value: Any, limit: int = 200) -> str:
+    """A value read from a JSON line, spelt as the line spells it (null, NaN, Infinity, "12"), cut to `limit`."""
+    # Python's spelling named a null coordinate `None` and NaN `nan`, words the file does not hold
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def not_a_coordinate(box: Any) -> str:
+    """Why a box holding NaN, an infinity or null has no place, said after its error; empty for any other box."""
+    if not isinstance(box, list) or not any(v is None or (isinstance(v, float) and not math.isfinite(v)) for v in box):
+        return ""
+    return ("; NaN, Infinity and null are no coordinates (an older bbu-vl wrote NaN for a detection head whose "
+            "weights diverged, where it now writes the photo's error): predict the photo again, or remove the line")
 
 
 def _finite(v: Any) -> bool:
