@@ -20,7 +20,7 @@ from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 from bbuvl.data.coords import oriented_size
 from bbuvl.data.input_paths import NOTHING_THERE, file_kind, name_problem, spelling_note
 from bbuvl.data.names import url_scheme, windows_drive
-from bbuvl.data.read_cost import ReadCost, check_jpeg_markers, check_png_chunks, read_cost
+from bbuvl.data.read_cost import FirstScan, ReadCost, check_photo, read_cost
 
 if TYPE_CHECKING:
     import numpy as np
@@ -211,18 +211,23 @@ def _opened(path: Path, decode: bool, at_least: tuple[int, int] | None) -> Itera
             raise ImageError(f"{path}: a folder, not an image file")
         if kind is not None and kind not in NOTHING_THERE:  # nothing there: Pillow's error, named below
             raise ImageError(f"{path}: not a regular file ({kind}), so never read as a photo")
-        with warnings.catch_warnings():
-            # Pillow warns from half the pixels it refuses (89 M, a 100 MP camera's photo) with a line of its code; such a
-            # photo is read like any other, and one past its limit is refused below, named
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = open_photo(path)
-    with im:
+        fh = path.open("rb")
+        try:
+            with warnings.catch_warnings():
+                # Pillow warns from half the pixels it refuses (89 M, a 100 MP camera's photo) with a line of its code;
+                # such a photo is read like any other, and one past its limit is refused below, named
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im, first = open_photo(fh)
+        except BaseException:
+            fh.close()
+            raise
+    with fh, im:  # Pillow leaves a stream it was given open: closed here, after the image
         if (why := unsupported_format(im.format)) is not None:
             raise ImageError(f"{path}: {why}")
         stored = im.size
         if decode:
             with _named_errors(path, "decode image"):
-                cost = read_cost(im)
+                cost = read_cost(im, first)
                 need = jpeg_scale(stored, cost=cost) if im.format in ("JPEG", "MPO") else 1
                 scale = need
                 if at_least is not None and im.format in ("JPEG", "MPO"):
@@ -291,30 +296,26 @@ def jpeg_scale(size: tuple[int, int], limit: int | None = None, cost: ReadCost |
                        f"past the limit of {limit}")
 
 
-def open_photo(source: Path | BinaryIO) -> Image.Image:
-    """Pillow's Image.open of a file or its bytes, but a JPEG past Pillow's pixel limit is opened too (its header read,
-    no pixel decoded): decode it at a reduced scale (`jpeg_scale`). Any other format past the limit raises Pillow's
-    DecompressionBombError. A JPEG whose markers before its image data are too many to step through is refused
-    before Pillow's opener steps through them (ValueError, `check_jpeg_markers`), and so is a PNG of more chunks than
-    a photo holds (`check_png_chunks`)."""
-    check = check_jpeg_markers if starts_as_jpeg(source) else check_png_chunks
-    if isinstance(source, Path):
-        with source.open("rb") as fh:
-            check(fh)
-    else:
-        check(source)
+def open_photo(source: BinaryIO) -> tuple[Image.Image, FirstScan | None]:
+    """Pillow's Image.open of a photo's bytes (a file its caller opened and closes after the image, or bytes in
+    memory), but a JPEG past Pillow's pixel limit is opened too (its header read, no pixel decoded): decode it at a
+    reduced scale (`jpeg_scale`). Any other format past the limit raises Pillow's DecompressionBombError. A JPEG whose
+    markers before its image data are too many to step through is refused before Pillow's opener steps through them
+    (ValueError, `check_jpeg_markers`), and so is a PNG of more chunks than a photo holds (`check_png_chunks`). With
+    the image comes what the JPEG's walk found (`check_photo`), for `read_cost` to go on from."""
+    # One stream for the checks and Pillow: the file was opened once for the check, once to tell a JPEG, and again by
+    # Pillow, and read_cost walked the markers again from the start (bench/photo_opens.py)
+    first = check_photo(source)
     try:
-        return Image.open(source)
+        return Image.open(source), first
     except Image.DecompressionBombError:
-        if not starts_as_jpeg(source):
+        if first is None:  # no JPEG
             raise
     # A phone's 200 MP mode: Pillow's own JPEG opener reads the header without the check Image.open makes after it
     # (MAX_IMAGE_PIXELS is left alone: the server decodes on threads); the pixels are decoded at a scale under the
     # limit (docs/serving.md, "Photos past Pillow's pixel limit")
-    if isinstance(source, Path):
-        return JpegImagePlugin.jpeg_factory(os.fspath(source))
     source.seek(0)
-    return JpegImagePlugin.jpeg_factory(source)
+    return JpegImagePlugin.jpeg_factory(source), first
 
 
 def starts_as_jpeg(source: Path | BinaryIO) -> bool:

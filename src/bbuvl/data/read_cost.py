@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from PIL import Image
@@ -57,6 +57,16 @@ class JpegLayout:
     first_scan: int  # the components the first scan holds
     scan_bytes: int  # the bytes from the first scan's header to the end of the file
     scans: int = 1  # the scans up to the end of the image, counted up to MAX_SCANS + 1
+    data_at: int = 0  # where in the file the first scan's image data begins (its header read)
+
+
+@dataclass(frozen=True)
+class FirstScan:
+    """What the walk of a JPEG's markers up to its first scan found, before Pillow's opener read them (`check_photo`):
+    its layout, None when its markers do not read as a JPEG's up to a scan. Its later scans are not counted yet:
+    `read_cost` counts them from where the walk stopped, rather than walk the markers again from the start."""
+
+    layout: JpegLayout | None
 
 
 @dataclass(frozen=True)
@@ -83,14 +93,16 @@ class ReadCost:
                 f"any scale ({self.held * PIXEL_BYTES / 2**20:.0f} MiB, as much as {self.held} pixels of an 8-bit photo)")
 
 
-def read_cost(im: Image.Image) -> ReadCost:
+def read_cost(im: Image.Image, first: FirstScan | None = None) -> ReadCost:
     """What reading an opened photo (its header read, no pixel decoded) into 8-bit RGB costs: its mode's cost for
     each pixel decoded, and for a JPEG coded in several scans, the coefficients of its whole stored size; a JPEG whose
-    bytes are too few for its size is told `short`."""
+    bytes are too few for its size is told `short`. `first`: what `check_photo` found of its markers before Pillow
+    opened it, from the same bytes (its scans are then counted from its first scan on); None: walked here."""
     per_pixel, kind = _mode_cost(im)
     if im.format not in ("JPEG", "MPO") or im.fp is None:
         return ReadCost(per_pixel, kind, im.mode)
-    layout, layers = jpeg_layout(im.fp), getattr(im, "layer", [])
+    layout = jpeg_layout(im.fp) if first is None else later_scans_counted(im.fp, first.layout)
+    layers = getattr(im, "layer", [])
     blocks = jpeg_blocks(im.size, [(h, v) for _, h, v, _ in layers])
     held_by = _held_by(layout, len(layers))
     held = -(-blocks * BLOCK_BYTES // PIXEL_BYTES) if held_by else 0
@@ -172,10 +184,39 @@ def jpeg_layout(fp: BinaryIO, scans: bool = True) -> JpegLayout | None:
         fp.seek(at)
 
 
-def check_jpeg_markers(fp: BinaryIO) -> None:
+def later_scans_counted(fp: BinaryIO, layout: JpegLayout | None) -> JpegLayout | None:
+    """`layout` (read up to the first scan of the JPEG in `fp`) with its scans counted from that scan's image data on,
+    as `jpeg_layout` counts them (`fp` left where it was); ValueError past `MAX_MARKERS` among them."""
+    if layout is None:
+        return None
+    at = fp.tell()
+    try:
+        fp.seek(layout.data_at)
+        return replace(layout, scans=1 + _later_scans(fp, MAX_SCANS))
+    finally:
+        fp.seek(at)
+
+
+def check_jpeg_markers(fp: BinaryIO) -> FirstScan:
     """ValueError when more than `MAX_MARKERS` markers and fill bytes precede the first scan of the JPEG in `fp` (left
-    where it was): what to ask before Pillow's opener steps through them one by one."""
-    jpeg_layout(fp, scans=False)
+    where it was): what to ask before Pillow's opener steps through them one by one. What the walk found up to that
+    scan is returned, for `read_cost` to go on from."""
+    return FirstScan(jpeg_layout(fp, scans=False))
+
+
+def check_photo(fp: BinaryIO) -> FirstScan | None:
+    """The checks to make of a photo's bytes in `fp` (left where it was) before Pillow's opener reads them:
+    `check_jpeg_markers` for a JPEG, whose walk it returns, `check_png_chunks` for anything else (None)."""
+    at = fp.tell()
+    try:
+        fp.seek(0)
+        jpeg = fp.read(3) == b"\xff\xd8\xff"  # its SOI marker and the next marker's first byte
+    finally:
+        fp.seek(at)
+    if jpeg:
+        return check_jpeg_markers(fp)
+    check_png_chunks(fp)
+    return None
 
 
 def check_png_chunks(fp: BinaryIO) -> None:
@@ -224,8 +265,8 @@ def _walk(fp: BinaryIO, end: int, scans: bool = True) -> JpegLayout | None:
             if not count or frame is None:
                 return None
             scan_bytes = end - fp.tell() + 5
-            fp.seek(length - 3, io.SEEK_CUR)  # the rest of its header: its image data follows
-            return JpegLayout(frame, count[0], scan_bytes, 1 + _later_scans(fp, MAX_SCANS) if scans else 1)
+            data_at = fp.seek(length - 3, io.SEEK_CUR)  # the rest of its header: its image data follows
+            return JpegLayout(frame, count[0], scan_bytes, 1 + _later_scans(fp, MAX_SCANS) if scans else 1, data_at)
         if marker[0] in FRAMES and frame is None:
             frame = marker[0]
         fp.seek(length - 2, io.SEEK_CUR)

@@ -52,11 +52,12 @@ def decode_upload(data: bytes | memoryview, max_pixels: int,
     if not data:
         raise ApiError(400, "empty_image", "the image is empty (0 bytes)")
     try:
-        with open_photo(io.BytesIO(data) if isinstance(data, bytes) else _View(data)) as im:
+        im, first = open_photo(io.BytesIO(data) if isinstance(data, bytes) else _View(data))
+        with im:
             if (why := unsupported_format(im.format)) is not None:
                 raise ApiError(415, "unsupported_image_format", why)
             w, h = stored = im.size
-            cost = read_cost(im)
+            cost = read_cost(im, first)
             limit = max_pixels if (pillow := pillow_limit()) is None else min(max_pixels, pillow)
             if cost.at(stored) > limit and im.format in ("JPEG", "MPO"):
                 _draft_within(im, limit, cost)
