@@ -6,6 +6,7 @@ import errno
 import hashlib
 import io
 import os
+import stat
 import struct
 import warnings
 from collections import Counter
@@ -211,7 +212,7 @@ def _opened(path: Path, decode: bool, at_least: tuple[int, int] | None) -> Itera
             raise ImageError(f"{path}: a folder, not an image file")
         if kind is not None and kind not in NOTHING_THERE:  # nothing there: Pillow's error, named below
             raise ImageError(f"{path}: not a regular file ({kind}), so never read as a photo")
-        fh = path.open("rb")
+        fh = _photo_file(path)
         try:
             with warnings.catch_warnings():
                 # Pillow warns from half the pixels it refuses (89 M, a 100 MP camera's photo) with a line of its code;
@@ -244,6 +245,30 @@ def _opened(path: Path, decode: bool, at_least: tuple[int, int] | None) -> Itera
                 check_read_cost(im, path, cost, stored)
                 im.load()
         yield im, stored
+
+
+def _photo_file(path: Path) -> BinaryIO:
+    """The photo file at `path` opened for reading; ImageError when what was opened is no regular file, or is empty.
+
+    `file_kind` said it was a regular file a moment before, but a name may be given to a pipe meanwhile (a photo
+    replaced while predict reads a folder): opened as a file, a pipe waits for a writer forever, so it is opened without
+    waiting and told by what was opened. An empty file was 'no photo format recognised in its bytes', which read as a
+    photo of another format."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageError(f"{path}: a folder, not an image file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(f"{path}: not a regular file, so never read as a photo")
+        if st.st_size == 0:
+            raise ImageError(f"{path}: not an image (an empty file: 0 bytes)")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def check_read_cost(im: Image.Image, path: Path, cost: ReadCost, stored: tuple[int, int]) -> None:

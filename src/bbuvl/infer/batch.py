@@ -177,9 +177,10 @@ def refuse_names_no_line_holds(folder: Path, names: list[str]) -> None:
 def folder_photos(folder: Path, skipped: Counter[str] | None = None) -> list[str]:
     """The photo names under `folder` (sorted, relative to it), through links: a linked subfolder's photos are named
     by the link, a link to a missing photo is listed so that its line says it is missing, and a link back to a folder
-    it sits in (a loop, or `/`) is not entered. Hidden files and folders are left out, as `data convert` leaves them:
-    macOS's `._IMG_1.jpg` companions on a copied card were each an error line, `.ipynb_checkpoints/` copies were
-    predicted twice. Other files are counted into `skipped` by their lower-case suffix ("" for none)."""
+    it sits in (a loop, or `/`) is not entered; a pipe or device named like a photo is listed, for its line to say
+    what it is. Hidden files and folders are left out, as `data convert` leaves them: macOS's `._IMG_1.jpg`
+    companions on a copied card were each an error line, `.ipynb_checkpoints/` copies were predicted twice. Other
+    files are counted into `skipped` by their lower-case suffix ("" for none)."""
     names: list[str] = []
 
     def walk(directory: str, rel: PurePosixPath, chain: tuple[Path, ...]) -> None:
@@ -191,7 +192,9 @@ def folder_photos(folder: Path, skipped: Counter[str] | None = None) -> list[str
                     real = Path(os.path.realpath(entry.path))
                     if not any(c == real or c.is_relative_to(real) for c in chain):
                         walk(entry.path, rel / entry.name, (*chain, real))
-                elif PurePosixPath(entry.name).suffix.lower() in IMAGE_SUFFIXES and (entry.is_symlink() or entry.is_file()):
+                elif PurePosixPath(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+                    # a pipe, socket or device named like a photo too, its line saying what it is: it was counted among
+                    # the files of other formats, "convert others to JPEG or PNG", and left out
                     names.append((rel / entry.name).as_posix())
                 elif skipped is not None:
                     skipped[PurePosixPath(entry.name).suffix.lower()] += 1
