@@ -72,3 +72,35 @@ def test_a_tiled_photo_one_of_whose_regions_gets_nan_boxes_is_its_error(predicto
     assert passes, "no region went through the head"
     assert "non-finite boxes" in (line["error"] or ""), line
     assert line["objects"] == []
+
+
+def test_bbuvl_predict_with_a_batch_size_writes_the_other_photos_lines_as_alone(trained_checkpoint, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+    from tests.nan_head import nan_for_portraits_in_every_head
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, size, colour in (("a.png", (224, 168), (200, 30, 30)), ("b_nan.png", (168, 224), (20, 30, 200)),
+                               ("c.png", (224, 168), (30, 200, 30))):
+        Image.new("RGB", size, colour).save(folder / name)
+    lines = {}
+    hook, passes = nan_for_portraits_in_every_head()
+    try:
+        for batch in ("3", "1"):
+            out = tmp_path / f"pred{batch}.jsonl"
+            result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o", str(out),
+                                              "--mode", "head", "--device", "cpu", "--batch-size", batch],
+                                        env={"COLUMNS": "200"})
+            assert result.exit_code == 0, result.output
+            lines[batch] = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    finally:
+        hook.remove()
+    assert passes == [3, 1, 1, 1], passes  # --batch-size 3: one pass; 1: one a photo
+    assert [line["image"] for line in lines["3"]] == ["a.png", "b_nan.png", "c.png"]
+    assert "non-finite boxes" in lines["3"][1]["error"] and lines["3"][1]["objects"] == []
+    assert lines["3"] == lines["1"]  # every line as the photo's alone
+    assert all(line["objects"] and line["error"] is None for line in (lines["3"][0], lines["3"][2]))
