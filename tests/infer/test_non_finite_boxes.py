@@ -104,3 +104,20 @@ def test_bbuvl_predict_with_a_batch_size_writes_the_other_photos_lines_as_alone(
     assert "non-finite boxes" in lines["3"][1]["error"] and lines["3"][1]["objects"] == []
     assert lines["3"] == lines["1"]  # every line as the photo's alone
     assert all(line["objects"] and line["error"] is None for line in (lines["3"][0], lines["3"][2]))
+
+
+def test_a_head_giving_nan_objectness_is_the_photos_error_not_a_photo_of_nothing(predictor, three_photos):
+    from dataclasses import replace
+
+    def nan_objectness(module, args, kwargs, out):  # noqa: ANN001, ANN202
+        return replace(out, objectness_logits=torch.full_like(out.objectness_logits, float("nan")))
+
+    hook = predictor.model.detection_head.register_forward_hook(nan_objectness, with_kwargs=True)
+    try:
+        (line,) = predictor.predict_lines(three_photos[:1], "head", objectness_threshold=0.0)
+    finally:
+        hook.remove()
+    # NaN >= any threshold is false: no query was kept, and the photo passed with nothing found
+    assert line["error"] == ("ValueError: the detection head gave non-finite objectness (NaN or infinity): its "
+                             "weights diverged or overflow; use an earlier checkpoint"), line
+    assert line["verdict"]["verdict"] == "review"
