@@ -47,6 +47,21 @@ def test_clean_answer_parses_without_damage_and_spans_cover_each_object():
         assert json.loads(text[start:end]) == src
 
 
+def test_labels_holding_braces_quotes_and_backslashes_come_back_as_written():
+    # A hierarchy may name a part `天线 {v2}`: the object holding it was dropped, and `q"}r` came back as `q\\`
+    labels = ["📡 antenna {v2}/שלום עולם", "a}b", "x{y", 'q"}r', "back\\slash}", 'Dev"ice\\x/<img src=x>/ok & "fine"']
+    for label in labels:
+        objects = [{"bbox_2d": [1, 2, 30, 40], "label": label}, B]
+        text = answer(*objects)
+        r = parse_detections(text)
+        assert boxes_and_labels(r) == [([1.0, 2.0, 30.0, 40.0], label), (B["bbox_2d"], B["label"])], label
+        assert r.ok and r.damage == [], (label, r.damage)
+        assert [json.loads(text[s:e]) for s, e in (o["span"] for o in r.objects)] == objects
+    cut = answer({"bbox_2d": [1, 2, 30, 40], "label": "a}b"}, B)[:-30]  # the second object cut short
+    r = parse_detections(cut)
+    assert boxes_and_labels(r) == [([1.0, 2.0, 30.0, 40.0], "a}b")] and DAMAGE_TRUNCATED in r.damage
+
+
 def test_explicit_empty_list_is_ok_with_no_objects():
     for text in ("[]", "```json\n[]\n```", "[ ]", '{"objects": []}'):
         r = parse_detections(text)

@@ -6,9 +6,9 @@ single quotes or trailing commas, name the label `desc` or `description` (docs/d
 give a box as a string, give three numbers instead of four, or repeat an object.
 
 The parser never looks for "the" JSON array. It finds every innermost `{...}` in the text (an object
-holds no nested braces), reads each on its own, and keeps those with a usable box and label. Prose,
-fences and wrapper objects (`{"objects": [...]}`) are therefore ignored without special cases, and a
-truncated answer keeps every object that was closed before the cut.
+holds no nested object; a brace in a string of one that reads as JSON is text), reads each on its own,
+and keeps those with a usable box and label. Prose, fences and wrapper objects (`{"objects": [...]}`) are
+therefore ignored without special cases, and a truncated answer keeps every object that was closed before the cut.
 
 Each repair is recorded in `ParseResult.damage`, once per occurrence, as one of the `DAMAGE_*` codes:
 
@@ -150,15 +150,37 @@ def _parse(text: str, keep_repeats: bool = False) -> ParseResult:
 
 
 def _leaf_objects(text: str) -> tuple[list[tuple[int, int]], bool]:
-    """Character ranges of every innermost `{...}`, and whether a `{` was left open at the end."""
-    segments, start = [], None
-    for i, ch in enumerate(text):
+    """Character ranges of every innermost `{...}`, and whether a `{` was left open at the end. An object that reads
+    as JSON is taken whole, its strings with it: a label may hold a brace (`天线 {v2}`), which ended the object there
+    and lost it, or (`q"}r`) read it back as another label."""
+    segments, start, i = [], None, 0
+    while i < len(text):
+        ch = text[i]
         if ch == "{":
+            if (end := _flat_object_end(text, i)) is not None:
+                segments.append((i, end))
+                start, i = None, end
+                continue
             start = i
         elif ch == "}" and start is not None:
             segments.append((start, i + 1))
             start = None
+        i += 1
     return segments, start is not None
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _flat_object_end(text: str, start: int) -> int | None:
+    """Where the JSON object opening at `text[start]` ends, when it reads as one and holds no object; else None."""
+    try:
+        value, end = _DECODER.raw_decode(text, start)
+    except (ValueError, RecursionError):
+        return None
+    flat = isinstance(value, dict) and not any(isinstance(v, dict) or isinstance(v, list) and any(
+        isinstance(x, (dict, list)) for x in v) for v in value.values())
+    return end if flat else None
 
 
 def _json_extent(text: str, segments: list[tuple[int, int]]) -> tuple[int | None, int]:
