@@ -43,6 +43,7 @@ from bbuvl.model.packed_attention import use_packed_sdpa
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.paths import real_path
 from bbuvl.train.all_ranks import drawn_notes, first_process
+from bbuvl.train.caption_budget import long_caption_problem
 from bbuvl.train.caption_refit import CaptionRefitCallback, Photo, training_photos
 from bbuvl.train.callbacks import (NONFINITE, CheckpointRotation, EpochCallback, LossSum, LossWindow, NonFiniteGuard,
                                    RichProgress, RunTensorBoard, Throughput, TrainingDiverged)
@@ -204,6 +205,9 @@ def build_run(cfg: Config, files: DataFiles | None = None, inputs: RunInputs | N
         vlm = apply_lora(vlm, cfg.model.lora)
     if cfg.training.gradient_checkpointing:
         core_model(vlm).activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.detection.enabled and (why := long_caption_problem(inputs.train + (inputs.val or []), processor.tokenizer,
+                                                              cfg.detection.caption_max_tokens)):
+        raise ValueError(why)
     model = BBUVLModel.build(vlm, cfg, processor.tokenizer)
     if cfg.detection.enabled and cfg.loss.fault_weight != 1:
         model.fault_captions = fault_captions(labels, inputs.faults, processor.tokenizer,
