@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -85,6 +86,32 @@ def test_a_custom_hierarchy_keeps_its_own_spelling(tmp_path):
     h = Hierarchy.load(path)
     assert h.canonical("线缆(光纤)／cafe\u0301") == "线缆（光纤）/café"
     assert TokenMap({"连接点（螺丝）": "螺丝连接点"}).map_token("连接点(螺丝)\u200b") == "螺丝连接点"
+
+
+def test_labels_typed_as_a_hierarchy_saved_decomposed_or_with_joiners_spells_them_are_typed_as_it_spells_them(tmp_path):
+    # A hierarchy saved on macOS spells `é` decomposed, an emoji holds a zero-width joiner: a dataset reads its labels
+    # composed and without invisible characters, so every label typed exactly as the file spells it was said to be
+    # typed otherwise ("'é' where it has 'é'"), and the hierarchy's spelling was no label any dataset could hold.
+    names = ["Cafe\u0301", "\U0001f469\u200d\U0001f527 tech"]
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps({"categories": {n: {"gloss": f"g{i}", "attributes": {"ok": {
+        "gloss": f"ok{i}", "states": {"good": "good", "bad": {"gloss": "bad", "fault": True}}}}} for i, n in enumerate(names)}},
+        ensure_ascii=False), encoding="utf-8")
+    h = Hierarchy.load(path)
+    photo(tmp_path / "images" / "a.png")
+    train = write_jsonl(tmp_path / "train.jsonl", [record("images/a.png", *(f"{n}/ok/good" for n in names))])
+    assert check_dataset(train, h) == []
+    typed = [o.desc for o in read_records(train)[0].objects]
+    assert h.labels()[::2] == typed == ["Caf\u00e9/ok/good", "\U0001f469\U0001f527 tech/ok/good"]
+    assert sorted(h.faults) == sorted(label.replace("good", "bad") for label in typed)
+    assert h.canonical("Cafe\u0301/ok/good") == typed[0] and h.english(typed[0]) == "g0/ok0/good"
+
+    path.write_text(json.dumps({"categories": {" BBU ": {"attributes": {" a": {}}}}}), encoding="utf-8")
+    assert Hierarchy.load(path).labels() == ["BBU/a"]  # what `data convert` writes, and a dataset reads back as such
+    path.write_text(json.dumps({"categories": {"BBU": {"attributes": {"a": {}}}, "ＢＢＵ": {"attributes": {"b": {}}}}},
+                               ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"^{path}: categories 'BBU' and 'ＢＢＵ' are one name however typed "):
+        Hierarchy.load(path)
 
 
 def feature(label: str) -> dict:

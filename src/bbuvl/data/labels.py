@@ -6,7 +6,7 @@ import difflib
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -247,9 +247,37 @@ def _load_hierarchy(path: str, version: tuple[int, ...] = ()) -> Hierarchy:
         if (other := by_key.setdefault(label_key(label), label)) != label:
             raise ValueError(f"{path}: labels {show_text(other)} and {show_text(label)} are one label however typed "
                              "(spaces, width or invisible characters differ); keep one")
-    object.__setattr__(h, "_by_key", by_key)
+    cats, faults = _cleaned(path, cats, faults)
+    h = Hierarchy(cats, source=path, faults=frozenset(faults))
+    object.__setattr__(h, "_by_key", {label_key(label): label for label in h.labels()})
     _refuse_shared_glosses(path, h)
     return h
+
+
+def _cleaned(path: str, cats: dict[str, Category], faults: set[str]) -> tuple[dict[str, Category], set[str]]:
+    """The categories and faults with every name spelt as a dataset's label is (`clean_label`: NFC, no invisible
+    characters, trimmed): a hierarchy saved on macOS spells `é` decomposed, and each label typed as the file spells it
+    was said to be typed otherwise, and the file's spelling was none a dataset could hold. Two names of one parent
+    that are one however typed are refused: looked up by their key, the later stood for both."""
+
+    def names(what: str, raw: Iterable[str]) -> dict[str, str]:
+        first: dict[str, str] = {}
+        for name in raw:
+            if (other := first.setdefault(label_key(name), name)) != name:
+                raise ValueError(f"{path}: {what} {show_text(other)} and {show_text(name)} are one name however typed "
+                                 "(spaces, width or invisible characters differ); keep one")
+        return {name: clean_label(name) for name in raw}
+
+    out: dict[str, Category] = {}
+    for name, clean in names("categories", cats).items():
+        cat = cats[name]
+        attributes = {}
+        for attr, clean_attr in names(f"category {show_text(clean)}: attributes", cat.attributes).items():
+            gloss, states = cat.attributes[attr]
+            spelt = names(f"attribute {show_text(SEP.join((clean, clean_attr)))}: states", states)
+            attributes[clean_attr] = (gloss, {spelt[state]: g for state, g in states.items()})
+        out[clean] = replace(cat, name=clean, attributes=attributes)
+    return out, {SEP.join(clean_label(part) for part in fault.split(SEP)) for fault in faults}
 
 
 def _refuse_shared_glosses(path: str, hierarchy: Hierarchy) -> None:
