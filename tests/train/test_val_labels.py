@@ -54,3 +54,14 @@ def test_validation_whose_labels_training_holds_says_nothing(run_config, small_d
     with caplog.at_level(logging.WARNING):
         read_run_inputs(run_config(f"data.val={val_of(tmp_path, small_dataset, [[trained], [trained]])}"))
     assert notes(caplog) == []
+
+
+def test_a_label_holding_quotes_and_a_backslash_is_named_as_it_is_typed(run_config, small_dataset, tmp_path, caplog):
+    # Named by Python's repr, `天线 "A"\B` read `'天线 "A"\\B'`, a label no file holds; and one holding `'` was quoted
+    # otherwise than every other message quotes a label
+    label = '天线 "A"\\B\'s'
+    val = val_of(tmp_path, small_dataset, [[label]])
+    with caplog.at_level(logging.WARNING):
+        read_run_inputs(run_config(f"data.val={val}"))
+    [note] = notes(caplog)
+    assert note.startswith(f"data.val holds 1 label(s) no training photo has: '{label}' (1 object, first at {val}:1).")

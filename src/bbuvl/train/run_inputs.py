@@ -384,7 +384,7 @@ def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
                          + " holds one: set detection.caption_refit.steps: 0, or give photos with objects")
     if unknown:  # the captions would learn to write a label the prompt never offers and no metric expects
         raise ValueError(f"detection.caption_refit.photos {refit.photos}: {len(unknown)} label(s) the training data "
-                         f"does not hold, e.g. {unknown[0]!r}: give the refit photos of the training labels")
+                         f"does not hold, e.g. {show_text(unknown[0])}: give the refit photos of the training labels")
     if first_process():  # once, not once a process: every process reads the same data
         sft = cfg.training.method == "sft"
         for note in (mirror_note(cfg, labels, hierarchy) if sft else None,  # GRPO's: rl/trainer.py

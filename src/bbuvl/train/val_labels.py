@@ -7,7 +7,7 @@ untrained model's cost, and a split that put a rare part's only photos in valida
 
 from __future__ import annotations
 
-from bbuvl.data.text import label_key
+from bbuvl.data.text import label_key, show_text
 from bbuvl.train.dataset import SampleSource, SourcedRecord, locate
 
 SHOWN = 5  # labels named in the note; the count covers them all
@@ -28,7 +28,7 @@ def val_only_note(train: list[SampleSource], val: list[SampleSource], key: str =
         return None
     shown = list(found)[:SHOWN]
     where = locate([found[k][1] for k in shown])
-    named = "; ".join(f"{found[k][0]!r} ({counts[k]} object{'s' if counts[k] > 1 else ''}, first at {at})"
+    named = "; ".join(f"{show_text(found[k][0])} ({counts[k]} object{'s' if counts[k] > 1 else ''}, first at {at})"
                       for k, at in zip(shown, where))
     more = f" (and {len(found) - SHOWN} more)" if len(found) > SHOWN else ""
     return (f"{key} holds {len(found)} label(s) no training photo has: {named}{more}. The prompt offers them, but "
