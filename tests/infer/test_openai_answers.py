@@ -397,3 +397,15 @@ def test_an_exports_answers_are_read_in_the_frame_its_checkpoint_trained_in_as_p
         [{"bbox_2d": [0, 0, w, h], "label": "线缆"}])}) + "\n", encoding="utf-8")
     [line] = read_answers(tmp_path / "answers.jsonl", exported)
     assert line["objects"][0]["bbox_2d"] == [0.0, 0.0, 224.0, 168.0]
+
+
+def test_an_answer_holding_a_line_separator_is_read_as_one_line(folder, tmp_path):
+    # A model may write U+2028 or U+0085, which JSON keeps as they are: str.splitlines() cut the line there, and the
+    # whole answers file was refused ("answers.jsonl:1: Unterminated string")
+    Image.new("RGB", (224, 168)).save(tmp_path / "photo.png")
+    text = json.dumps([{"bbox_2d": [10, 10, 60, 60], "label": "线缆"}], ensure_ascii=False)
+    lines = [{"image": "photo.png", "text": f"{text}\u2028"}, {"image": "photo.png", "text": f"\x85{text}"}]
+    (tmp_path / "answers.jsonl").write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines),
+                                            encoding="utf-8")
+    read = read_answers(tmp_path / "answers.jsonl", folder)
+    assert [[o["label"] for o in line["objects"]] for line in read] == [["线缆"], ["线缆"]]

@@ -104,3 +104,26 @@ def test_ranks_started_together_with_other_settings_are_never_merged_into_one_fi
     refused(predict(trained_checkpoint, small_dataset, out), "pred.jsonl.rank1-of-2: written by a rank of another run",
             "score_threshold 0.5 (now 0.0)", "Nothing is merged and the parts are kept")
     assert not out.exists() and part.read_bytes() == kept
+
+
+def test_a_photo_named_with_a_line_separator_keeps_its_line_when_the_parts_are_merged(trained_checkpoint, small_dataset,
+                                                                                     tmp_path, monkeypatch):
+    # JSON writes U+2028 (and U+0085) as they are, and a line of text read back by str.splitlines() broke there: the
+    # merge dropped the photo's line as damaged, silently, and rank 0 said nothing was missing
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    rows = [json.loads(line) for line in (data / "val.jsonl").read_text(encoding="utf-8").splitlines()]
+    for row, name in zip(rows, ("images/line\u2028separated.jpg", "images/next\x85line.jpg")):
+        (data / row["images"][0]).rename(data / name)
+        row["images"] = [name]
+    (data / "val.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "pred.jsonl"
+    shard(monkeypatch, 1)
+    assert predict(trained_checkpoint, data, out).exit_code == 0
+    shard(monkeypatch, 0)
+    merged = predict(trained_checkpoint, data, out)
+    assert merged.exit_code == 0, merged.output
+    lines = [json.loads(line) for line in out.read_bytes().splitlines()]
+    assert [line["image"] for line in lines] == [r["images"][0] for r in rows]

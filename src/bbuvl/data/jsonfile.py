@@ -177,6 +177,17 @@ def is_json_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of a JSONL text, split where a line ends (`\\n`, `\\r\\n`, `\\r`, as a file read line by line splits
+    them): never inside a string, where JSON writes U+2028, U+2029 and U+0085 as they are, and str.splitlines() broke a
+    line holding one (a photo's name, a model's answer) into two that are no JSON."""
+    lines = _LINE_END.split(text)
+    return lines[:-1] if lines and not lines[-1] else lines
+
+
 def json_kind(value: Any) -> str:
     """What a parsed JSON value is, in JSON's words (`null`, `an array`): the file never wrote Python's `NoneType`."""
     if value is None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from bbuvl.atomic import name_or_temporary, write_text_atomic
+from bbuvl.data.jsonfile import jsonl_lines
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.scale import SCALE_DECIMALS
 from bbuvl.data.schema import resolve_image
@@ -185,7 +186,7 @@ def choose_refine(predictor: Predictor, gt: Path, out: Path, scale: float, mode:
         scores.append(RefineScore(c, without, refined, spread, kept))
     kept = {s.category for s in scores if s.kept}
     if kept:
-        raw_base = [json.loads(t) for t in base_file.read_text(encoding="utf-8").splitlines() if t.strip()]
+        raw_base = [json.loads(t) for t in jsonl_lines(base_file.read_text(encoding="utf-8")) if t.strip()]
         options = predictor.options(mode, tiles="auto", tile_zoom=None, tile_refine=sorted(kept))
         _write_lines(refined_file(out, scale), [with_categories(predictor, b, r, kept, options)
                                                 for b, r in zip(raw_base, lines)])

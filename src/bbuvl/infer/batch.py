@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.images import IMAGE_SUFFIXES, suffix_counts
 from bbuvl.data.input_paths import spelling_note
+from bbuvl.data.jsonfile import jsonl_lines
 from bbuvl.data.schema import image_in, once_each, read_lines, require_photos, resolve_image
 from bbuvl.data.text import not_text
 from bbuvl.infer.output import (Manifest, OutputError, OutputLock, claim_output, input_root, manifest_path,
@@ -364,7 +365,7 @@ def merge_parts(job: PredictJob, parts: list[Path]) -> int:
     for source in [job.out, *parts]:
         if source.exists():
             repair_output(source)  # drops damaged and cut-short lines
-            for line in source.read_text(encoding="utf-8").splitlines():
+            for line in jsonl_lines(source.read_text(encoding="utf-8")):
                 try:
                     lines[job.name_of(json.loads(line)["image"])] = line
                 except (json.JSONDecodeError, KeyError, TypeError):

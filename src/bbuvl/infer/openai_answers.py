@@ -45,7 +45,7 @@ from bbuvl.data.coords import CoordinateContract, export_frame, smart_resize
 from bbuvl.data.families import family_of
 from bbuvl.data.faults import Faults
 from bbuvl.data.images import load_image
-from bbuvl.data.jsonfile import read_json
+from bbuvl.data.jsonfile import jsonl_lines, read_json
 from bbuvl.infer.parse import FINISH_LENGTH, FINISH_STOP, UNREADABLE_ANSWER, answer_cut, parse_detections
 from bbuvl.infer.verdict import VerdictThresholds, checkpoint_verdict, default_thresholds, judge
 from bbuvl.paths import real_path
@@ -270,7 +270,7 @@ def read_answers(answers: str | Path, folder: str | Path, root: str | Path | Non
         raise ValueError(f"{answers}: not UTF-8 text ({e.reason} at byte {e.start}); is this a JSONL file?") from None
     except OSError as e:
         raise OSError(e.errno, f"{answers}: cannot read the answers file ({e.strerror or e})") from None
-    for no, raw in enumerate(text.splitlines(), 1):
+    for no, raw in enumerate(jsonl_lines(text), 1):
         if not raw.strip():
             continue
         try:
