@@ -114,6 +114,26 @@ def test_labels_typed_as_a_hierarchy_saved_decomposed_or_with_joiners_spells_the
         Hierarchy.load(path)
 
 
+def test_a_label_or_gloss_holding_a_token_of_the_chat_format_is_refused_naming_where(tmp_path):
+    # A tokenizer reads `<|image_pad|>` in any text as the photo's token: a hierarchy naming a part `c<|image_pad|>d`
+    # passed `data check`, and training failed at its first step with "image block at token 57 is shorter than its grid
+    # 1x6x8 says", naming no label; `<|im_end|>` in one ended every answer that wrote it half-way.
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps({"categories": {"c<|image_pad|>d": {}}}), encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"^{path}: category 'c<\|image_pad\|>d': name 'c<\|image_pad\|>d' holds "
+                                         r"'<\|image_pad\|>', a token of the model's chat format"):
+        Hierarchy.load(path)
+    path.write_text(json.dumps({"categories": {"c": {"gloss": "see <think>", "attributes": {}}}}), encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"^{path}: category 'c': gloss 'see <think>' holds '<think>', a token of"):
+        Hierarchy.load(path)
+
+    photo(tmp_path / "images" / "a.png")
+    train = write_jsonl(tmp_path / "train.jsonl", [record("images/a.png", SCREW), record("images/a.png", SCREW + "<|im_end|>")])
+    problems = check_dataset(train)
+    assert [(p.line, p.severity) for p in problems] == [(2, "error")], problems
+    assert f"label '{SCREW}<|im_end|>' holds '<|im_end|>', a token of the model's chat format" in problems[0].message
+
+
 def feature(label: str) -> dict:
     return {"type": "Feature", "properties": {"contentZh": {"标签": label}},
             "geometry": {"type": "ExtentPolygon", "coordinates": [[[2, 2], [30, 2], [30, 30], [2, 30], [2, 2]]]}}

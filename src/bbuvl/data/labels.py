@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from bbuvl.data.jsonfile import json_kind, read_json
-from bbuvl.data.text import FULL_WIDTH_SEP, SEP, clean_label, did_you_mean, label_key, label_problem, show_text
+from bbuvl.data.text import (FULL_WIDTH_SEP, SEP, chat_token_problem, clean_label, did_you_mean, label_key, label_problem,
+                             show_text)
 from bbuvl.paths import real_path
 
 # How the problem of a label spelt in both languages ends: it names both of its spellings, no nearest label.
@@ -234,6 +235,10 @@ def _load_hierarchy(path: str, version: tuple[int, ...] = ()) -> Hierarchy:
                 raise ValueError(f"{path}: category '{cat.name}': {problem}")
         glosses = [cat.gloss, *(g for g, _ in cat.attributes.values()),
                    *(g for _, states in cat.attributes.values() for g in states.values())]
+        # A gloss is an English label's part, and the cues go into the system prompt
+        for text, what in [*((g, "gloss") for g in glosses), (cat.cue_zh, "cue_zh"), (cat.cue_en, "cue_en")]:
+            if (problem := chat_token_problem(text, what)) is not None:
+                raise ValueError(f"{path}: category '{cat.name}': {problem}")
         for gloss in glosses:
             # An English label is the glosses joined by '/': `eval --level` and `data stats` cut "fibre/optic cable" at
             # level 1 as "fibre", its attribute as the category's second half.

@@ -54,14 +54,32 @@ def control_characters(text: str) -> str:
     return ", ".join(show_text(c) for c in found)
 
 
+# Qwen's chat marks turns, photos and thinking with tokens spelt as text (`<|im_end|>`, `<|image_pad|>`, `<think>`,
+# data/families.py), and a tokenizer reads them as those tokens in any text it is given: in a label, `<|image_pad|>`
+# stood for a photo's pixels (training failed at its first step, naming no label) and `<|im_end|>` ended the answer.
+_CHAT_TOKEN = re.compile(r"<\|[^<>|\s]{1,40}\|>|</?(?:think|tool_call|tool_response)>")
+
+
+def chat_token_problem(text: str, what: str = "label") -> str | None:
+    """Why `text` (a label, a name or a gloss, as `what` says) cannot go into a prompt or an answer: it holds a token of
+    the model's chat format; None when it holds none."""
+    found = list(dict.fromkeys(_CHAT_TOKEN.findall(text)))
+    if not found:
+        return None
+    return (f"{what} {show_text(text)} holds {', '.join(map(show_text, found))}, a token of the model's chat format: "
+            "the tokenizer reads it as that token, not as text (an answer's end, a photo's place); remove it")
+
+
 def label_problem(text: str, what: str = "label") -> str | None:
-    """Why `text` cannot be a label, or part of one (`what`: "name"): control characters in it, or nothing left once
-    cleaned; None when it can."""
+    """Why `text` cannot be a label, or part of one (`what`: "name"): control characters or a token of the chat format
+    in it, or nothing left once cleaned; None when it can."""
     if (problem := not_text(text)) is not None:
         return f"{what} {problem}"
     control = control_characters(text)
     if control:
         return f"{what} {show_text(text)} holds control characters ({control}): a label is one line of text; remove them"
+    if (problem := chat_token_problem(text, what)) is not None:
+        return problem
     if not clean_label(text):
         return f"{what} {show_text(text)} is empty once invisible characters and spaces are removed"
     return None
