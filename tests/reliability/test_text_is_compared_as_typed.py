@@ -127,6 +127,11 @@ def test_a_label_or_gloss_holding_a_token_of_the_chat_format_is_refused_naming_w
     with pytest.raises(ValueError, match=rf"^{path}: category 'c': gloss 'see <think>' holds '<think>', a token of"):
         Hierarchy.load(path)
 
+    labels = tmp_path / "labels.json"  # `predict --labels`: the prompt of a plain model folder lists them
+    labels.write_text(json.dumps([BBU, "标签<|im_end|>"], ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"^{labels}: label '标签<\|im_end\|>' holds '<\|im_end\|>', a token of"):
+        read_vocabulary(labels)
+
     photo(tmp_path / "images" / "a.png")
     train = write_jsonl(tmp_path / "train.jsonl", [record("images/a.png", SCREW), record("images/a.png", SCREW + "<|im_end|>")])
     problems = check_dataset(train)

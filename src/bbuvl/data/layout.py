@@ -15,7 +15,7 @@ from bbuvl.data.labels import SEP, Hierarchy, label_at_level
 from bbuvl.data.named_photos import photo_names
 from bbuvl.data.schema import DatasetError, ImageRecord, another_kind, iter_json_lines, read_records, write_dataset
 from bbuvl.data.teachers import select_teachers
-from bbuvl.data.text import clean_label, label_key, spelling_of
+from bbuvl.data.text import clean_label, label_key, label_problem, spelling_of
 from bbuvl.outputs import writer_at
 
 TRAIN, VAL, TEACHERS, LABELS, SUMMARY, ERRORS = (
@@ -194,6 +194,8 @@ def read_vocabulary(path: str | Path) -> list[str]:
         labels = list(labels)
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and clean_label(x) for x in labels):
         raise ValueError(f"{path}: expected a dataset's labels.json or a non-empty JSON list of label strings")
+    if problem := next((p for x in labels if (p := label_problem(x)) is not None), None):
+        raise ValueError(f"{path}: {problem}")
     first: dict[str, str] = {}  # one spelling per label (data/text.py): the first
     for x in labels:
         first.setdefault(label_key(x), clean_label(x))
