@@ -187,3 +187,16 @@ def test_a_photo_named_by_a_url_or_a_windows_drive_path_is_said_to_be_one(tmp_pa
             "file here") in text
     assert f"{jsonl}:4: image D:/data/d.jpg: image file not found; the name is a path on a Windows drive (D:)" in text
     assert "Windows refuses" not in text and ":5:" not in text
+
+
+def test_a_photo_name_holding_a_line_end_is_shown_on_its_problems_line(tmp_path: Path):
+    # `data check` names every problem as `file:line: problem`, one a line: a photo named `new\nline.jpg` printed
+    # "image new" on one line and "line.jpg: 'new\nline.jpg' holds ..." on the next, a line naming no file
+    photo(tmp_path / "new\nline.jpg")
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text(record("new\nline.jpg") + "\n" + record("gone\r.jpg") + "\n", encoding="utf-8")
+    code, text = run("check", jsonl)
+    assert "new\nline" not in text and "gone\r" not in text, text
+    text = " ".join(text.split())
+    assert f"{jsonl}:1: image new\\nline.jpg: 'new\\nline.jpg' holds '\\n', which Windows refuses" in text, text
+    assert f"{jsonl}:2: image gone\\r.jpg: image file not found" in text, text

@@ -25,7 +25,7 @@ from bbuvl.data.near_copies import COPY_KINDS, how_alike, near_copies, photo_pri
 from bbuvl.data.one_photo import SAME_FILE, one_photo
 from bbuvl.data.schema import (DatasetError, ImageRecord, ObjectAnn, Sample, iter_dataset, resolve_image, sort_objects,
                                tile_origin)
-from bbuvl.data.text import difference, file_name_key, label_key, names_apart, short_words, show_text
+from bbuvl.data.text import difference, file_name_key, label_key, names_apart, one_line, short_words, show_text
 from bbuvl.data.workers import bound_workers, worker_limit
 
 Severity = Literal["error", "warning"]
@@ -45,7 +45,7 @@ class Problem:
 
     def __str__(self) -> str:
         # As DatasetError names it: "train.jsonl:0: missing" pointed at a line no file has.
-        message = short_words(self.message)
+        message = one_line(short_words(self.message))
         return f"{self.file}:{self.line}: {message}" if self.line else f"{self.file}: {message}"
 
 

@@ -26,8 +26,8 @@ from bbuvl.atomic import atomic_path
 from bbuvl.data.images import photo_digests
 from bbuvl.data.input_paths import file_kind, find_file
 from bbuvl.data.jsonfile import DuplicateKeyError, broken_at, json_kind, parse_json
-from bbuvl.data.text import (bom_encoding, clean_label, gbk_hint, label_problem, not_text, shell_word, short_words,
-                             show_text)
+from bbuvl.data.text import (bom_encoding, clean_label, gbk_hint, label_problem, not_text, one_line, shell_word,
+                             short_words, show_text)
 from bbuvl.paths import real_path
 
 
@@ -173,7 +173,8 @@ class DatasetError(ValueError):
     """A problem in a dataset file, located as `file:line`."""
 
     def __init__(self, path: str | Path, line: int, message: str):
-        message = short_words(message)  # a 50,000-character label or path is shown cut, the line kept readable
+        # a 50,000-character label or path is shown cut, and a line end in a photo's name spelt: the line kept readable
+        message = one_line(short_words(message))
         self.path, self.line, self.message = str(path), line, message
         super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")  # line 0: the whole file
 

@@ -153,6 +153,12 @@ def short_words(message: str) -> str:
     return _LONG_WORD.sub(lambda m: f"{m[0][:120]}...{m[0][-40:]} ({len(m[0]):,} characters)", message)
 
 
+def one_line(message: str) -> str:
+    """`message` with its line ends spelt (`\\n`): a `file:line: problem` is one line, and a photo's name in it may hold
+    one, which printed the rest of the problem on a line naming no file."""
+    return message.replace("\r\n", "\\r\\n").replace("\n", "\\n")
+
+
 def show_text(text: str) -> str:
     """`text` quoted, with invisible, control and odd spacing characters escaped (`'螺丝\\u200b连接点'`)."""
     return "'" + "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text) + "'"
