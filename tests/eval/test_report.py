@@ -490,3 +490,25 @@ def test_a_predicted_label_the_hierarchy_cannot_judge_is_framed_and_marked_in_th
     low = [{"bbox_2d": [100, 100, 200, 200], "label": "挡风版/未安装", "score": 0.1}]
     picture, _ = compare_picture(record, photo, low, None, NO_CJK, name, faults=faults, verdict=verdict)
     assert not (np.asarray(picture.convert("RGB")).reshape(-1, 3) == MAGENTA).all(axis=1).any()
+
+
+def test_a_state_written_right_to_left_keeps_its_true_to_predicted_order_in_the_page(tmp_path):
+    # "תקין→שבור 1" (true → predicted) is one right-to-left run to a browser: it showed "שבור→תקין", the states the
+    # other way round, read as the model calling a broken part intact. Each state is isolated now.
+    import json
+
+    from bbuvl.data.faults import Faults
+
+    hierarchy = tmp_path / "h.json"
+    hierarchy.write_text(json.dumps({"categories": {"דלת": {"attributes": {"מצב": {"states": {
+        "תקין": "intact", "שבור": {"gloss": "broken", "fault": True}}}}}}}, ensure_ascii=False), encoding="utf-8")
+    Image.new("RGB", (64, 48), (60, 60, 60)).save(tmp_path / "p.png")
+    gt, pred = tmp_path / "val.jsonl", tmp_path / "pred.jsonl"
+    gt.write_text(json.dumps({"images": ["p.png"], "width": 64, "height": 48, "objects": [
+        {"bbox_2d": [10, 10, 30, 30], "desc": "דלת/מצב/שבור"}]}, ensure_ascii=False) + "\n", encoding="utf-8")
+    pred.write_text(json.dumps({"image": "p.png", "width": 64, "height": 48, "raw": None, "error": None, "objects": [
+        {"bbox_2d": [10, 10, 30, 30], "label": "דלת/מצב/תקין", "score": 0.9}]}, ensure_ascii=False) + "\n",
+        encoding="utf-8")
+    evaluation = evaluate_predictions(read_records(gt), gt, read_predictions(pred), pred, faults=Faults.load(hierarchy))
+    page = write_report(evaluation, tmp_path / "report", NO_CJK, worst=1).read_text(encoding="utf-8")
+    assert "<td><bdi>שבור</bdi>→<bdi>תקין</bdi> 1</td>" in page

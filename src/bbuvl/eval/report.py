@@ -308,9 +308,14 @@ def _sizes_html(sizes: SizeResult | None) -> str:
             f"{rows}</table>")
 
 
+class _Html(str):
+    """A cell already written for the page: its data escaped (`_escape`), its markup the report's own."""
+
+
 def _table(head: list[str], rows: list[list[Any]]) -> str:
-    cells = "".join("<tr>" + "".join(f"<td>{_escape(_fmt(v))}</td>" if i else f"<th>{_escape(str(v))}</th>"
-                                     for i, v in enumerate(row)) + "</tr>" for row in rows)
+    cells = "".join("<tr>" + "".join((f"<td>{v}</td>" if isinstance(v, _Html) else f"<td>{_escape(_fmt(v))}</td>") if i
+                                     else f"<th>{_escape(str(v))}</th>" for i, v in enumerate(row)) + "</tr>"
+                    for row in rows)
     return "<table><tr>" + "".join(f"<th>{_escape(h)}</th>" for h in head) + f"</tr>{cells}</table>"
 
 
@@ -335,9 +340,12 @@ def _faults_html(evaluation: Evaluation, curve: Image.Image, pictures: list[tupl
     for c in f.states:
         if not sum(map(sum, c.counts)) + sum(c.missed):
             continue
-        moves = ", ".join(f"{c.states[i]}→{c.states[j]} {n}" for i, row in enumerate(c.counts) for j, n in enumerate(row)
-                          if n and i != j)
-        state_rows.append([c.kind, sum(map(sum, c.counts)), c.accuracy, c.always_pass, c.always_fail, sum(c.missed), moves or "–"])
+        # Each state isolated: "תקין→שבור" is one right-to-left run to a browser, shown as "שבור→תקין", true and
+        # predicted swapped
+        moves = ", ".join(f"<bdi>{_escape(c.states[i])}</bdi>→<bdi>{_escape(c.states[j])}</bdi> {n}"
+                          for i, row in enumerate(c.counts) for j, n in enumerate(row) if n and i != j)
+        state_rows.append([c.kind, sum(map(sum, c.counts)), c.accuracy, c.always_pass, c.always_fail, sum(c.missed),
+                           _Html(moves or "–")])
     states = _table(["kind", "found", "state accuracy", "always pass", "always fail", "missed", "true → predicted"], state_rows)
     items = "".join(_fault_item(evaluation, i, pic, file, out_dir, problems) for i, pic, file in pictures)
     items = _shown(len(pictures), len(f.photos_to_check(len(evaluation.images))), "photos to check",
