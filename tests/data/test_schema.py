@@ -148,7 +148,8 @@ def test_box_coordinates_typed_as_strings_or_booleans_are_refused_not_read_as_nu
     assert ObjectAnn(bbox_2d=[1, 2.5, 10, 20], desc="线缆").bbox_2d == [1.0, 2.5, 10.0, 20.0]  # ints stay numbers
 
 
-@pytest.mark.parametrize("label", ["线缆\x1b[2J", "线缆\n标签贴纸", "线\x00缆", "\t线缆"])
+# U+2028 and U+2029 end a line wherever text is read by lines (str.splitlines(), most editors), as a newline does
+@pytest.mark.parametrize("label", ["线缆\x1b[2J", "线缆\n标签贴纸", "线\x00缆", "\t线缆", "线缆\u2028标签贴纸", "线缆\u2029"])
 def test_a_label_holding_control_characters_is_refused_with_them_shown_escaped(tmp_path, label):
     p = tmp_path / "d.jsonl"
     _write(p, [json.dumps(dict(REC, objects=[{"bbox_2d": [1, 2, 10, 20], "desc": label}]))])

@@ -48,9 +48,10 @@ def label_parts(text: str) -> list[str]:
 
 
 def control_characters(text: str) -> str:
-    """The control characters (Unicode category Cc: ESC, tab, newline, NUL, ...) in `text`, as `show_text` spells
-    them; '' when it has none. In a label they are never meant: a terminal obeys ESC, and a newline splits a line."""
-    found = dict.fromkeys(c for c in text if unicodedata.category(c) == "Cc")
+    """The control characters (Unicode category Cc: ESC, tab, newline, NUL, ...) and line and paragraph separators
+    (U+2028, U+2029) in `text`, as `show_text` spells them; '' when it has none. In a label they are never meant: a
+    terminal obeys ESC, and a newline splits a line, as a separator does wherever text is read by lines."""
+    found = dict.fromkeys(c for c in text if unicodedata.category(c) in ("Cc", "Zl", "Zp"))
     return ", ".join(show_text(c) for c in found)
 
 
