@@ -169,18 +169,23 @@ def _leaf_objects(text: str) -> tuple[list[tuple[int, int]], bool]:
     return segments, start is not None
 
 
-_DECODER = json.JSONDecoder()
+# A `{...}` holding no other, its strings whole (a brace in one is text): found in one pass, then read alone, so that
+# what does not read costs its own length, never the text's
+_FLAT_OBJECT = re.compile(r'\{(?=\s*["}])(?:[^{}"]|"(?:[^"\\\n]|\\.)*+")*+\}')
 
 
 def _flat_object_end(text: str, start: int) -> int | None:
     """Where the JSON object opening at `text[start]` ends, when it reads as one and holds no object; else None."""
+    m = _FLAT_OBJECT.match(text, start)
+    if m is None:
+        return None
     try:
-        value, end = _DECODER.raw_decode(text, start)
+        value = json.loads(m[0])
     except (ValueError, RecursionError):
         return None
-    flat = isinstance(value, dict) and not any(isinstance(v, dict) or isinstance(v, list) and any(
-        isinstance(x, (dict, list)) for x in v) for v in value.values())
-    return end if flat else None
+    flat = isinstance(value, dict) and not any(isinstance(v, list) and any(isinstance(x, (dict, list)) for x in v)
+                                               for v in value.values())
+    return m.end() if flat else None
 
 
 def _json_extent(text: str, segments: list[tuple[int, int]]) -> tuple[int | None, int]:
