@@ -67,3 +67,24 @@ def test_a_label_too_long_for_the_heads_captions_is_refused_before_the_first_ste
                                          r"\d+, or shorten the label"):
         train(cfg, progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_check_command_a_refused_dataset_names_pastes_whole_from_a_folder_with_a_space(run_config, small_dataset,
+                                                                                           tmp_path):
+    """The message ends with the command that lists every error: `bbuvl data check /data/my set/train.jsonl`, pasted,
+    checked two files that are not there."""
+    import json
+    import shlex
+
+    data = tmp_path / "my set"
+    shutil.copytree(small_dataset, data)
+    lines = (data / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    row = json.loads(lines[1])
+    row["objects"][0]["bbox_2d"] = [0, 0, 9999, 9999]  # outside the photo
+    lines[1] = json.dumps(row, ensure_ascii=False)
+    (data / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cfg = run_config(f"data.train={data / 'train.jsonl'}", "data.teachers=null", "data.val=null")
+    with pytest.raises(ValueError, match="lists every one") as e:
+        train(cfg, progress=False)
+    command = str(e.value).rsplit("(`", 1)[1].split("`", 1)[0]
+    assert shlex.split(command) == ["bbuvl", "data", "check", str(data / "train.jsonl")]

@@ -41,6 +41,7 @@ from bbuvl.data.coords import CONTRACT_FILE, EXPORT_FRAME_FILE, CoordinateContra
 from bbuvl.data.families import family_of
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.scale import TrainingScale
+from bbuvl.data.text import shell_word
 from bbuvl.model.checkpoint_files import (IMAGE_PROCESSOR_FILE, PROCESSOR_CONFIG_FILE, TEMPLATE_FILE, check_module_state,
                                           check_prompt, json_problem, saved_image_processor, template_problem)
 from bbuvl.model.identity import CHOSEN_LATER, record_digests, restamp_chosen
@@ -613,7 +614,7 @@ def check_lora_base(checkpoint: str | Path, base: str | Path) -> None:
                               f"{base} (model.path in its {CONFIG_FILE}; {shown}): applied to it they would give wrong "
                               f"answers. Put that base back at {base}, or set model.path in "
                               f"{Path(checkpoint) / CONFIG_FILE} to where it is; if {base} holds the same model saved "
-                              f"again, fold the adapters into it with `bbuvl model merge-lora {checkpoint} OUT --accept-base` (or "
+                              f"again, fold the adapters into it with `bbuvl model merge-lora {shell_word(checkpoint)} OUT --accept-base` (or "
                               "`bbuvl model export --accept-base`)")
 
 

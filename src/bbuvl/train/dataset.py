@@ -18,6 +18,7 @@ from bbuvl.data.images import ImageError
 from bbuvl.data.one_photo import SAME_FILE, photos_among
 from bbuvl.data.regions import Region, magnified_record, mirrored_record, random_region
 from bbuvl.data.schema import ImageRecord, Row, Sample, iter_dataset, resolve_image, tile_origin
+from bbuvl.data.text import shell_word
 from bbuvl.encode.chat import (SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, answer_objects, format_answer,
                                image_for_model, objects_within)
 from bbuvl.encode.collate import STAND_IN
@@ -87,7 +88,7 @@ def read_training_rows(path: str | Path, show: int = 5, files: DataFiles | None 
             more = (f" (and {len(found) - 1} more {what} error(s): {'; '.join(found[1:show])}"
                     f"{' ...' if len(found) > show else ''})")
             raise ValueError(f"{found[0]}{more if len(found) > 1 else ''}; training uses no {what} `bbuvl data check` "
-                             f"calls an error: fix or remove them (`bbuvl data check {path}` lists every one)")
+                             f"calls an error: fix or remove them (`bbuvl data check {shell_word(path)}` lists every one)")
     return rows
 
 
