@@ -1,5 +1,9 @@
 """The GRPO stage end to end on the tiny model: accumulation, exact resume, the CLI, what a checkpoint keeps."""
 
+import contextlib
+import io
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -108,17 +112,42 @@ def test_a_resume_inside_a_logging_window_logs_its_loss_rewards_and_kl_as_a_run_
         assert b[4][key] == pytest.approx(a[4][key], abs=1e-6), key
 
 
-def test_a_grpo_run_with_a_weight_average_saves_the_average(grpo_config, tmp_path):
-    result = train_grpo(grpo_config("training.ema_decay=0.5", "training.save_steps=2"), progress=False)
-    saved = load_file(str(tmp_path / "grpo" / "checkpoint-2" / AVERAGE_FILE))
-    live = dict(load_model(tmp_path / "grpo" / "checkpoint-2")[0].named_parameters())
+@pytest.fixture(scope="module")
+def averaged_run(trained_checkpoint, small_dataset, tmp_path_factory):
+    """(config, result) of one GRPO run of 2 steps with a weight average, saving at step 2, and data.val to be scored
+    only at its end (eval_steps past max_steps): the two tests that read it share it (neither writes in its folder)."""
+    out = tmp_path_factory.mktemp("averaged") / "grpo"
+    cfg = grpo_config_at(trained_checkpoint, small_dataset, out)(
+        "training.ema_decay=0.5", "training.save_steps=2", f"data.val={small_dataset / 'val.jsonl'}",
+        "training.eval_steps=200", "training.lr.detection=0")
+    return cfg, train_grpo(cfg, progress=False)
+
+
+def test_a_grpo_run_with_a_weight_average_saves_the_average(averaged_run):
+    cfg, result = averaged_run
+    saved = load_file(str(Path(cfg.training.output_dir) / "checkpoint-2" / AVERAGE_FILE))
+    live = dict(load_model(Path(cfg.training.output_dir) / "checkpoint-2")[0].named_parameters())
     final = dict(load_model(result["final"])[0].named_parameters())
     assert saved and all(torch.equal(final[n], t) for n, t in saved.items())
     assert any(not torch.equal(live[n], t) for n, t in saved.items())
 
 
-def test_every_reward_term_kl_length_clip_and_spread_are_logged_per_step(grpo_config):
-    history = train_grpo(grpo_config("grpo.beta=0.05"), progress=False)["history"]
+@pytest.fixture(scope="module")
+def scored_run(trained_checkpoint, small_dataset, tmp_path_factory):
+    """(config, result, printed lines) of one GRPO run of 2 steps with a KL term, scored on data.val after each step:
+    the tests that only read a run's history and console share it (none writes in its folder)."""
+    out = tmp_path_factory.mktemp("scored") / "grpo"
+    cfg = grpo_config_at(trained_checkpoint, small_dataset, out)("grpo.beta=0.05", f"data.val={small_dataset / 'val.jsonl'}",
+                                                                 "training.eval_steps=1")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # progress=False prints each log's line
+        result = train_grpo(cfg, progress=False)
+    return cfg, result, printed.getvalue().splitlines()
+
+
+def test_every_reward_term_kl_length_clip_and_spread_are_logged_per_step(scored_run):
+    history = scored_run[1]["history"]
+    assert sorted(_logged(history)) == [1, 2]
     for h in _logged(history).values():
         for key in ("reward", "reward_detection", "reward_label", "reward_user", "kl", "answer_length", "clip_fraction",
                     "zero_spread_groups", "answer_objects", "cut_answers"):
@@ -126,17 +155,17 @@ def test_every_reward_term_kl_length_clip_and_spread_are_logged_per_step(grpo_co
         assert 0 < h["answer_length"] <= 49 and 0 <= h["zero_spread_groups"] <= 1 and 0 <= h["cut_answers"] <= 1
 
 
-def test_each_log_prints_the_reward_kl_and_answer_length_and_each_evaluation_its_reward(grpo_config, small_dataset,
-                                                                                        capsys):
+def test_each_log_prints_the_reward_kl_and_answer_length_and_each_evaluation_its_reward(scored_run):
     # They were in history.json and TensorBoard only: the console showed the surrogate loss, and eval_reward nowhere
-    cfg = grpo_config("grpo.beta=0.05", f"data.val={small_dataset / 'val.jsonl'}", "training.eval_steps=2")
-    history = train_grpo(cfg, progress=False)["history"]
-    printed = capsys.readouterr().out.splitlines()
+    _, result, printed = scored_run
+    history = result["history"]
     for step, h in _logged(history).items():
         [line] = [p for p in printed if p.startswith(f"step {step}: loss ")]
         assert f"reward {h['reward']:.4g}  kl {h['kl']:.4g}  answer_length {h['answer_length']:.4g}  nan_skipped 0" in line
-    [reward] = [h["eval_reward"] for h in history if "eval_reward" in h]
-    assert f"step 2: eval_reward {reward:.4g}" in printed
+    evals = [h for h in history if "eval_reward" in h]
+    assert [h["step"] for h in evals] == [1, 2]
+    for h in evals:
+        assert f"step {h['step']}: eval_reward {h['eval_reward']:.4g}" in printed
 
 
 def test_bbuvl_train_runs_grpo_and_its_checkpoint_predicts_with_the_head_it_started_with(grpo_config, trained_checkpoint,
@@ -231,12 +260,11 @@ def test_grpo_names_the_settings_it_reads_nothing_from(grpo_config, small_datase
     assert "data.val" not in said
 
 
-def test_grpo_measures_the_reward_on_data_val_every_eval_steps_as_heldout_reward_does(grpo_config, small_dataset):
+def test_grpo_measures_the_reward_on_data_val_every_eval_steps_as_heldout_reward_does(scored_run, small_dataset):
     from bbuvl.data.labels import Hierarchy
     from bbuvl.rl.evaluate import heldout_reward
 
-    cfg = grpo_config(f"data.val={small_dataset / 'val.jsonl'}", "training.eval_steps=1")
-    result = train_grpo(cfg, progress=False)
+    cfg, result, _ = scored_run
     evals = {h["step"]: h for h in result["history"] if "eval_reward" in h}
     assert sorted(evals) == [1, 2]
     assert {k for k in evals[2] if k.startswith("eval_")} == {"eval_reward", "eval_reward_detection", "eval_reward_label",
@@ -248,15 +276,13 @@ def test_grpo_measures_the_reward_on_data_val_every_eval_steps_as_heldout_reward
         assert evals[2]["eval_reward" if term == "reward" else f"eval_reward_{term}"] == pytest.approx(value, abs=1e-6)
 
 
-def test_grpo_measures_data_val_at_the_end_when_eval_steps_is_past_max_steps_and_says_nothing_of_it(
-        grpo_config, small_dataset):
+def test_grpo_measures_data_val_at_the_end_when_eval_steps_is_past_max_steps_and_says_nothing_of_it(averaged_run):
     # Before: "data.val ...: the run stops at training.max_steps (2) before the first", then the reward was measured
     from bbuvl.rl.trainer import grpo_ignores
 
-    val = small_dataset / "val.jsonl"
-    cfg = grpo_config(f"data.val={val}", "training.eval_steps=200", "training.lr.detection=0")
+    cfg, result = averaged_run
+    assert cfg.training.eval_steps == 200 and cfg.data.val is not None
     assert grpo_ignores(cfg) == []
-    result = train_grpo(cfg, progress=False)
     assert [h["step"] for h in result["history"] if "eval_reward" in h] == [2]
 
 
