@@ -119,6 +119,33 @@ def test_every_command_line_that_gives_two_required_options_gives_all(doc):
     assert not wrong, "\n".join(wrong)
 
 
+def test_every_default_docs_serving_gives_is_serves():
+    """docs/serving.md's "Options" table gives each `bbuvl serve` option's default (`--max-wait-ms` | `25`): where the
+    command has a default of its own, the table's is that one, as a number or as the text."""
+    params = {o: p for p in typer.main.get_command(app).commands["serve"].params for o in (*p.opts, *p.secondary_opts)}
+    table = (ROOT / "docs" / "serving.md").read_text("utf-8").split("\n## Options\n", 1)[1].split("\n## ", 1)[0]
+    wrong, compared = [], 0
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not cells[0].startswith("`-"):
+            continue
+        options = [re.findall(r"--[\w-]+", o)[-1] for o in re.findall(r"`([^`]+)`", cells[0])]
+        defaults = re.findall(r"`([^`]+)`", cells[1])
+        if len(defaults) != len(options):
+            continue
+        for option, given in zip(options, defaults):
+            if option not in params:
+                wrong.append(f"{option}: serve has no such option")
+                continue
+            if (real := params[option].default) is None:
+                continue
+            compared += 1
+            same = float(given) == real if isinstance(real, (int, float)) else given == str(real)
+            if not same:
+                wrong.append(f"{option}: the table says {given}, serve's default is {real}")
+    assert compared >= 10 and not wrong, "\n".join(wrong) or f"only {compared} defaults compared"
+
+
 def test_every_option_the_readme_names_alone_is_some_commands():
     every = set().union(*commands().values())
     wrong = [f"README.md:{number}: {span}" for number, span in code_spans((ROOT / "README.md").read_text("utf-8"))
