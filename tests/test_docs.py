@@ -293,3 +293,21 @@ def test_every_help_text_shows_as_written():
         wrong += [f"{name} {who}: {text!r} shows as {Text.from_markup(text).plain!r}".replace(" : ", ": ")
                   for who, text in texts if Text.from_markup(text).plain != text]
     assert not wrong, "\n".join(wrong)
+
+
+def test_data_convert_help_names_every_file_it_writes(tmp_path):
+    """`data convert --help` said OUT gets "images/, train/val/teachers.jsonl, errors.jsonl"; it writes labels.json and
+    summary.json there too, as README's "Dataset folder" lists them."""
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    made = runner.invoke(app, ["data", "synth", str(tmp_path / "export"), "--format", "vendor", "--n-train", "3",
+                               "--n-val", "1", "--size", "128x96"])
+    assert made.exit_code == 0, made.output
+    done = runner.invoke(app, ["data", "convert", str(tmp_path / "export"), str(tmp_path / "ds"), "--workers", "1",
+                               "--teachers", "1"])
+    assert done.exit_code == 0, done.output
+    (out,) = [p for p in typer.main.get_command(app).commands["data"].commands["convert"].params if p.name == "out"]
+    written = {p.name for p in (tmp_path / "ds").iterdir() if not p.name.startswith(".")}
+    named = set(re.findall(r"[\w.]+", out.help.replace("train/val/teachers", "train.jsonl val.jsonl teachers")))
+    assert written - named == set(), out.help

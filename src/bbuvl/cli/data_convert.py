@@ -24,7 +24,8 @@ from bbuvl.outputs import replacing
 
 def convert(
     src: Path = typer.Argument(..., help="Folder with the platform's JSON files and photos (searched recursively)."),
-    out: Path = typer.Argument(..., help="Dataset folder to write (images/, train/val/teachers.jsonl, errors.jsonl)."),
+    out: Path = typer.Argument(..., help="Dataset folder to write (images/, train/val/teachers.jsonl, labels.json, "
+                                         "summary.json, errors.jsonl)."),
     resize: bool = typer.Option(False, "--resize", help="Pre-scale images to the model frame (smart_resize)."),
     config: Path | None = typer.Option(None, "--config", help="--resize to this run config's image frame."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="--resize to the frame this checkpoint was trained with."),
