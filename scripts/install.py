@@ -261,8 +261,15 @@ def install(extras: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    """`--check`: 0 fit, 1 make must create the venv again, 2 unfit but holding packages (each saying why); else
-    install, with the extras named."""
+    """`--check`: 0 fit, 1 make must create the venv again, 2 unfit but holding packages (each saying why); `--help`:
+    this file's docstring; else install, with the extras named (one word, no option: 2, nothing installed)."""
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__.strip())
+        return 0
+    if len(argv) > 1 or any(a.startswith("-") and a != "--check" for a in argv):
+        # `--help` was read as the extras to install: uv got `.[--help]` to parse, then pip.
+        say(f"error: usage: {sys.argv[0]} [--check | --help | EXTRAS], e.g. dev; got {' '.join(argv)}")
+        return 2
     try:
         if argv[:1] == ["--check"]:
             problem = venv_problem()

@@ -176,6 +176,20 @@ def test_too_old_a_python_is_told_at_once_what_to_run(tmp_path: Path) -> None:
     assert "PYTHON=python3.99 make install" in done.stderr
 
 
+def test_help_prints_the_usage_and_an_option_it_lacks_installs_nothing(tmp_path: Path) -> None:
+    """`install.py --help` took '--help' for the extras: it installed uv, then handed uv `.[--help]`, which uv could not
+    parse, and pip was next. The Python here is too old for the copy's pyproject, so an install would stop at once,
+    exit 1: what is checked is that none is begun."""
+    script, python = script_copy(tmp_path, ">=3.99"), venv_without_pip(tmp_path / "venv")
+    done = subprocess.run([str(python), str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert "scripts/install.py dev" in done.stdout and "--check" in done.stdout
+    for args in (["--bogus"], ["dev", "serve"]):
+        done = subprocess.run([str(python), str(script), *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and done.stdout == "", done.stdout
+        assert "usage:" in done.stderr and f"got {' '.join(args)}" in done.stderr and "Python" not in done.stderr
+
+
 def test_a_venv_without_pip_gets_one_from_ensurepip_and_keeps_what_it_holds(tmp_path: Path) -> None:
     """A venv whose creation was cut short, or one `uv venv` made (a python, no pip): make recreated it with --clear,
     deleting a torch installed into it by hand; ensurepip now gives it a pip and everything in it stays."""
