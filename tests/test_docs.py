@@ -19,6 +19,7 @@ CITERS = [*DOCS, *sorted((ROOT / "configs").rglob("*.yaml")), *sorted((ROOT / "b
 
 # A command as the docs write it: `bbuvl data convert ...`, or under torchrun `-m bbuvl.cli train ...`.
 COMMAND = re.compile(r"\bbbuvl(?:\.cli)? ((?:[a-z][a-z-]* ?)+)")
+BARE = re.compile(r"((?:[a-z][a-z-]* )+)(?=-)")
 BENCH = re.compile(r"\bbench/(\w+)\.py\b")
 OPTION = re.compile(r"(?<![\w/.`-])(--[a-z][\w-]*)")
 # A citation: docs/NAME.md, then the sections it names in quotes ("A", "B"), across a wrapped line or comment.
@@ -68,6 +69,9 @@ def named_options(span: str) -> tuple[str, set[str]] | None:
             if " ".join(words[:n]) in commands():
                 return f"bbuvl {' '.join(words[:n])}", set(OPTION.findall(span[m.end():]))
         return None
+    # A command named without the program, as prose names one: `data convert --lang en`, `predict --tiles auto`.
+    if (m := BARE.match(span.strip())) and m.group(1).strip() in commands():
+        return f"bbuvl {m.group(1).strip()}", set(OPTION.findall(span.strip()[m.end():]))
     if (m := BENCH.search(span)) and (ROOT / "bench" / f"{m.group(1)}.py").is_file():
         return f"bench/{m.group(1)}.py", set(OPTION.findall(span[m.end():]))
     return None
@@ -82,6 +86,24 @@ def test_every_option_a_doc_gives_a_command_is_one_of_its_options(doc):
         program, given = named
         known = commands()[program[6:]] if program.startswith("bbuvl ") else bench_options(program[6:-3])
         wrong += [f"{doc.name}:{number}: {program} has no {option}" for option in sorted(given - known)]
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_bbuvl_command_a_doc_names_is_one(doc):
+    """`named_options` passes over a span naming no command it knows, so a misspelt or removed command
+    (`bbuvl data tiles`, `bbuvl model merge`) went unchecked: each command or group a span names is one."""
+    known = set(commands())
+    known |= {" ".join(c.split()[:n]) for c in known for n in range(1, len(c.split()))}
+    wrong = []
+    for number, span in code_spans(doc.read_text(encoding="utf-8")):
+        for m in COMMAND.finditer(span):
+            if span[m.end():m.end() + 1] in ("_", "."):  # a file's name (`bbuvl token_map.json`), not a command
+                continue
+            words = m.group(1).split()
+            named = " ".join(words[:next((n for n in range(len(words), 0, -1) if " ".join(words[:n]) in known), 0)])
+            if not named or (named not in commands() and len(words) > len(named.split())):
+                wrong.append(f"{doc.name}:{number}: {span.strip()}")
     assert not wrong, "\n".join(wrong)
 
 
