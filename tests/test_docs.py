@@ -107,6 +107,16 @@ def test_every_bbuvl_command_a_doc_names_is_one(doc):
     assert not wrong, "\n".join(wrong)
 
 
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_bench_command_runs_the_venvs_python(doc):
+    """README gave `python bench/inspection.py --checkpoint demo_out/bbu/run/final ...` after `make demo`, which leaves
+    the packages in .venv and activates nothing: `python` there stopped at 'No module named torch'. A bench command runs
+    `.venv/bin/python`, or names the environment it runs in (`PYTHONPATH=src python`, docs/gpu.md's GPU machine)."""
+    wrong = [f"{doc.name}:{number}: {span.strip()}" for number, span in code_spans(doc.read_text(encoding="utf-8"))
+             if re.search(r"(?<![\w/.=-])(?<!PYTHONPATH=src )python3? bench/", span)]
+    assert not wrong, "\n".join(wrong)
+
+
 @cache
 def required_options() -> dict[str, list[tuple[str, ...]]]:
     """Every `bbuvl` command's words and the spellings of each option it cannot run without."""
