@@ -234,3 +234,15 @@ def test_a_draw_that_alone_overflows_is_cut_and_said_once_naming_file_and_line(t
     assert len(said) == 1  # once a photo, not once a draw
     assert said[0].startswith(f"{path}:1: photo images/a.png mirrored: answer of ")
     assert "objects are taught" in said[0] and "data.max_length" in said[0]
+
+
+def test_an_answer_whole_but_for_its_end_is_said_so_not_cut_to_its_own_length(tmp_path, tiny, tiny_family):
+    """`make demo` said "answer of 256 tokens cut to 256: the first 8 of 8 objects are taught": every token of the
+    answer fitted, and only the end of the turn after it was cut, which the model then never learns to write there."""
+    path = _edge_photos(tmp_path, ONE_DIGIT)
+    encoder, contract = _encoder_contract(tiny, tiny_family, [LABEL])
+    srcs = rows_as_sources(read_training_rows(path), path)[:1]
+    alone = ConversationDataset(srcs, encoder, contract)[0].input_ids.numel()
+    (said,) = ConversationDataset(srcs, encoder, contract, max_length=alone - 1).truncated
+    assert said.startswith(f"{path}:1: answer of ") and "end of its turn" in said
+    assert "cut to" not in said and "all 5 objects are taught" in said

@@ -325,6 +325,9 @@ class ConversationDataset(torch.utils.data.Dataset):
 
     def _cut_note(self, objects: list[dict], ids: list[int], room: int) -> str:
         """What of an answer of `objects` (its token `ids`) is taught when cut to `room` tokens."""
+        if room >= len(ids):  # the answer fits; what follows it does not ("answer of 137 tokens cut to 138")
+            return (f"answer of {len(ids)} tokens whole, the end of its turn cut: all {len(objects)} objects are "
+                    f"taught, not that the answer stops there")
         text = self.encoder.tokenizer.decode(ids[:room], clean_up_tokenization_spaces=False)
         return (f"answer of {len(ids)} tokens cut to {room}: the first {objects_within(objects, len(text))} of "
                 f"{len(objects)} objects are taught")
