@@ -4,9 +4,10 @@ the setup says it installed (BBUVL_REQUIRE) is a failure."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).parents[2]
 TESTS = '''
@@ -29,26 +30,38 @@ def test_needs_chromium():
 '''
 
 
-def _run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+def _run(tmp_path: Path, monkeypatch, capsys, **env: str) -> tuple[int, str]:
+    """Pytest on TESTS with the suite's own conftest as a plugin (the same hook a `make test` run ends with): its exit
+    code and what it printed. In this process: a pytest of its own was ~7 s of start-up (torch, through the conftest)."""
     (tmp_path / "test_example.py").write_text(TESTS, encoding="utf-8")
-    environ = {k: v for k, v in os.environ.items() if k not in ("BBUVL_REQUIRE", "CI")} | env
-    environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), environ.get("PYTHONPATH"))))
-    # The suite's own conftest as a plugin: the same hook a `make test` run ends with.
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
-                           "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path)],
-                          capture_output=True, text=True, timeout=300, env=environ, cwd=tmp_path)
+    for name in ("BBUVL_REQUIRE", "CI"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(ROOT))
+    capsys.readouterr()
+    try:
+        # importlib mode: the example module joins no sys.path the suite's own tests use
+        code = pytest.main(["-q", "-s", "-p", "no:cacheprovider", "-p", "tests.conftest", "--import-mode=importlib",
+                            "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path)])
+    finally:
+        for name, module in list(sys.modules.items()):
+            if str(getattr(module, "__file__", None) or "").startswith(str(tmp_path)):
+                del sys.modules[name]
+    return int(code), capsys.readouterr().out
 
 
-def test_the_run_ends_with_its_skips_counted_by_reason(tmp_path):
-    out = _run(tmp_path)
-    assert out.returncode == 0, out.stdout + out.stderr
-    summary = out.stdout[out.stdout.index("not run: 4 skipped"):]
+def test_the_run_ends_with_its_skips_counted_by_reason(tmp_path, monkeypatch, capsys):
+    code, out = _run(tmp_path, monkeypatch, capsys)
+    assert code == 0, out
+    summary = out[out.index("not run: 4 skipped"):]
     lines = [line.strip() for line in summary.splitlines()[1:4]]
     assert lines == ["2  reason A", "1  no Chromium in this test", "1  reason B"], summary
 
 
-def test_a_skip_for_a_program_the_setup_installed_fails_the_run(tmp_path):
-    out = _run(tmp_path, BBUVL_REQUIRE="cjk-font chromium", CI="true")
-    assert out.returncode == 1, out.stdout + out.stderr
-    assert "1 failed" in out.stdout and "BBUVL_REQUIRE says the setup installed chromium" in out.stdout
-    assert "not run: 3 skipped" in out.stdout
+def test_a_skip_for_a_program_the_setup_installed_fails_the_run(tmp_path, monkeypatch, capsys):
+    code, out = _run(tmp_path, monkeypatch, capsys, BBUVL_REQUIRE="cjk-font chromium", CI="true")
+    assert code == 1, out
+    assert "1 failed" in out and "BBUVL_REQUIRE says the setup installed chromium" in out
+    assert "not run: 3 skipped" in out
