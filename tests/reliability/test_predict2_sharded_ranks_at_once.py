@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 from typer.testing import CliRunner
@@ -70,22 +71,29 @@ def test_rank_0_waits_for_a_rank_still_writing_its_part_and_merges_its_lines(tra
     # Rank 1 again, still at work: it holds its part's lock and has written nothing yet.
     part.write_bytes(b"")
     lock = OutputLock(part).acquire()
+    # Rank 0 on a thread of this process: a lock another thread holds is refused as another process's is
+    # (bbuvl/outputs.py OutputLock), and a child of its own was ~10 s more of start-up.
+    done: list = []
+    rank0 = threading.Thread(target=lambda: done.append(CliRunner().invoke(
+        app, command(trained_checkpoint, small_dataset, out), env={"COLUMNS": "400", "RANK": "0", "WORLD_SIZE": "2"})))
     try:
-        rank0 = start_rank(trained_checkpoint, small_dataset, out, 0, 2)
+        rank0.start()
         rank0_part = tmp_path / "p.jsonl.rank0-of-2"
         deadline = time.monotonic() + 240
-        while not (rank0_part.exists() and rank0_part.read_bytes().endswith(b"\n")) and rank0.poll() is None:
+        while not (rank0_part.exists() and rank0_part.read_bytes().endswith(b"\n")) and rank0.is_alive():
             assert time.monotonic() < deadline, "rank 0 never wrote its line"
             time.sleep(0.1)
         time.sleep(1.5)
-        assert rank0.poll() is None, rank0.communicate()[0]  # its own share done, it waits for rank 1
+        assert rank0.is_alive(), done[0].output if done else ""  # its own share done, it waits for rank 1
         assert part.exists()
         with part.open("ab") as fh:  # rank 1's line, written while rank 0 waits
             fh.write(rank1_lines)
     finally:
         lock.release()
-    text = rank0.communicate(timeout=120)[0]
-    assert rank0.returncode == 0, text
+    rank0.join(timeout=120)
+    assert not rank0.is_alive()
+    text = done[0].output
+    assert done[0].exit_code == 0, text
     lines = out.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["image"] for line in lines] == photos_of(small_dataset)
     assert rank1_lines.decode("utf-8").strip() in lines
