@@ -1,18 +1,36 @@
 """A GRPO resume whose every save was cut short (killed half-way) said 'no complete checkpoint' and no next step: it
 says to start the run over (without --resume, with --overwrite), and that start runs."""
 
+import shutil
+
 import pytest
 
 from bbuvl.rl.trainer import train_grpo
 from bbuvl.train.run_dir import RunDirError
-from tests.rl.test_grpo_trainer import grpo_config  # noqa: F401 - the fixture
+from tests.rl.test_grpo_trainer import grpo_config, grpo_config_at  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore")]
 
+RUN = ("training.max_steps=2", "training.save_steps=1", "grpo.beta=0")
 
-def test_a_resume_whose_saves_were_all_cut_says_to_start_over_and_that_start_runs(grpo_config, tmp_path):
-    cfg = grpo_config("training.max_steps=2", "training.save_steps=1", "grpo.beta=0")
-    train_grpo(cfg, progress=False)
+
+@pytest.fixture(scope="module")
+def saved(trained_checkpoint, small_dataset, tmp_path_factory):
+    """A GRPO run of 2 steps saved at each, trained once: each test cuts the saves of a copy of its own."""
+    out = tmp_path_factory.mktemp("saved") / "grpo"
+    train_grpo(grpo_config_at(trained_checkpoint, small_dataset, out)(*RUN), progress=False)
+    return out
+
+
+@pytest.fixture()
+def run(saved, grpo_config, tmp_path):
+    """The config of the saved run, and the run copied where it says."""
+    shutil.copytree(saved, tmp_path / "grpo")
+    return grpo_config(*RUN)
+
+
+def test_a_resume_whose_saves_were_all_cut_says_to_start_over_and_that_start_runs(run, tmp_path):
+    cfg = run
     for step in (1, 2):  # each save killed before HF wrote its trainer_state.json, which it writes last
         (tmp_path / "grpo" / f"checkpoint-{step}" / "trainer_state.json").unlink()
     with pytest.raises(RunDirError) as e:
@@ -28,9 +46,8 @@ def test_a_resume_whose_saves_were_all_cut_says_to_start_over_and_that_start_run
     assert (tmp_path / "grpo" / "checkpoint-2" / "trainer_state.json").is_file()
 
 
-def test_a_resume_from_a_cut_save_names_the_newest_checkpoint_beside_it_that_resumes(grpo_config, tmp_path):
-    cfg = grpo_config("training.max_steps=2", "training.save_steps=1", "grpo.beta=0")
-    train_grpo(cfg, progress=False)
+def test_a_resume_from_a_cut_save_names_the_newest_checkpoint_beside_it_that_resumes(run, tmp_path):
+    cfg = run
     cut = tmp_path / "grpo" / "checkpoint-2"
     (cut / "trainer_state.json").unlink()  # the save killed before HF wrote it, last
     with pytest.raises(RunDirError) as e:
