@@ -1,6 +1,7 @@
 """A GRPO run records its user reward function (grpo.rewards.user_function) by content, the file it is defined in and
 its own source: compared by name only, a resume went on with edited code, its rewards paid by two functions."""
 
+import shutil
 import sys
 import textwrap
 
@@ -8,7 +9,7 @@ import pytest
 
 from bbuvl.rl.trainer import train_grpo
 from bbuvl.train.run_record import ResumeMismatch, check_resume
-from tests.rl.test_grpo_trainer import grpo_config  # noqa: F401 - the fixture
+from tests.rl.test_grpo_trainer import grpo_config, grpo_config_at  # noqa: F401 - the fixture
 from tests.train.test_run_inputs import _tree
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore")]
@@ -16,28 +17,46 @@ pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings(
 RUN = ("training.max_steps=2", "training.save_steps=2", "grpo.beta=0")
 
 
-@pytest.fixture()
-def reward_module(tmp_path, monkeypatch):
-    """`write(body)`: a user reward module `rl4_rewards` in its own folder on the import path, whose function
-    `size(truth, answer)` returns `body` and calls `helper()`; each write is read afresh, as a new process would."""
-    folder = tmp_path / "code"
-    folder.mkdir()
-    monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # a rewrite in the same second must not load a stale .pyc
-
-    def write(body: str, helper: str = "1.0") -> None:
-        (folder / "rl4_rewards.py").write_text(textwrap.dedent(f"""\
-            def helper():
-                return {helper}
+def _write(folder, body: str, helper: str = "1.0") -> None:
+    """The module `rl4_rewards` in `folder`: `size(truth, answer)` returns `body` times `helper()`, read afresh."""
+    (folder / "rl4_rewards.py").write_text(textwrap.dedent(f"""\
+        def helper():
+            return {helper}
 
 
-            def size(truth, answer):
-                return {body} * helper()
-            """), encoding="utf-8")
-        sys.modules.pop("rl4_rewards", None)
-
-    yield write
+        def size(truth, answer):
+            return {body} * helper()
+        """), encoding="utf-8")
     sys.modules.pop("rl4_rewards", None)
+
+
+@pytest.fixture(scope="module")
+def code(tmp_path_factory):
+    """The folder of the user reward module, on the import path for the module's tests."""
+    folder = tmp_path_factory.mktemp("code")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(folder))
+        patch.setattr(sys, "dont_write_bytecode", True)  # a rewrite in the same second must not load a stale .pyc
+        yield folder
+    sys.modules.pop("rl4_rewards", None)
+
+
+@pytest.fixture()
+def reward_module(code):
+    """`write(body)`: the user reward module `rl4_rewards` in `code`, whose function `size(truth, answer)` returns
+    `body` and calls `helper()`; each write is read afresh, as a new process would."""
+    yield lambda body, helper="1.0": _write(code, body, helper)
+    sys.modules.pop("rl4_rewards", None)
+
+
+@pytest.fixture(scope="module")
+def sized_run(code, trained_checkpoint, small_dataset, tmp_path_factory):
+    """A finished GRPO run rewarded by `rl4_rewards:size` as first written, trained once: each test resumes a copy."""
+    _write(code, "len(answer) / 10")
+    out = tmp_path_factory.mktemp("sized") / "grpo"
+    train_grpo(grpo_config_at(trained_checkpoint, small_dataset, out)(*RUN, "grpo.rewards.user_function=rl4_rewards:size"),
+               progress=False)
+    return out
 
 
 @pytest.mark.parametrize("body, helper, said", [
@@ -45,15 +64,14 @@ def reward_module(tmp_path, monkeypatch):
     ("len(answer) / 10", "2.0", "grpo.rewards.user_function rl4_rewards:size: the file it is defined in, '{file}', "
                                 "changed since the run started (the function's own source is the same"),
 ])
-def test_a_resume_with_edited_reward_code_is_refused_naming_it(grpo_config, trained_checkpoint, reward_module,
+def test_a_resume_with_edited_reward_code_is_refused_naming_it(grpo_config, sized_run, reward_module, code,
                                                                tmp_path, body, helper, said):
-    reward_module("len(answer) / 10")
+    shutil.copytree(sized_run, tmp_path / "grpo")
     cfg = grpo_config(*RUN, "grpo.rewards.user_function=rl4_rewards:size")
-    train_grpo(cfg, progress=False)
     longer = cfg.model_copy(update={"training": cfg.training.model_copy(update={"max_steps": 3})})
     reward_module("len(answer) / 10")  # written again, the same code: resumes
     check_resume(longer, tmp_path / "grpo" / "checkpoint-2")
-    module = tmp_path / "code" / "rl4_rewards.py"  # a comment and a blank line more: the same code, resumes
+    module = code / "rl4_rewards.py"  # a comment and a blank line more: the same code, resumes
     module.write_text("# rewards for the rl4 runs\n\n" + module.read_text(encoding="utf-8").replace(
         "* helper()", "* helper()  # scaled"), encoding="utf-8")
     sys.modules.pop("rl4_rewards", None)
@@ -62,13 +80,13 @@ def test_a_resume_with_edited_reward_code_is_refused_naming_it(grpo_config, trai
     before = _tree(tmp_path / "grpo")
     with pytest.raises(ResumeMismatch) as e:
         train_grpo(longer, resume=True, progress=False)
-    assert said.format(file=tmp_path / "code" / "rl4_rewards.py") in str(e.value)
+    assert said.format(file=code / "rl4_rewards.py") in str(e.value)
     assert _tree(tmp_path / "grpo") == before
 
 
-def test_a_reward_that_is_a_callable_object_is_recorded_by_its_modules_file(grpo_config, reward_module, tmp_path):
+def test_a_reward_that_is_a_callable_object_is_recorded_by_its_modules_file(grpo_config, reward_module, code, tmp_path):
     """inspect finds no source file for an object with __call__: its code went unrecorded, and edited, it resumed."""
-    module = tmp_path / "code" / "rl4_rewards.py"
+    module = code / "rl4_rewards.py"
     reward_module("len(answer) / 10")
     module.write_text(module.read_text(encoding="utf-8") + textwrap.dedent("""
 
