@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from bbuvl.cli import app
 from bbuvl.config import dump_config, load_config
 from bbuvl.rl.trainer import build_grpo_run
-from tests.rl.test_grpo_trainer import grpo_config  # noqa: F401 - the fixture
+from tests.rl.test_grpo_trainer import grpo_config, grpo_config_at  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore")]
 
@@ -96,35 +96,58 @@ def test_a_grpo_lora_run_names_each_rate_it_leaves_nothing_to_train_as_sft_does(
     assert "training.lr.merger (0.001) trains nothing under model.lora.enabled" in said, said
 
 
-def test_a_grpo_checkpoints_bbuvl_yaml_records_no_setting_grpo_read_nothing_from(grpo_config, tmp_path, caplog):
+FROZEN = ("training.detection_freeze_epochs=2", "training.save_steps=1")
+
+
+@pytest.fixture(scope="module")
+def frozen_run(trained_checkpoint, small_dataset, tmp_path_factory):
+    """(run folder, its config, what its start warned) of one GRPO step with settings GRPO reads nothing from, trained
+    once: one test reads it, another resumes a copy of it."""
+    import logging
+
+    from bbuvl.rl.trainer import train_grpo
+
+    out = tmp_path_factory.mktemp("frozen") / "grpo"
+    cfg = grpo_config_at(trained_checkpoint, small_dataset, out)(*FROZEN, "training.max_steps=1")
+    records: list[logging.LogRecord] = []
+    heard = logging.Handler(logging.WARNING)
+    heard.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("bbuvl.rl.trainer")
+    logger.addHandler(heard)
+    try:
+        train_grpo(cfg, progress=False)
+    finally:
+        logger.removeHandler(heard)
+    return out, cfg, " ".join(r.getMessage() for r in records)
+
+
+def test_a_grpo_checkpoints_bbuvl_yaml_records_no_setting_grpo_read_nothing_from(frozen_run):
     # Before: final/bbuvl.yaml recorded training.detection_freeze_epochs 2.0 and the head's rate 0.0001, which the
     # start said it ignored: the head was frozen for the whole run.
     from bbuvl.config import read_run_config
-    from bbuvl.rl.trainer import train_grpo
 
-    cfg = grpo_config("training.detection_freeze_epochs=2", "training.max_steps=1", "training.save_steps=1")
-    with caplog.at_level("WARNING", logger="bbuvl.rl.trainer"):
-        final = train_grpo(cfg, progress=False)["final"]
-    said = " ".join(r.getMessage() for r in caplog.records)
+    out, cfg, said = frozen_run
     assert "training.method grpo ignores training.detection_freeze_epochs (2.0): the head is frozen" in said, said
     assert "training.method grpo ignores training.lr.detection (0.0001): the head is frozen" in said, said
-    for folder in (final, tmp_path / "grpo" / "checkpoint-1"):
+    for folder in (out / "final", out / "checkpoint-1"):
         saved = read_run_config(folder)
         assert (saved.training.detection_freeze_epochs, saved.training.lr.detection) == (0, 0), folder
         assert saved.training.lr.llm == cfg.training.lr.llm == 1e-3  # what GRPO reads, as the config gave it
 
 
-def test_a_grpo_run_resumes_from_its_own_checkpoints_and_from_those_an_older_bbuvl_wrote(grpo_config, tmp_path):
+def test_a_grpo_run_resumes_from_its_own_checkpoints_and_from_those_an_older_bbuvl_wrote(grpo_config, frozen_run,
+                                                                                        tmp_path):
     # Its checkpoints record the ignored settings at their quiet values, an older bbu-vl's as the config gave them:
     # a resume compares neither with the run's config (train/run_record.py), so both go on.
+    import shutil
+
     import yaml
 
     from bbuvl.rl.trainer import train_grpo
     from bbuvl.train.run_record import CHECKPOINT_RECORD, RUN_RECORD
 
-    common = ("training.detection_freeze_epochs=2", "training.save_steps=1")
-    train_grpo(grpo_config(*common, "training.max_steps=1"), progress=False)
-    steps = train_grpo(grpo_config(*common, "training.max_steps=2"), resume=True, progress=False)["history"]
+    shutil.copytree(frozen_run[0], tmp_path / "grpo")  # its first step
+    steps = train_grpo(grpo_config(*FROZEN, "training.max_steps=2"), resume=True, progress=False)["history"]
     assert [h["step"] for h in steps if "loss" in h] == [1, 2]
     out = tmp_path / "grpo"
     older = out / "checkpoint-2" / "bbuvl.yaml"
@@ -133,5 +156,5 @@ def test_a_grpo_run_resumes_from_its_own_checkpoints_and_from_those_an_older_bbu
     older.write_text(yaml.safe_dump(written, sort_keys=False), encoding="utf-8")
     for record in (out / RUN_RECORD, *out.glob(f"checkpoint-*/{CHECKPOINT_RECORD}")):  # a run from before records
         record.unlink()
-    steps = train_grpo(grpo_config(*common, "training.max_steps=3"), resume=True, progress=False)["history"]
+    steps = train_grpo(grpo_config(*FROZEN, "training.max_steps=3"), resume=True, progress=False)["history"]
     assert [h["step"] for h in steps if "loss" in h] == [1, 2, 3]
