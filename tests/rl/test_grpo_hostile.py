@@ -60,6 +60,21 @@ def test_a_user_reward_that_gives_no_number_is_refused_at_the_start_and_overwrit
     assert "Traceback" not in said and _tree(tmp_path / "grpo") == previous_run
 
 
+def test_a_refused_grpo_start_with_overwrite_keeps_the_previous_run(grpo_config, tmp_path, previous_run):
+    """GRPO read its photos, validation file and rewards once --overwrite had removed the previous run: a typo in
+    data.val or a frame it cannot train in cost that run and started none."""
+    out = tmp_path / "grpo"
+    bad = {
+        f"data.val={tmp_path / 'typo.jsonl'}": "data.val .*typo.jsonl: no such file",
+        "model.max_pixels=100352": "is a checkpoint with its own coordinate frame",
+        "grpo.rewards.user_function=tests.rl.reward_fns:no_such_function": "no_such_function",
+    }
+    for override, says in bad.items():
+        with pytest.raises(ValueError, match=says):
+            train_grpo(grpo_config("training.max_steps=1", override), progress=False, overwrite=True)
+        assert _tree(out) == previous_run, override
+
+
 def test_a_reward_weight_past_what_float32_holds_stops_the_run_naming_the_weights(grpo_config, tmp_path):
     # A weight of 1e308 is a finite config value, and each weighted reward inf in float32.
     code, said = invoke(grpo_config("grpo.rewards.detection=1e308", "training.max_steps=1"), tmp_path)

@@ -19,7 +19,6 @@ from bbuvl.train.weight_average import AVERAGE_FILE
 from tests.callbacks import StopAt
 from tests.rl.reference_check import assert_reference_is_the_start
 from tests.train.test_resume_records import scalars
-from tests.train.test_run_inputs import _tree
 from tests.diagnostics.conftest import one_thread  # noqa: F401 - one torch thread, as the training tests
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -297,21 +296,3 @@ def test_grpo_refuses_a_frame_other_than_its_starting_checkpoints_naming_both(gr
     said = " ".join(result.output.split())
     assert result.exit_code == 2 and "is a checkpoint with its own coordinate frame, which GRPO trains in" in said, said
     assert named in said and "Traceback" not in said and not (tmp_path / "grpo" / "final").exists()
-
-
-def test_a_refused_grpo_start_with_overwrite_keeps_the_previous_run(grpo_config, small_dataset, tmp_path):
-    """GRPO read its photos, validation file and rewards once --overwrite had removed the previous run: a typo in
-    data.val or a frame it cannot train in cost that run and started none."""
-    train_grpo(grpo_config("training.max_steps=1", "training.save_steps=1"), progress=False)
-    out = tmp_path / "grpo"
-    before = _tree(out)
-    assert "final/model.safetensors" in before and "checkpoint-1/trainer_state.json" in before
-    bad = {
-        f"data.val={tmp_path / 'typo.jsonl'}": "data.val .*typo.jsonl: no such file",
-        "model.max_pixels=100352": "is a checkpoint with its own coordinate frame",
-        "grpo.rewards.user_function=tests.rl.reward_fns:no_such_function": "no_such_function",
-    }
-    for override, says in bad.items():
-        with pytest.raises(ValueError, match=says):
-            train_grpo(grpo_config("training.max_steps=1", override), progress=False, overwrite=True)
-        assert _tree(out) == before, override
