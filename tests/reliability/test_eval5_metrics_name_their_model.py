@@ -21,14 +21,31 @@ from tests.reliability.test_eval4_predictions_judged_by_their_own_checkpoint imp
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture()
-def run(trained_checkpoint, small_dataset, tmp_path) -> dict[str, Path]:
-    """A checkpoint and a dataset of this test's own (it changes them), and the checkpoint's head-mode predictions."""
-    ckpt, data = tmp_path / "ckpt", tmp_path / "data"
+@pytest.fixture(scope="module")
+def predicted(trained_checkpoint, small_dataset, tmp_path_factory) -> dict[str, Path]:
+    """One head-mode predict of the checkpoint over the validation photos, made once: each test changes a copy."""
+    root = tmp_path_factory.mktemp("eval5")
+    ckpt, data = root / "ckpt", root / "data"
     shutil.copytree(trained_checkpoint, ckpt)
     shutil.copytree(small_dataset, data)
-    paths = {"ckpt": ckpt, "gt": data / "val.jsonl", "pred": tmp_path / "pred.jsonl"}
+    paths = {"ckpt": ckpt, "gt": data / "val.jsonl", "pred": root / "pred.jsonl"}
     predict(paths, paths["pred"])
+    return paths
+
+
+@pytest.fixture()
+def run(predicted, tmp_path) -> dict[str, Path]:
+    """A checkpoint and a dataset of this test's own (it changes them), and the checkpoint's head-mode predictions,
+    their manifest naming the copies as a predict of the copies would."""
+    ckpt, data = tmp_path / "ckpt", tmp_path / "data"
+    shutil.copytree(predicted["ckpt"], ckpt)
+    shutil.copytree(predicted["gt"].parent, data)
+    paths = {"ckpt": ckpt, "gt": data / "val.jsonl", "pred": tmp_path / "pred.jsonl"}
+    shutil.copy(predicted["pred"], paths["pred"])
+    manifest = json.loads(Path(f"{predicted['pred']}.predict.json").read_text(encoding="utf-8"))
+    manifest["checkpoint"], manifest["input"] = str(ckpt), str(paths["gt"])
+    manifest["key"]["checkpoint_files"] = [f.to_json() for f in identify(ckpt).files]
+    Path(f"{paths['pred']}.predict.json").write_text(json.dumps(manifest), encoding="utf-8")
     return paths
 
 
