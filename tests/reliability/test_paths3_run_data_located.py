@@ -26,22 +26,35 @@ def run(*args):
     return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400", "RANK": None, "WORLD_SIZE": None})
 
 
-@pytest.fixture()
-def two_folders(run_config, small_dataset, tmp_path, monkeypatch) -> tuple[Path, Path, Path]:
+@pytest.fixture(scope="module")
+def trained_in_one(tiny_model_dir, small_dataset, tmp_path_factory) -> tuple[Path, Path, Path]:
     """A checkpoint trained in `one/` from `data.teachers: data/teachers.jsonl`, and `two/`, whose own
-    `data/teachers.jsonl` holds other teachers (its first line alone): (checkpoint, one, two)."""
+    `data/teachers.jsonl` holds other teachers (its first line alone): (checkpoint, one, two), trained once."""
     from bbuvl.train.trainer import train
+    from tests.conftest import run_config_at
 
-    one, two = tmp_path / "one", tmp_path / "two"
+    root = tmp_path_factory.mktemp("paths3")
+    one, two = root / "one", root / "two"
     for work in (one, two):
         shutil.copytree(small_dataset, work / "data")
         shutil.copy(DEFAULT_HIERARCHY, work / "data" / "hierarchy.json")
     lines = (two / "data" / "teachers.jsonl").read_text("utf-8").splitlines()
     (two / "data" / "teachers.jsonl").write_text(lines[0] + "\n", "utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(one)
+        cfg = run_config_at(tiny_model_dir, small_dataset, root / "run")(
+            "data.teachers=data/teachers.jsonl", "data.hierarchy=data/hierarchy.json", "data.train=data/train.jsonl",
+            "training.max_steps=1")
+        return Path(train(cfg, progress=False)["final"]), one, two
+
+
+@pytest.fixture()
+def two_folders(trained_in_one, tmp_path, monkeypatch) -> tuple[Path, Path, Path]:
+    """`trained_in_one` with a copy of its checkpoint of this test's own (it may rewrite it), run from `one/`."""
+    checkpoint, one, two = trained_in_one
+    shutil.copytree(checkpoint, tmp_path / "final")
     monkeypatch.chdir(one)
-    cfg = run_config("data.teachers=data/teachers.jsonl", "data.hierarchy=data/hierarchy.json",
-                     "data.train=data/train.jsonl", "training.max_steps=1")
-    return Path(train(cfg, progress=False)["final"]), one, two
+    return tmp_path / "final", one, two
 
 
 def test_a_checkpoint_records_its_data_files_where_they_were_and_predict_reads_those_from_another_folder(
