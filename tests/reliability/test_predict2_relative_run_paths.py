@@ -18,18 +18,22 @@ from bbuvl.data.labels import DEFAULT_HIERARCHY
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture()
-def relative_checkpoint(run_config, small_dataset, tmp_path, monkeypatch) -> Path:
-    """A checkpoint trained in a folder holding `data/` (a copy of the small dataset, with the shipped hierarchy), from
-    `data.teachers: data/teachers.jsonl` and `data.hierarchy: data/hierarchy.json`."""
+@pytest.fixture(scope="module")
+def trained_relative(tiny_model_dir, small_dataset, tmp_path_factory) -> tuple[Path, Path]:
+    """(checkpoint, its folder): a checkpoint trained in a folder holding `data/` (a copy of the small dataset, with the
+    shipped hierarchy), from `data.teachers: data/teachers.jsonl` and `data.hierarchy: data/hierarchy.json`, once."""
     from bbuvl.train.trainer import train
+    from tests.conftest import run_config_at
 
-    work = tmp_path / "work"
+    root = tmp_path_factory.mktemp("relative")
+    work = root / "work"
     shutil.copytree(small_dataset, work / "data")
     shutil.copy(DEFAULT_HIERARCHY, work / "data" / "hierarchy.json")
-    monkeypatch.chdir(work)
-    cfg = run_config("data.teachers=data/teachers.jsonl", "data.hierarchy=data/hierarchy.json", "training.max_steps=1")
-    final = Path(train(cfg, progress=False)["final"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(work)
+        cfg = run_config_at(tiny_model_dir, small_dataset, root / "run")(
+            "data.teachers=data/teachers.jsonl", "data.hierarchy=data/hierarchy.json", "training.max_steps=1")
+        final = Path(train(cfg, progress=False)["final"])
     # A run now records its data where it was; an older one kept the paths as typed.
     run_yaml = final / "bbuvl.yaml"
     text = run_yaml.read_text("utf-8")
@@ -38,6 +42,14 @@ def relative_checkpoint(run_config, small_dataset, tmp_path, monkeypatch) -> Pat
         assert recorded in text, text
         text = text.replace(recorded, f"data/{name}")
     run_yaml.write_text(text, "utf-8")
+    return final, work
+
+
+@pytest.fixture()
+def relative_checkpoint(trained_relative, monkeypatch) -> Path:
+    """`trained_relative`'s checkpoint (the tests only read it), run from the folder it was trained in."""
+    final, work = trained_relative
+    monkeypatch.chdir(work)
     return final
 
 
