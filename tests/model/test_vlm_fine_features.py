@@ -83,14 +83,24 @@ def test_each_sample_reads_its_own_student_image_alone_padded_or_packed(run_conf
                 torch.testing.assert_close(getattr(in_row, name)[k], getattr(alone[k], name)[0], atol=1e-4, rtol=1e-4)
 
 
+@pytest.fixture(scope="module")
+def without_levels(tiny_model_dir, small_dataset, two_shapes, tmp_path_factory):
+    """The run without finer levels, built once: the tests below only read its model (in eval mode) and batches."""
+    from tests.conftest import run_config_at
+
+    run = build_run(run_config_at(tiny_model_dir, small_dataset, tmp_path_factory.mktemp("off") / "run")(
+        f"data.train={two_shapes}", "data.teacher_ratio=1.0"))
+    run.model.eval()
+    return run
+
+
 @pytest.mark.parametrize("level", LEVELS)
-def test_the_model_with_finer_levels_starts_exactly_at_the_model_without(run_config, two_shapes, level):
-    off = build_run(run_config(f"data.train={two_shapes}", "data.teacher_ratio=1.0")).model.eval()
+def test_the_model_with_finer_levels_starts_exactly_at_the_model_without(run_config, two_shapes, without_levels, level):
+    off = without_levels.model
     on = _fine_run(run_config, two_shapes, level).model.eval()
     missing, unexpected = on.detection_head.load_state_dict(off.detection_head.state_dict(), strict=False)
     assert not unexpected and missing and all(k.startswith(("fine_", "pixel_roi.", "pixel_context_roi.")) for k in missing)
-    run = build_run(run_config(f"data.train={two_shapes}", "data.teacher_ratio=1.0"))
-    batch = run.collator([run.train_dataset[0], run.train_dataset[1]])
+    batch = without_levels.collator([without_levels.train_dataset[0], without_levels.train_dataset[1]])
     with torch.no_grad():
         a, b = off.detect(batch), on.detect(batch)
     for name in FIELDS:
