@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from tests.reliability.test_eval4_predictions_judged_by_their_own_checkpoint import invoke, text
-from tests.reliability.test_eval5_metrics_name_their_model import evaluate, run  # noqa: F401
+from tests.reliability.test_eval5_metrics_name_their_model import evaluate, predicted, run  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
