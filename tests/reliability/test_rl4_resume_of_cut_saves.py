@@ -23,14 +23,13 @@ def saved(trained_checkpoint, small_dataset, tmp_path_factory):
 
 
 @pytest.fixture()
-def run(saved, grpo_config, tmp_path):
+def cfg(saved, grpo_config, tmp_path):
     """The config of the saved run, and the run copied where it says."""
     shutil.copytree(saved, tmp_path / "grpo")
     return grpo_config(*RUN)
 
 
-def test_a_resume_whose_saves_were_all_cut_says_to_start_over_and_that_start_runs(run, tmp_path):
-    cfg = run
+def test_a_resume_whose_saves_were_all_cut_says_to_start_over_and_that_start_runs(cfg, tmp_path):
     for step in (1, 2):  # each save killed before HF wrote its trainer_state.json, which it writes last
         (tmp_path / "grpo" / f"checkpoint-{step}" / "trainer_state.json").unlink()
     with pytest.raises(RunDirError) as e:
@@ -46,8 +45,7 @@ def test_a_resume_whose_saves_were_all_cut_says_to_start_over_and_that_start_run
     assert (tmp_path / "grpo" / "checkpoint-2" / "trainer_state.json").is_file()
 
 
-def test_a_resume_from_a_cut_save_names_the_newest_checkpoint_beside_it_that_resumes(run, tmp_path):
-    cfg = run
+def test_a_resume_from_a_cut_save_names_the_newest_checkpoint_beside_it_that_resumes(cfg, tmp_path):
     cut = tmp_path / "grpo" / "checkpoint-2"
     (cut / "trainer_state.json").unlink()  # the save killed before HF wrote it, last
     with pytest.raises(RunDirError) as e:
