@@ -9,6 +9,7 @@ import pytest
 
 from bbuvl.data.schema import ImageRecord, ObjectAnn
 from bbuvl.eval.coco_metrics import coco_evaluate
+from bbuvl.eval.metrics import _prior
 from bbuvl.eval.prior import (
     _coco_ap50,
     _prior_by_coco,
@@ -66,6 +67,24 @@ def test_a_box_that_every_photo_shares_scores_one_whatever_the_photo_size():
     assert prior.ap50_agnostic == pytest.approx(1.0)
     assert prior.ap50 == pytest.approx(1.0) and prior.ap50_per_label == {"线缆": pytest.approx(1.0)}
     assert prior.box == pytest.approx((0.2, 0.3, 0.7, 0.9), abs=0.1)
+
+
+def test_an_evaluation_in_a_process_that_scored_other_photos_before_gets_its_own_photos_prior():
+    # eval/metrics.py keeps the priors it searched, for a process scoring many files against the same photos
+    # (choose-tiles): one searched for other boxes, other labels or at another level is never handed back
+    def shared(box: list[float], label: str = "线缆") -> list[ImageRecord]:
+        return [record((400, 300), [(box, label)]) for _ in range(6)]
+
+    top_left, bottom_right = shared([0, 0, 100, 100]), shared([300, 200, 400, 300])
+    first = _prior(top_left, None)
+    assert first["box"] == pytest.approx([0.0, 0.0, 0.25, 1 / 3], abs=0.02)
+    first["box"].clear()  # what a caller does with its answer is not kept
+    again = _prior(top_left, None)
+    assert again["box"] == pytest.approx([0.0, 0.0, 0.25, 1 / 3], abs=0.02) and again["AP50"] == pytest.approx(1.0)
+    assert _prior(bottom_right, None)["box"] == pytest.approx([0.75, 2 / 3, 1.0, 1.0], abs=0.02)
+    two_labels = top_left[:3] + shared([0, 0, 100, 100], "线缆/接头")[:3]
+    assert _prior(two_labels, None)["AP50"] == best_constant_box(two_labels).ap50 < 1.0
+    assert _prior(two_labels, 1)["AP50"] == pytest.approx(1.0)  # both labels are one at level 1
 
 
 def test_per_label_scores_come_from_the_box_emitted_once_for_every_label():
