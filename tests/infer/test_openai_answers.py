@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -22,6 +23,12 @@ from bbuvl.tiny.model import build_tiny_model
 def folder(request, tmp_path_factory) -> Path:
     """A stock folder of each box convention (absolute frame pixels, relative 0-1000), frame 12,544-50,176 px."""
     return build_tiny_model(tmp_path_factory.mktemp(request.param) / "model", family=request.param)
+
+
+@pytest.fixture(scope="module")
+def stock_qwen2_5_vl(tmp_path_factory) -> Path:
+    """A stock Qwen2.5-VL folder built once for the module: a test that edits it works on its own copy."""
+    return build_tiny_model(tmp_path_factory.mktemp("stock") / "model", family="qwen2_5_vl")
 
 
 def test_the_frame_is_read_from_the_folder_itself(folder):
@@ -103,8 +110,8 @@ def test_a_bad_line_is_an_error_naming_the_file_and_line(folder, tmp_path):
     ([1, 2], "preprocessor_config.json: expected a JSON object, got a list ([1, 2])"),
 ], ids=["size-number", "size-list", "edge-string", "edge-bool", "max-negative", "min-above-max", "nested-null",
         "nested-float", "not-an-object"])
-def test_a_processor_config_value_of_the_wrong_kind_is_an_error_naming_the_file_and_key(tmp_path, change, says):
-    folder = build_tiny_model(tmp_path / "model", family="qwen2_5_vl")
+def test_a_processor_config_value_of_the_wrong_kind_is_an_error_naming_the_file_and_key(stock_qwen2_5_vl, tmp_path, change, says):
+    folder = shutil.copytree(stock_qwen2_5_vl, tmp_path / "model")
     config = folder / "preprocessor_config.json"
     data = json.loads(config.read_text(encoding="utf-8"))
     config.write_text(json.dumps(change if isinstance(change, list) else data | change), encoding="utf-8")
@@ -113,8 +120,8 @@ def test_a_processor_config_value_of_the_wrong_kind_is_an_error_naming_the_file_
     assert str(e.value) == f"{config.parent}/{says}"
 
 
-def test_a_processor_config_without_bounds_falls_back_to_the_other_file(tmp_path):
-    folder = build_tiny_model(tmp_path / "model", family="qwen2_5_vl")
+def test_a_processor_config_without_bounds_falls_back_to_the_other_file(stock_qwen2_5_vl, tmp_path):
+    folder = shutil.copytree(stock_qwen2_5_vl, tmp_path / "model")
     config = folder / "preprocessor_config.json"
     config.write_text(json.dumps(json.loads(config.read_text(encoding="utf-8")) | {"size": None}), encoding="utf-8")
     processor = folder / "processor_config.json"
