@@ -39,22 +39,25 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
                                                         load_file(folder / "detection_head.safetensors").items()}
 
 
-@pytest.mark.parametrize("gone", ["deleted", "a link to nothing"])
-def test_a_full_fine_tune_resumes_from_its_checkpoint_when_its_base_folder_is_gone(run_config, tiny_model_dir, tmp_path,
-                                                                                  gone):
+def test_a_full_fine_tune_resumes_from_its_checkpoint_when_its_base_folder_is_gone(run_config, tiny_model_dir, tmp_path):
+    # One run started and resumed with its base, two copies of it resumed without: deleted, then a base folder's link
+    # whose target was removed or unmounted
     cfg = started(run_config, tiny_model_dir, tmp_path)
-    shutil.copytree(cfg.training.output_dir, tmp_path / "copy")
+    ways = ("deleted", "a link to nothing")
+    for gone in ways:
+        shutil.copytree(cfg.training.output_dir, tmp_path / gone)
     with_base = weights(resumed(cfg, Path(cfg.training.output_dir)))
 
     shutil.rmtree(cfg.model.path)
-    if gone == "a link to nothing":  # a base folder's link whose target was removed or unmounted
-        Path(cfg.model.path).symlink_to(tmp_path / "unmounted")
-    final = resumed(cfg, tmp_path / "copy")
-    without = weights(final)
-    assert with_base.keys() == without.keys()
-    assert all(torch.equal(with_base[k], without[k]) for k in with_base)
-    # The run still records the base it started from, not the checkpoint it was rebuilt from.
-    assert f"path: {cfg.model.path}\n" in (final / "bbuvl.yaml").read_text("utf-8")
+    for gone in ways:
+        if gone == "a link to nothing":
+            Path(cfg.model.path).symlink_to(tmp_path / "unmounted")
+        final = resumed(cfg, tmp_path / gone)
+        without = weights(final)
+        assert with_base.keys() == without.keys(), gone
+        assert all(torch.equal(with_base[k], without[k]) for k in with_base), gone
+        # The run still records the base it started from, not the checkpoint it was rebuilt from.
+        assert f"path: {cfg.model.path}\n" in (final / "bbuvl.yaml").read_text("utf-8"), gone
 
 
 def test_a_lora_run_whose_base_folder_is_gone_names_it_on_resume(run_config, tiny_model_dir, tmp_path):
