@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -12,6 +15,7 @@ from bbuvl.train.run_dir import RunDirError
 from bbuvl.train.trainer import train
 from bbuvl.train.weight_average import AVERAGE_FILE, WeightAverage, WeightAverageError, ramped_decay
 from tests.callbacks import StopAt, whole_and_resumed
+from tests.conftest import run_config_at
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -94,9 +98,21 @@ def test_a_resumed_run_ends_with_the_average_of_one_that_never_stopped(run_confi
         assert torch.allclose(whole[n], resumed[n], atol=1e-5), n
 
 
-def test_a_checkpoint_saved_without_its_average_is_refused_by_name(run_config, tmp_path):
-    cfg = run_config("training.ema_decay=0.6", "training.max_steps=4", "training.save_steps=2", "data.val=null")
-    train(cfg, progress=False, callbacks=[StopAt(2)])
+# A run averaging its weights, stopped after step 2 of 4 as a kill leaves it, checkpoint-2 saved.
+STOPPED_AT_2 = ("training.ema_decay=0.6", "training.max_steps=4", "training.save_steps=2", "data.val=null")
+
+
+@pytest.fixture(scope="module")
+def stopped_at_2(tiny_model_dir, small_dataset, tmp_path_factory) -> Path:
+    """STOPPED_AT_2's run folder, trained once for the module: a test that damages it works on its own copy."""
+    out = tmp_path_factory.mktemp("stopped-at-2") / "run"
+    train(run_config_at(tiny_model_dir, small_dataset, out)(*STOPPED_AT_2), progress=False, callbacks=[StopAt(2)])
+    return out
+
+
+def test_a_checkpoint_saved_without_its_average_is_refused_by_name(run_config, stopped_at_2, tmp_path):
+    cfg = run_config(*STOPPED_AT_2)
+    shutil.copytree(stopped_at_2, tmp_path / "run", symlinks=True)
     (tmp_path / "run" / "checkpoint-2" / AVERAGE_FILE).unlink()
     with pytest.raises(WeightAverageError, match=f"checkpoint-2/{AVERAGE_FILE}: missing"):
         train(cfg, resume=True, progress=False)
@@ -109,9 +125,9 @@ def test_an_average_with_deepspeed_is_refused_at_load_time(run_config, tmp_path)
         run_config("training.ema_decay=0.9", f"training.deepspeed={ds}")
 
 
-def test_a_damaged_average_is_refused_naming_its_file(run_config, tmp_path):
-    cfg = run_config("training.ema_decay=0.6", "training.max_steps=4", "training.save_steps=2", "data.val=null")
-    train(cfg, progress=False, callbacks=[StopAt(2)])
+def test_a_damaged_average_is_refused_naming_its_file(run_config, stopped_at_2, tmp_path):
+    cfg = run_config(*STOPPED_AT_2)
+    shutil.copytree(stopped_at_2, tmp_path / "run", symlinks=True)
     (tmp_path / "run" / "checkpoint-2" / AVERAGE_FILE).write_bytes(b"cut short")
     with pytest.raises(RunDirError, match=f"checkpoint-2/{AVERAGE_FILE}: damaged safetensors header"):
         train(cfg, resume=True, progress=False)
