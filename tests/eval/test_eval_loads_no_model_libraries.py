@@ -7,39 +7,42 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from tests.eval.conftest import EvalFiles
 
 HEAVY = ("torch", "transformers", "peft")
 
-# Runs one command in a fresh interpreter, then prints which of HEAVY it imported.
+# Runs commands in turn in one fresh interpreter, printing after each which of HEAVY it has imported so far: a module
+# one imported stays, so the first command that imports one is the one named.
 PROBE = """
 import json, sys
 from bbuvl.cli import app
-try:
-    app(sys.argv[1:])
-except SystemExit as e:
-    code = e.code
-print(json.dumps({"code": code, "loaded": [m for m in %r if m in sys.modules]}))
+for args in json.loads(sys.argv[1]):
+    try:
+        app(args)
+    except SystemExit as e:
+        code = e.code
+    print("loaded:", json.dumps({"code": code, "loaded": [m for m in %r if m in sys.modules]}))
 """ % (HEAVY,)
 
 
-def loaded_by(args: list[str]) -> dict:
-    """Exit code and heavy modules imported by `bbuvl ARGS` in a fresh interpreter."""
-    done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=300)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def loaded_by(commands: list[list[str]]) -> list[dict]:
+    """Exit code and heavy modules imported so far after each `bbuvl ARGS` of `commands`, run in turn in a fresh
+    interpreter."""
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(commands)], capture_output=True, text=True,
+                          timeout=300)
+    return [json.loads(line.removeprefix("loaded: ")) for line in done.stdout.splitlines() if line.startswith("loaded: ")]
 
 
-@pytest.mark.parametrize("command", ["eval", "eval --report", "viz", "data check"])
-def test_commands_that_read_no_model_import_no_model_library(eval_files: EvalFiles, tmp_path, command):
-    args = {
+def test_commands_that_read_no_model_import_no_model_library(eval_files: EvalFiles, tmp_path):
+    commands = {
         "eval": ["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt), "--out", str(tmp_path / "m.json")],
         "eval --report": ["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt), "--out",
-                          str(tmp_path / "m.json"), "--report", str(tmp_path / "report")],
+                          str(tmp_path / "m2.json"), "--report", str(tmp_path / "report")],
         "viz": ["viz", str(eval_files.gt), str(tmp_path / "viz"), "--pred", str(eval_files.pred)],
         "data check": ["data", "check", str(eval_files.gt)],
-    }[command]
-    result = loaded_by(args)
-    assert result["code"] in (0, None), result
-    assert result["loaded"] == [], f"bbuvl {command} imported {result['loaded']}"
+    }
+    results = loaded_by(list(commands.values()))
+    assert len(results) == len(commands), results
+    for command, result in zip(commands, results):
+        assert result["code"] in (0, None), (command, result)
+        assert result["loaded"] == [], f"bbuvl {command} imported {result['loaded']}"
