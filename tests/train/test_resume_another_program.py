@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -13,16 +15,29 @@ from bbuvl.train.run_record import CHECKPOINT_RECORD, RUN_RECORD
 from bbuvl.train.trainer import train
 from bbuvl.versions import software
 from tests.callbacks import StopAt
+from tests.conftest import run_config_at
 
 
-def stopped_run(run_config, tmp_path):  # noqa: ANN001, ANN201 - the fixture's maker; a Config
-    cfg = run_config("training.max_steps=4", "training.save_steps=2", f"training.output_dir={tmp_path / 'run'}")
-    train(cfg, progress=False, callbacks=[StopAt(2)])
-    return cfg
+STOPPED_AT_2 = ("training.max_steps=4", "training.save_steps=2")
 
 
-def test_a_resume_under_another_program_goes_on_says_so_and_records_the_step(run_config, tmp_path, caplog):
-    cfg = stopped_run(run_config, tmp_path)
+@pytest.fixture(scope="module")
+def stopped_at_2(tiny_model_dir, small_dataset, tmp_path_factory) -> Path:
+    """A run of 4 steps stopped after step 2 as a kill leaves it, trained once for the module: each test resumes a
+    copy of it."""
+    out = tmp_path_factory.mktemp("stopped-at-2") / "run"
+    train(run_config_at(tiny_model_dir, small_dataset, out)(*STOPPED_AT_2), progress=False, callbacks=[StopAt(2)])
+    return out
+
+
+def stopped_run(run_config, stopped_at_2, tmp_path):  # noqa: ANN001, ANN201 - the fixture's maker; a Config
+    shutil.copytree(stopped_at_2, tmp_path / "run", symlinks=True)
+    return run_config(*STOPPED_AT_2, f"training.output_dir={tmp_path / 'run'}")
+
+
+def test_a_resume_under_another_program_goes_on_says_so_and_records_the_step(run_config, stopped_at_2, tmp_path,
+                                                                              caplog):
+    cfg = stopped_run(run_config, stopped_at_2, tmp_path)
     record_path = tmp_path / "run" / RUN_RECORD
     record = json.loads(record_path.read_text(encoding="utf-8"))
     assert record["software"] == software()
@@ -41,10 +56,10 @@ def test_a_resume_under_another_program_goes_on_says_so_and_records_the_step(run
 
 @pytest.mark.parametrize("record", ["without the program", "none"])
 def test_a_run_an_older_bbuvl_recorded_without_its_program_is_said_resumed_under_another_and_recorded(
-        run_config, tmp_path, caplog, record):
+        run_config, stopped_at_2, tmp_path, caplog, record):
     # As the bbu-vl of three days before wrote run.json (its config and inputs, no program), or of seven, which wrote
     # none: the resume said nothing, and run.json was left naming no program, or named the one now running as the run's.
-    cfg = stopped_run(run_config, tmp_path)
+    cfg = stopped_run(run_config, stopped_at_2, tmp_path)
     record_path = tmp_path / "run" / RUN_RECORD
     (tmp_path / "run" / "checkpoint-2" / CHECKPOINT_RECORD).unlink()  # no copy of a record that bbu-vl never wrote
     if record == "none":
