@@ -5,9 +5,13 @@ from __future__ import annotations
 import gc
 import os
 from pathlib import Path
+from typing import Any
 
+import accelerate.utils.memory
 import pytest
 import torch
+import typer.main
+import typer.testing
 
 # One thread: the tiny models gain little from two, and two threads under any other load were measured ~50x slower.
 torch.set_num_threads(1)
@@ -25,6 +29,46 @@ def _no_fsync(fd: int) -> None:
 # os.fsync, so a test that makes it fail (tests/reliability/faults.py disk_full_after, a monkeypatch) still does;
 # the commands the tests start as processes of their own still sync.
 os.fsync = _no_fsync
+
+
+def _clear_device_cache_only(garbage_collection: bool = False) -> None:
+    """accelerate's `clear_device_cache` in the test processes: the device cache is emptied, no full collection run."""
+    _clear_device_cache(garbage_collection=False)
+
+
+# Every transformers training loop starts with a full garbage collection (accelerate's free_memory, for a GPU's cache),
+# which walks every object a test process holds, more as a worker runs on: 6-11 s of the 63-69 s of CPU of
+# tests/train/test_trainer.py's 28 tests, measured back to back. The interpreter still collects as it always does; the
+# commands the tests start as processes of their own still run the full one.
+_clear_device_cache = accelerate.utils.memory.clear_device_cache
+accelerate.utils.memory.clear_device_cache = _clear_device_cache_only
+
+
+def _registered(app: typer.Typer) -> tuple:
+    """What typer builds a Typer app's click command from: its callback, commands and groups, by identity."""
+    info = app.registered_callback
+    return (id(info.callback) if info else None, tuple(id(c.callback) for c in app.registered_commands),
+            tuple((g.name, _registered(g.typer_instance)) for g in app.registered_groups if g.typer_instance))
+
+
+_BUILT: dict[int, tuple[typer.Typer, tuple, Any]] = {}
+
+
+def _command_built_once(typer_instance: typer.Typer) -> Any:
+    """typer's `get_command` in the test processes: an app's click command built once, again only if its commands
+    changed."""
+    shape = _registered(typer_instance)
+    built = _BUILT.get(id(typer_instance))
+    if built is None or built[0] is not typer_instance or built[1] != shape:
+        built = _BUILT[id(typer_instance)] = (typer_instance, shape, _get_command(typer_instance))
+    return built[2]
+
+
+# typer builds an app's whole click command, reading every command's signature and annotations, at each run of it:
+# 0.12-0.17 s for `bbuvl`'s app on the 2-core machine, paid by each of the CliRunner.invoke and in-process `bbuvl`
+# runs of the suite. A real process builds it once, as here; the command and what a test reads of it are the same.
+_get_command = typer.main.get_command
+typer.main.get_command = typer.testing._get_command = _command_built_once
 
 
 # The longest files of the default run, sent to the pytest-xdist workers first (`make test`, --dist loadfile): one
