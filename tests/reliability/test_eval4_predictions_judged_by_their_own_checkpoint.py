@@ -49,15 +49,22 @@ def run(predicted, tmp_path) -> dict[str, Path]:
     ckpt = tmp_path / "ckpt"
     shutil.copytree(predicted["ckpt"], ckpt)
     out = tmp_path / "pred.jsonl"
-    shutil.copy(predicted["out"], out)
-    manifest = json.loads(Path(f"{predicted['out']}.predict.json").read_text(encoding="utf-8"))
-    # The copy's files have their own stats: the recorded digests name the copy, as predict of the copy would.
+    copy_predictions(predicted["out"], out, ckpt)
+    return {"ckpt": ckpt, "gt": predicted["gt"], "out": out}
+
+
+def copy_predictions(pred: Path, out: Path, ckpt: Path, gt: Path | None = None) -> None:
+    """`pred` and its manifest copied to `out`, the manifest naming the checkpoint copy `ckpt` (and the ground truth
+    copy `gt`): the copy's files have their own stats, so the recorded digests name the copy, as predict of it would."""
     from bbuvl.model.identity import identify
 
+    shutil.copy(pred, out)
+    manifest = json.loads(Path(f"{pred}.predict.json").read_text(encoding="utf-8"))
     manifest["checkpoint"] = str(ckpt)
+    if gt is not None:
+        manifest["input"] = str(gt)
     manifest["key"]["checkpoint_files"] = [f.to_json() for f in identify(ckpt).files]
     Path(f"{out}.predict.json").write_text(json.dumps(manifest), encoding="utf-8")
-    return {"ckpt": ckpt, "gt": predicted["gt"], "out": out}
 
 
 def evaluate(run: dict[str, Path], name: str, *extra) -> object:

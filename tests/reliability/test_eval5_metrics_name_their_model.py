@@ -16,7 +16,7 @@ import pytest
 from bbuvl.data.digests import file_digest
 from bbuvl.model.identity import identify
 from bbuvl.versions import software
-from tests.reliability.test_eval4_predictions_judged_by_their_own_checkpoint import invoke, text
+from tests.reliability.test_eval4_predictions_judged_by_their_own_checkpoint import copy_predictions, invoke, text
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -41,11 +41,7 @@ def run(predicted, tmp_path) -> dict[str, Path]:
     shutil.copytree(predicted["ckpt"], ckpt)
     shutil.copytree(predicted["gt"].parent, data)
     paths = {"ckpt": ckpt, "gt": data / "val.jsonl", "pred": tmp_path / "pred.jsonl"}
-    shutil.copy(predicted["pred"], paths["pred"])
-    manifest = json.loads(Path(f"{predicted['pred']}.predict.json").read_text(encoding="utf-8"))
-    manifest["checkpoint"], manifest["input"] = str(ckpt), str(paths["gt"])
-    manifest["key"]["checkpoint_files"] = [f.to_json() for f in identify(ckpt).files]
-    Path(f"{paths['pred']}.predict.json").write_text(json.dumps(manifest), encoding="utf-8")
+    copy_predictions(predicted["pred"], paths["pred"], ckpt, paths["gt"])
     return paths
 
 
