@@ -50,6 +50,13 @@ def test_photos_waiting_for_their_batch_do_not_hold_the_uploads_full_pixels(serv
     from bbuvl.serve.engine import Photo
     from tests.serve.client import multipart
 
+    def alive() -> list[Photo]:
+        gc.collect()  # an earlier test's photos left in reference cycles (an exception's frames) are not waiting ones
+        return [o for o in gc.get_objects() if type(o) is Photo]
+
+    # Photos another test's server still holds (a request of its own in flight on another thread) are not this
+    # server's: held here, none of them can die and hand its id to a waiting one
+    earlier = alive()
     client = serve(max_batch=9, max_wait_ms=120_000)  # eight photos wait for a ninth, or 2 min
     buf = io.BytesIO()
     Image.new("RGB", (2200, 2200), (120, 40, 200)).save(buf, "PNG")  # 4.8 MP, under the pixel limit (5 MP here)
@@ -60,11 +67,10 @@ def test_photos_waiting_for_their_batch_do_not_hold_the_uploads_full_pixels(serv
         t.start()
     deadline = time.monotonic() + 90  # eight 4.8 MP decodes: about a second on an idle machine, 15 s were short of it
 
-    def alive() -> list[Photo]:
-        gc.collect()  # an earlier test's photos left in reference cycles (an exception's frames) are not waiting ones
-        return [o for o in gc.get_objects() if type(o) is Photo]
+    def waiting_now() -> list[Photo]:
+        return [o for o in alive() if not any(o is e for e in earlier)]
 
-    while len(waiting := alive()) < 8:
+    while len(waiting := waiting_now()) < 8:
         assert time.monotonic() < deadline, len(waiting)
         time.sleep(0.1)
     # 14.5 MB of RGB each before, for the few-shot crops a server without --fewshot never cuts: 64 waiting uploads at
@@ -75,6 +81,26 @@ def test_photos_waiting_for_their_batch_do_not_hold_the_uploads_full_pixels(serv
     client.request("POST", "/v1/detect", body, {"Content-Type": ctype})  # the ninth: the batch runs, all are answered
     for t in uploads:
         t.join()
+
+
+def test_an_idle_server_holds_no_photo_it_has_answered(serve, photos):
+    import gc
+
+    from bbuvl.serve.engine import Photo
+    from tests.serve.client import multipart
+
+    def alive() -> list[Photo]:
+        gc.collect()
+        return [o for o in gc.get_objects() if type(o) is Photo]
+
+    earlier = alive()  # another test's server may still hold its own
+    client = serve(max_batch=4, max_wait_ms=5)
+    body, ctype = multipart("image", "a.png", photos[0].read_bytes())
+    for _ in range(3):
+        assert client.request("POST", "/v1/detect", body, {"Content-Type": ctype}).status == 200
+    # The batcher's worker kept its last batch (photo frames and encoded inputs) in its loop's names while it waited
+    # for the next request: one photo held by an idle server
+    assert [o for o in alive() if not any(o is e for e in earlier)] == []
 
 
 OPEN_STRING = b'{"image": "' + b'\\"' * 200_000  # a string never closed, holding 200,000 escaped quotes

@@ -224,6 +224,9 @@ class Batcher:
             batch = self._gather(first)
             self._report_depth()
             self._execute(batch)
+            # The loop's names would keep the last batch's photos (their frames and encoded inputs) alive while the
+            # worker waits for the next request, however long the server stays idle
+            del first, batch
 
     def _execute(self, batch: list[Job]) -> None:
         start = time.perf_counter()
