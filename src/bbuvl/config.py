@@ -556,7 +556,11 @@ class MonitorConfig(_Strict):
     # 10 steps it took 4% of the demo's stage-B training; a collapse builds over hundreds of steps (docs/design.md,
     # "Training health").
     collapse_every_steps: int = Field(50, gt=0)
-    grad_norm_max: float = Field(100.0, gt=0)  # warn when a group's gradient norm exceeds this
+    # Warn when a group's gradient norm (before clipping) exceeds grad_norm_max on more than half of its last
+    # grad_norm_window steps: a burst of a few clipped steps is no blow-up (docs/design.md, "Training health");
+    # a window of 1 warns on every step above it.
+    grad_norm_max: float = Field(100.0, gt=0)
+    grad_norm_window: int = Field(10, gt=0)
     collapse_std: float = Field(1e-3, ge=0)  # warn when predicted boxes barely differ across a batch
     overfit_ratio: float = Field(2.0, gt=1)  # warn when eval_loss / train loss exceeds this and is rising
     early_stopping_metric: str | None = None  # e.g. "eval_loss"; None disables early stopping

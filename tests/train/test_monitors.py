@@ -66,10 +66,12 @@ def healthy(monitor_config, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sick(monitor_config, tmp_path_factory):
-    """One run provoking five alarms: NaN weight at step 2, constant head, a leak, gradients over 1, no improvement."""
+    """One run provoking five alarms: NaN weight at step 2, constant head, a leak, gradients over 1, no improvement.
+    The gradients alarm at each step over 1 (a window of 1): tests/train/test_grad_norm_alarm.py judges the window."""
     out = tmp_path_factory.mktemp("sick") / "run"
     cfg = monitor_config(out, "training.max_steps=8", "training.eval_steps=2", "monitor.every_steps=2",
-                         "monitor.collapse_every_steps=2", "monitor.grad_norm_max=1.0", "monitor.memory_growth_mb=100", "monitor.early_stopping_metric=eval_loss",
+                         "monitor.collapse_every_steps=2", "monitor.grad_norm_max=1.0", "monitor.grad_norm_window=1",
+                         "monitor.memory_growth_mb=100", "monitor.early_stopping_metric=eval_loss",
                          "monitor.early_stopping_patience=1", "monitor.early_stopping_min_delta=1000",
                          "detection.grad_to_vlm=0")  # the poisoned head's NaN must stay in the head's groups
     result = train(cfg, progress=False, callbacks=[PoisonHeadOnce(step=2), _ConstantHead(), _Leak(mb=64)])

@@ -16,7 +16,9 @@ from tests.callbacks import PoisonHeadOnce, StopAt
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
-ALARMS = ("monitor.every_steps=1", "monitor.grad_norm_max=1e-6")  # an alarm in every group at every step
+# An alarm in every group at every step from the second (above the limit on 2 of its last 2 steps): a resumed run's first
+# step alarms only with the norm of the step before it, carried in the checkpoint.
+ALARMS = ("monitor.every_steps=1", "monitor.grad_norm_max=1e-6", "monitor.grad_norm_window=2")
 
 
 def scalars(out: Path) -> dict[str, list[tuple[int, float]]]:
@@ -74,7 +76,7 @@ def test_a_run_killed_past_its_checkpoint_and_resumed_leaves_the_records_of_a_ru
     assert [h["train_loss"] for h in history if "train_loss" in h] == pytest.approx(
         [h["train_loss"] for h in whole_history if "train_loss" in h], abs=1e-5)  # the mean over all five steps
     health, whole_health = (json.loads((p / "health.json").read_text()) for p in (out, tmp_path / "whole"))
-    assert health["summary"]["grad_norm"]["count"] == whole_health["summary"]["grad_norm"]["count"] == 25
+    assert health["summary"]["grad_norm"]["count"] == whole_health["summary"]["grad_norm"]["count"] == 20  # steps 2-5
     assert [(x["step"], x["subject"]) for x in health["alarms"]] == [(x["step"], x["subject"]) for x in whole_health["alarms"]]
 
 
@@ -97,8 +99,11 @@ def test_a_stopped_runs_records_past_the_checkpoint_are_cut_and_its_counts_go_on
     health = json.loads((out / "health.json").read_text())
     assert [a for a in health["alarms"] if a["step"] <= 3] == before  # step 2's alarms, once
     assert {a["step"] for a in health["alarms"] if a["kind"] == "nonfinite"} == {2}
-    assert sorted({a["step"] for a in health["alarms"]}) == [1, 2, 3, 4, 5]
-    assert result["alarms"]["grad_norm"]["first_step"] == 1
+    assert sorted({a["step"] for a in health["alarms"]}) == [2, 3, 4, 5]
+    # Step 2's non-finite norms are no part of a window: step 3 alarms on steps 1 and 3, step 4 (the resumed run's
+    # first) on step 3's norm, carried in checkpoint-3
+    assert sorted({a["step"] for a in health["alarms"] if a["kind"] == "grad_norm"}) == [3, 4, 5]
+    assert result["alarms"]["grad_norm"]["first_step"] == 3
 
 
 def test_early_stopping_stops_a_resumed_run_where_one_never_stopped_would(run_config, tmp_path):
@@ -129,7 +134,7 @@ def test_resuming_from_an_older_checkpoint_than_the_newest_cuts_every_record_bac
     assert max(s for s, _ in curves["train/loss"]) == 5
     assert max(losses(json.loads((out / "history.json").read_text()))) == 5
     health = json.loads((out / "health.json").read_text())
-    assert max(a["step"] for a in health["alarms"]) == 5 and health["summary"]["grad_norm"]["count"] == 25
+    assert max(a["step"] for a in health["alarms"]) == 5 and health["summary"]["grad_norm"]["count"] == 20  # steps 2-5
 
 
 def test_resume_from_a_checkpoint_older_than_a_complete_one_is_refused_and_removes_nothing(run_config, tmp_path):

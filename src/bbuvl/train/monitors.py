@@ -15,7 +15,8 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator
+import statistics
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -198,8 +199,20 @@ def _norm(t: torch.Tensor) -> float:
     return peak * float(torch.linalg.vector_norm(t.detach() / peak, dtype=torch.float32))
 
 
-class GradientMonitor(TrainerCallback):
+def sustained_over(norms: Sequence[float], limit: float, window: int) -> bool:
+    """Whether more than half of the last `window` of a group's gradient norms (oldest first) are above `limit`; early in
+    a run, with fewer, the steps not yet taken count as under it. A window of 1: the last norm is above it."""
+    return sum(v > limit for v in norms[-window:]) > window / 2
+
+
+class GradientMonitor(CarriedState, TrainerCallback):
     """Gradient and weight norms per LR group (`gn/<group>`, `wn/<group>`); alarms on large or non-finite gradients.
+
+    A group's norm above `monitor.grad_norm_max` alarms when it stays there: on more than half of its last
+    `monitor.grad_norm_window` steps. The demo's stage A clipped (to training.max_grad_norm 1) bursts of 4 steps of
+    103-145 and 2 of 122-157 in a run whose median was 16 and whose loss went on falling, each an alarm telling to
+    lower an LR that was fine, while a too-high LR keeps the norms up step after step (docs/design.md, "Training
+    health"). The norms of the window are carried over a resume, which judges its first steps as a whole run would.
 
     Gradient norms are the step's, as the optimizer takes them: summed over its micro-batches and reduced over the
     ranks, read before clipping, where an explosion is still visible (the trainer calls `read_gradients` there,
@@ -208,12 +221,16 @@ class GradientMonitor(TrainerCallback):
     groups and which weights went non-finite.
     """
 
+    carried = ("recent",)
+
     def __init__(self, model: torch.nn.Module, cfg: MonitorConfig, health: HealthLog):
         self.model, self.cfg, self.health = model, cfg, health
         self._groups: dict[str, list[tuple[str, torch.nn.Parameter]]] = {}
         self._read: dict[str, float] | None = None  # the step's group norms, once `read_gradients` took them
+        self.recent: dict[str, list[float]] = {}  # group -> its last grad_norm_window finite norms, oldest first
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
+        self.take_back(state)
         self._groups = {}
         for name, p in self.model.named_parameters():
             if p.requires_grad and (g := group_of(name)) is not None:
@@ -254,12 +271,15 @@ class GradientMonitor(TrainerCallback):
                               f"non-finite gradients (from the loss or the backward pass) in group(s) "
                               f"{', '.join(f'{g} ({v})' for g, v in bad.items())}{where}; the non-finite guard skips "
                               f"the step (training.max_consecutive_nan in a row stop the run)")
+        limit, window = self.cfg.grad_norm_max, self.cfg.grad_norm_window
         for g, v in norms.items():
-            if math.isfinite(v) and v > self.cfg.grad_norm_max:
-                self.health.alarm(step, "grad_norm", g, v,
-                                  f"gradient norm of group '{g}' is {v:.4g} > monitor.grad_norm_max={self.cfg.grad_norm_max:g} "
-                                  f"(before clipping to training.max_grad_norm={args.max_grad_norm:g}); lower its LR "
-                                  f"(training.lr.{g}) or look for an outlier batch")
+            if not math.isfinite(v):
+                continue  # the non-finite alarm's, a step the guard skips
+            recent = self.recent.setdefault(g, [])
+            recent.append(v)
+            del recent[:-window]  # a resume may have shortened the window
+            if sustained_over(recent, limit, window):
+                self.health.alarm(step, "grad_norm", g, v, _grad_norm_message(g, recent, limit, window, args.max_grad_norm))
         if _due(step, self.cfg.every_steps):
             for g, v in norms.items():
                 self.health.scalar(f"gn/{g}", v, step)
@@ -287,6 +307,18 @@ class GradientMonitor(TrainerCallback):
                                       + (" ..." if len(names) > 5 else "") + "; every following step will be non-finite "
                                       "until they are restored: resume from an earlier checkpoint with a lower LR")
         self.health.flush()
+
+
+def _grad_norm_message(group: str, recent: list[float], limit: float, window: int, clip: float) -> str:
+    """The grad_norm alarm's line: how long the group's norm stayed above the limit, and what to lower."""
+    now, clipped = recent[-1], f"before clipping to training.max_grad_norm={clip:g}"
+    if window == 1:
+        return (f"gradient norm of group '{group}' is {now:.4g} > monitor.grad_norm_max={limit:g} ({clipped}); lower its "
+                f"LR (training.lr.{group}) or look for an outlier batch")
+    over = sum(v > limit for v in recent)
+    return (f"gradient norm of group '{group}' above monitor.grad_norm_max={limit:g} on {over} of its last {len(recent)} "
+            f"steps (median {statistics.median(recent):.4g}, now {now:.4g}; {clipped}): it stays high, which no single "
+            f"outlier batch does; lower its LR (training.lr.{group})")
 
 
 class CollapseMonitor(CarriedState, TrainerCallback):

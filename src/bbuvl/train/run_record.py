@@ -62,8 +62,8 @@ log = logging.getLogger(__name__)
 MAY_CHANGE = ("training.max_steps", "training.num_epochs", "training.logging_steps", "training.save_steps",
               "training.eval_steps", "training.save_total_limit", "training.output_dir", "data.num_workers",
               "model.max_vision_tokens_per_batch", "data.pack_max_tokens",
-              "monitor.enabled", "monitor.every_steps", "monitor.collapse_every_steps", "monitor.grad_norm_max", "monitor.collapse_std",
-              "monitor.overfit_ratio", "monitor.memory_growth_mb", "inference.")
+              "monitor.enabled", "monitor.every_steps", "monitor.collapse_every_steps", "monitor.grad_norm_max",
+              "monitor.grad_norm_window", "monitor.collapse_std", "monitor.overfit_ratio", "monitor.memory_growth_mb", "inference.")
 # The keys of a GRPO checkpoint's `training` and `grpo` sections it records as no setting, not as the run's config gave
 # them: GRPO reads nothing from them (rl/start_notes.py UNREAD, which tests/rl/test_start_notes.py holds this to). Its
 # bbuvl.yaml is not compared by them, as an older bbu-vl's, which recorded the config's values, is not either.
