@@ -68,7 +68,7 @@ def test_a_healthy_run_with_bursts_above_the_limit_raises_no_grad_norm_alarm(mon
 
 
 def test_a_learning_rate_that_diverges_raises_the_alarm_where_the_norms_stay_above_the_limit(monitor_config, tmp_path):
-    result, norms, losses = _run(monitor_config, tmp_path / "run", "0.1", 12)  # 100 times the healthy run's
+    _, norms, losses = _run(monitor_config, tmp_path / "run", "0.1", 12)  # 100 times the healthy run's
     # diverged, finite (no non-finite alarm tells it), and not back by the end
     assert max(losses.values()) > 100 * losses[1] and losses[12] > 2 * losses[1], losses
     cfg = MonitorConfig()
