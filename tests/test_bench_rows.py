@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_grounding_memory_row_runs_at_a_batch_other_than_the_configs(tmp_path):
     from bbuvl.synthetic.shapes import synthesize_shapes
     from bbuvl.tiny.model import build_tiny_model

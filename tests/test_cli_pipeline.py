@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
@@ -50,6 +51,7 @@ def test_predict_then_eval_writes_lines_metrics_and_report(trained_checkpoint, s
     assert "Small parts" in (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predict_objectness_threshold_keeps_every_query_at_zero_and_none_at_one(trained_checkpoint, small_dataset, tmp_path):
     from bbuvl.model.checkpoint import read_run_config
 

@@ -398,6 +398,7 @@ def test_a_file_far_larger_than_any_config_is_refused_without_reading_it_whole(t
     assert load_config(path).training.seed == 1  # up to the bound, a config reads as before
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_more_values_than_any_config_holds_are_refused_as_they_are_read(tmp_path):
     """The count of values used to be taken once YAML had built every node of the file."""
     import time
@@ -628,6 +629,7 @@ def test_a_number_yaml_reads_in_another_base_is_refused_naming_its_line(tmp_path
     assert (load_config(p).training.save_steps, load_config(p).training.output_dir) == (1000, typed)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_named_pipe_no_one_writes_to_is_refused_at_once_and_one_written_to_is_read(tmp_path):
     """`bbuvl train some.fifo` waited forever for a writer; `bbuvl train <(make_config)` must still read its pipe."""
     import os

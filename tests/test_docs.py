@@ -294,6 +294,7 @@ def imported_packages() -> dict[str, set[str]]:
     return found
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_package_import_graph_docs_architecture_draws_is_the_codes():
     """docs/architecture.md's graph "after" named 14 packages' imports and missed 30 edges of theirs (`data -> outputs`,
     `eval -> model`, `serve -> versions` ...) and every edge of `outputs` and `entry`."""

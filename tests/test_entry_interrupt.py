@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.children import reaped
 
 # A Ctrl-C that arrives while the CLI imports typer, made deterministic: the import itself raises it, as the signal
@@ -43,6 +45,7 @@ def test_the_console_script_is_the_entry():
     assert scripts["bbuvl"] == "bbuvl.entry:main"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_python_dash_m_bbuvl_runs_the_console_script():
     """`python -m bbuvl` is `bbuvl` itself; it was "No module named bbuvl.__main__"."""
     import os

@@ -13,6 +13,7 @@ from tests.bench_runner import run_bench_in_process
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "inspection.py"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_bench_prints_detection_fault_and_verdict_numbers_beside_the_constants(trained_checkpoint, tmp_path):
     out = tmp_path / "rows.jsonl"
     args = ["--checkpoint", str(trained_checkpoint), "--seeds", "9001", "--closeups", "3", "--wide", "2",
@@ -43,6 +44,7 @@ def test_bench_prints_detection_fault_and_verdict_numbers_beside_the_constants(t
                      r".+? of the boxed ones", stdout), stdout
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_wide_tiles_predicts_the_wide_photos_with_that_plan(trained_checkpoint, tmp_path):
     from bbuvl.data.schema import read_records
     from bbuvl.infer.predictor import Predictor

@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.bench_runner import run_bench_in_process
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "learning_curve.py"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_bench_prints_ap50_for_every_mode_at_every_checkpoint_beside_the_prior():
     args = ["--scenes", "shapes", "--steps", "2", "--every", "1", "--train", "8", "--val", "2"]
     code, stdout, stderr = run_bench_in_process(BENCH, args)

@@ -204,6 +204,7 @@ def test_nothing_is_written_inside_an_input_folder_even_where_nothing_lies(tmp_p
     assert sorted(p.name for p in ckpt.iterdir()) == ["config.json"]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_second_writer_of_one_output_is_refused_naming_the_first(tmp_path):
     first = claim_outputs("eval", {}, [tmp_path / "m.json"])
     with pytest.raises(OutputConflict, match=f"another `bbuvl eval` \\(pid {os.getpid()}\\) is writing it"):
@@ -212,6 +213,7 @@ def test_a_second_writer_of_one_output_is_refused_naming_the_first(tmp_path):
     _claim_in_child(tmp_path / "m.json")  # free again
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_writer_into_a_folder_another_writes_is_refused_and_so_is_the_reverse(tmp_path):
     with claim_outputs("data synth", {}, folders=[tmp_path / "ds" / "images"]):
         with pytest.raises(OutputConflict, match="ds/images: another `bbuvl data synth`.*is inside it"):
@@ -253,6 +255,7 @@ def _claim_many(folder: str, command: str, count: int) -> None:
             out.write_text(command, encoding="utf-8")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_commands_writing_into_one_folder_at_once_keep_every_ledger_entry(tmp_path):
     # Two predictions side by side in one folder (as `make demo` runs them): neither may drop the other's entries.
     commands = [f"predict{k}" for k in range(4)]

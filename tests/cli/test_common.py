@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
@@ -55,6 +56,7 @@ print("finished", flush=True)
 """
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_outputs_are_let_go_and_temporaries_removed_when_no_file_descriptor_is_left(tmp_path):
     # The report's claim failed to finish (its digest could not list the folder): a second traceback, and the
     # metrics' claim was never finished, its lock files left with the picture folders' temporaries.

@@ -49,6 +49,7 @@ def _stopped_after(args: list[str], lines: int, signum: int = signal.SIGTERM) ->
 
 
 @pytest.mark.parametrize("tiny_family", ["qwen2_5_vl"], indirect=True)  # the stop does not depend on the family
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_choose_tiles_stopped_after_a_scale_says_it_starts_over_as_it_does(trained_checkpoint, small_dataset,
                                                                           tmp_path):
     ckpt = tmp_path / "ckpt"
@@ -123,6 +124,7 @@ def _advice(line: str) -> list[str]:
 
 
 @pytest.mark.parametrize("tiny_family", ["qwen2_5_vl"], indirect=True)  # the stop does not depend on the family
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predict_overwrite_stopped_before_it_started_out_over_says_to_run_it_again_with_overwrite(
         trained_checkpoint, small_dataset, tmp_path, monkeypatch, capsys):
     from transformers import GenerationMixin, PreTrainedModel
@@ -166,6 +168,7 @@ def _saving_into(folder: str):
 
 @pytest.mark.parametrize("tiny_family", ["qwen2_5_vl"], indirect=True)
 @pytest.mark.parametrize("stopped_in, then", [("checkpoint-1", "--overwrite"), ("checkpoint-2", "--resume")])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_train_stopped_says_how_to_go_on_as_far_as_it_got_and_that_is_accepted(
         run_config, tmp_path, monkeypatch, capsys, stopped_in, then):
     import torch
@@ -182,6 +185,7 @@ def test_train_stopped_says_how_to_go_on_as_far_as_it_got_and_that_is_accepted(
 
 
 @pytest.mark.parametrize("tiny_family", ["qwen2_5_vl"], indirect=True)
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_train_overwrite_stopped_before_it_removed_the_run_there_says_to_overwrite_not_to_resume_it(
         run_config, tmp_path, monkeypatch, capsys):
     from transformers import PreTrainedModel
@@ -203,6 +207,7 @@ def test_train_overwrite_stopped_before_it_removed_the_run_there_says_to_overwri
 
 
 @pytest.mark.parametrize("tiny_family", ["qwen2_5_vl"], indirect=True)
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_train_resumed_from_another_folder_stopped_before_its_first_save_there_names_what_to_remove(
         run_config, tmp_path, monkeypatch, capsys):
     import torch

@@ -238,6 +238,7 @@ def test_two_annotation_sets_of_one_photo_are_matched_object_by_object_exactly_o
     assert unmatched_objects(many, moved) == ([], [])
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_near_duplicates_among_boxes_sharing_a_corner_are_the_pairs_every_pair_compared_finds():
     """Boxes anchored at one corner put every box in both bisection windows; compared a box at a time, 1,520 of them
     took a minute. The window's boxes are now compared at once: the same pairs as comparing every pair."""

@@ -127,6 +127,7 @@ records = st.lists(
 
 @settings(max_examples=150, deadline=None)
 @given(records)
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_export_then_import_preserves_boxes_and_labels(recs: list[ImageRecord]):
     back, errors = coco_to_records(records_to_coco(recs), Path("."))
     assert errors == []

@@ -455,6 +455,7 @@ def test_output_folder_inside_the_source_is_not_read_back(tmp_path):
     assert (src / "dataset" / "teachers.jsonl").exists() and (src / "dataset" / "labels.json").exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_synthetic_vendor_export_converts_back_to_the_exact_ground_truth(tmp_path):
     # The same seed renders the same scenes as a platform export and as a canonical dataset.
     synthesize(tmp_path / "vendor", 36, 4, seed=3, size=(320, 240), fmt="vendor")

@@ -82,6 +82,7 @@ def test_a_photo_that_does_not_fit_on_the_disk_stops_the_command_and_the_rerun_c
         assert photos_in(out) == 4
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_with_workers_the_first_failed_write_stops_the_work_handed_out_and_the_rerun_converts_every_photo(tmp_path):
     src = export_with_one_big_photo(tmp_path / "vendor", photos=64, size=(160, 120))
     out = tmp_path / "ds"
@@ -97,6 +98,7 @@ def test_with_workers_the_first_failed_write_stops_the_work_handed_out_and_the_r
     assert photos_in(out) == 64
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_with_workers_a_photo_past_the_file_size_limit_stops_the_command_and_the_rerun_converts_every_photo(tmp_path):
     src = export_with_one_big_photo(tmp_path / "vendor", photos=24, size=(160, 120))
     out = tmp_path / "ds"

@@ -104,6 +104,7 @@ def test_model_frame_round_trip_within_one_model_pixel(data, size, px):
 
 @settings(max_examples=300)
 @given(st.data(), sizes, pixels)
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_stored_round_trip_error_is_at_most_one_pixel_after_rounding(data, size, px):
     """Stored -> model (integers) -> stored loses at most half a model pixel, or one where a side under one model
     pixel is widened to one."""

@@ -23,6 +23,7 @@ def stored_box(draw):
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 @settings(max_examples=150, deadline=None)
 @given(case=stored_box())
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_round_trip_loses_at_most_one_unit_of_the_family_grid(family, case):
     size, box = case
     contract = CoordinateContract(3136, 1003520, max_vision_tokens=1280, family=family)

@@ -35,6 +35,7 @@ def gbk(tmp_path_factory) -> dict[str, str]:
     return gbk_locale(tmp_path_factory.mktemp("locale"))
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_data_check_where_the_locale_cannot_spell_a_photo_name_names_its_line_and_the_fix(red_dataset):
     code, out = bbuvl(c_locale(), "data", "check", red_dataset)
     assert code == 1 and "Traceback" not in out, out
@@ -42,6 +43,7 @@ def test_data_check_where_the_locale_cannot_spell_a_photo_name_names_its_line_an
             in out and FIX in out), out
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_viz_where_the_locale_spells_a_photo_name_otherwise_says_it_is_there_in_utf8(red_dataset, gbk, tmp_path):
     code, out = bbuvl(gbk, "viz", red_dataset, tmp_path / "pictures")
     assert code == 2, out  # "none of the 1 photo(s) to draw is there", and no reason

@@ -124,6 +124,7 @@ def test_split_keeps_a_darker_copy_and_its_photo_on_one_side(room, tmp_path):
         assert any({Path(records[0].image).name, "copy.jpg"} <= side for side in sides), (seed, sides)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_fixed_cameras_shots_some_in_dimmer_light_are_one_group_in_few_pairs():
     rng = np.random.default_rng(0)
     view = rng.uniform(40, 200, (8, 8, 3)).astype(np.float32)

@@ -132,6 +132,7 @@ def test_a_header_claiming_more_pixels_than_its_data_holds_is_refused_naming_the
         load_image(path)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_no_real_photo_is_too_few_bytes_for_its_size_not_even_one_of_a_single_colour(tmp_path: Path):
     for progressive in (False, True):
         for mode, colour in (("L", 128), ("RGB", (1, 2, 3))):
@@ -202,6 +203,7 @@ def test_a_png_of_more_chunks_than_any_photo_holds_is_refused_naming_the_file_un
     assert load_image(path).size == (64, 48)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_large_png_in_small_chunks_is_read(tmp_path: Path):
     """One chunk a KB of the file is allowed past the first 10,000: a large photo in 1 KB chunks is not refused."""
     noise = np.random.default_rng(0).integers(0, 256, (1800, 2100, 3), dtype=np.uint8)

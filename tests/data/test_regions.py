@@ -1,5 +1,7 @@
 """The visibility rule of a window (data/regions.py) against what the whole photo keeps."""
 
+import pytest
+
 from bbuvl.data.regions import magnified_record, window_objects
 from bbuvl.data.schema import ImageRecord, ObjectAnn
 
@@ -24,6 +26,7 @@ def test_a_training_crop_keeps_the_tiny_part_it_holds_magnified() -> None:
 
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_of_near_copies_made_by_clipping_the_more_visible_stays_as_a_box_at_a_time_kept_it() -> None:
     """The duplicate check compares each box with every box kept so far in one call (a tile of 1,156 screws took 19 s a
     box at a time); it keeps exactly what that loop kept, on boxes that clipping makes near copies of one another."""

@@ -111,6 +111,7 @@ def _kill_once_it_locks(command: list[str], lock: Path) -> None:
 
 
 @pytest.mark.parametrize("typed", [[], ["--overwrite"]])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_killed_while_it_claims_leaves_the_next_run_refusing_the_files_it_did_not_write(tmp_path: Path, typed):
     # The killed run's lock file names data synth, which the next run took as leave to replace images/ unlooked at
     out = tmp_path / "DS"

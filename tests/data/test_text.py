@@ -64,6 +64,7 @@ text = st.text(st.characters(codec="utf-8"), max_size=20)
 
 
 @given(text)
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_label_key_is_idempotent_and_ignores_cleaning(s):
     assert label_key(label_key(s)) == label_key(s)
     assert label_key(clean_label(s)) == label_key(s)

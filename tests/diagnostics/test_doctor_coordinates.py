@@ -80,6 +80,7 @@ def test_doctor_coordinates_prints_every_layer_and_writes_json(trained_checkpoin
     assert refused.exit_code != 0 and "notes.json" in refused.output and mine.read_text() == "a user's file"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_doctor_coordinates_probes_a_plain_model_folder_with_the_labels_of_its_data(tiny_model_dir, small_dataset,
                                                                                     tmp_path):
     out = tmp_path / "r2.json"
@@ -108,6 +109,7 @@ def crowded_photos(tmp_path_factory):
     return out / "train.jsonl"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_an_untrained_model_on_photos_of_several_objects_is_not_said_to_know_where_boxes_start(
         tiny_model_dir, crowded_photos, tmp_path):
     out = tmp_path / "r2.json"

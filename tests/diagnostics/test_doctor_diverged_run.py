@@ -18,6 +18,7 @@ def _said(result) -> str:
     return " ".join(result.output.split())
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_doctor_model_fails_a_diverged_run_naming_its_nan_losses_its_dead_llm_and_its_head(diverged_checkpoint):
     result = CliRunner().invoke(app, ["model", str(diverged_checkpoint)], env={"COLUMNS": "400"})
     assert result.exit_code == 1, result.output

@@ -41,6 +41,7 @@ def _check(report, name: str):  # noqa: ANN001, ANN202 - a ModelReport, a Check
     return next((c for c in report.checks if c.name == name), None)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_doctor_model_reads_an_export_in_its_processors_frame_with_its_labels_as_predict_does(exported):
     from bbuvl.cli.predictor import read_folder
     from bbuvl.infer.predictor import Predictor

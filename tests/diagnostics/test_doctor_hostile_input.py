@@ -63,6 +63,7 @@ def test_a_one_pixel_photo_and_one_at_the_frames_limit_are_looked_at(trained_che
     assert Image.open(tmp_path / "a.png").format == "PNG"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_attention_asked_for_more_queries_than_the_head_has_says_it_shows_them_all(trained_checkpoint, tmp_path):
     photo = tmp_path / "p.png"
     Image.new("RGB", (64, 48), (200, 0, 0)).save(photo)
@@ -135,6 +136,7 @@ def test_a_dataset_or_checkpoint_another_command_is_still_writing_is_refused_nam
     assert "Traceback" not in result.output and not list(tmp_path.glob("*.png"))
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_memory_of_a_checkpoint_whose_run_data_is_elsewhere_measures_a_synthetic_picture_and_says_so(
         trained_checkpoint, small_dataset, tmp_path):
     import shutil

@@ -35,6 +35,7 @@ def test_a_deliberately_leaking_loop_is_found_and_a_clean_one_is_not():
     assert clean.verdict == "flat"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_repeated_head_inference_keeps_memory_flat(predictor, small_dataset):
     image = str(small_dataset / "images" / "val_00000.jpg")
     trace = inference_memory(predictor, [image], n=40, mode="head", warmup=5)
@@ -85,6 +86,7 @@ def test_landscape_leaves_every_parameter_bit_identical(predictor, small_dataset
     assert len({v for row in land.losses for v in row}) > 1  # the directions really moved the head
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_doctor_commands_write_pictures_and_name_them_as_typed(trained_checkpoint, small_dataset, tmp_path):
     runner = CliRunner()
     image = small_dataset / "images" / "val_00001.jpg"

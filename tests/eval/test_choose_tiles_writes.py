@@ -23,6 +23,7 @@ EARLIER = ChosenTileScale(scale=0.5, metric="AP50", train_scale=1.0, candidates=
                           photos=2, chosen_on="earlier.jsonl")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_reader_of_the_checkpoint_finds_a_chosen_scale_all_through_a_run(trained_checkpoint, wide_val, tmp_path):
     ckpt = tmp_path / "ckpt"
     shutil.copytree(trained_checkpoint, ckpt)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from PIL import Image
+import pytest
 
 from bbuvl.infer.output import manifest_path
 from bbuvl.model.identity import identify
@@ -38,6 +39,7 @@ def test_the_predictions_manifest_is_never_an_output_even_with_overwrite(files, 
     assert manifest.read_bytes() == kept
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_report_folder_replaced_whole_never_holds_the_ground_truths_photos(tmp_path):
     data = tmp_path / "review"
     (data / "worst").mkdir(parents=True)

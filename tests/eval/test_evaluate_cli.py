@@ -125,6 +125,7 @@ def test_missing_file_and_malformed_line_are_clean_errors(eval_files, tmp_path):
     assert result.exit_code == 2 and "bad.jsonl:7: invalid JSON" in result.output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_viz_draws_ground_truth_and_predictions(eval_files, tmp_path):
     result = runner.invoke(app, ["viz", str(eval_files.gt), str(tmp_path / "gt"), "--limit", "2"])
     assert result.exit_code == 0, result.output
@@ -176,6 +177,7 @@ def test_the_report_names_each_photo_it_drew_as_a_placeholder(eval_files, tmp_pa
     assert (tmp_path / "report" / "index.html").is_file()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_report_folder_is_eval_s_own_never_one_of_the_user_s_files(eval_files, tmp_path):
     # `--report ~` (any folder of the user's) put index.html, the curves, worst/ and faults/ among their files, and
     # `--report` the predictions' own folder wrote beside them.

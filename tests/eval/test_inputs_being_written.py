@@ -85,6 +85,7 @@ def readers(eval_files: EvalFiles, pred: Path, tmp_path: Path) -> dict[str, list
     }
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_every_reader_refuses_a_predictions_file_predict_is_still_writing_naming_it_and_writes_nothing(
         eval_files, tmp_path, running):
     pred, child = running
@@ -101,6 +102,7 @@ def test_every_reader_refuses_a_predictions_file_predict_is_still_writing_naming
     assert child.poll() is None  # the refusals took no lock from the writer
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_predictions_file_a_killed_predict_left_is_scored_with_a_note_that_it_is_unfinished(eval_files, tmp_path):
     pred = tmp_path / "pred.jsonl"
     child = start_predict(eval_files.gt, pred, delay=1.0)

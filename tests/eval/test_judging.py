@@ -79,6 +79,7 @@ def test_chosen_thresholds_go_into_the_checkpoint_and_later_evaluations_judge_wi
     assert ChosenThresholds.load(ckpt).thresholds.review == 0.9
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_photos_predicted_through_tiles_get_thresholds_of_their_own(files, tmp_path):
     gt, pred, ckpt = files
     # Four whole cabinets predicted through tiles beside the four photos predicted in one pass: their faults score

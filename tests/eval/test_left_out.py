@@ -43,6 +43,7 @@ def _write(tmp_path, photos: int, seed: int = 0):
 
 
 @pytest.mark.parametrize("level", [1, None])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_each_photo_left_out_scores_as_evaluating_the_others_afresh(tmp_path, level):
     gt, pred = _write(tmp_path, 7)
     records, lines, faults = read_ground_truth(gt), read_predictions(pred), Faults.load()

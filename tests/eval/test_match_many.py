@@ -86,6 +86,7 @@ def test_repeats_near_repeats_and_empty_boxes_are_found_as_the_one_photo_matcher
     assert result == one_by_one(photos) and len(result.duplicates[0]) > 50
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_an_answer_of_100000_boxes_on_one_photo_takes_linear_time_and_memory():
     # Every pair of a photo's boxes was compared for repeats, in arrays of 10^10 cells: out of memory (23 GB).
     import time
@@ -103,6 +104,7 @@ def test_an_answer_of_100000_boxes_on_one_photo_takes_linear_time_and_memory():
     assert result.totals.matched + result.totals.mislocated + result.totals.extra == 100_000
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_100000_boxes_over_one_of_ten_objects_match_in_seconds():
     # Every round was a Python step while other ground-truth boxes stayed free: 23 s for this photo.
     import time

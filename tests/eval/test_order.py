@@ -6,6 +6,7 @@ import json
 import random
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -70,6 +71,7 @@ def test_every_metric_is_the_same_whatever_order_the_lines_and_boxes_come_in(tmp
         assert other == first, seed
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_prior_and_coco_ap_of_tied_scores_do_not_depend_on_the_photos_order(tmp_path):
     from bbuvl.synthetic.dataset import synthesize
 

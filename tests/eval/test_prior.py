@@ -69,6 +69,7 @@ def test_a_box_that_every_photo_shares_scores_one_whatever_the_photo_size():
     assert prior.box == pytest.approx((0.2, 0.3, 0.7, 0.9), abs=0.1)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_an_evaluation_in_a_process_that_scored_other_photos_before_gets_its_own_photos_prior():
     # eval/metrics.py keeps the priors it searched, for a process scoring many files against the same photos
     # (choose-tiles): one searched for other boxes, other labels or at another level is never handed back

@@ -66,6 +66,7 @@ def test_a_threshold_outside_0_1_is_refused():
         repeated(np.zeros((2, 4)), np.zeros(2, dtype=np.int64), np.arange(2), 1.0)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_100000_boxes_over_one_object_take_seconds():
     # Compared pair by pair along x, 20,000 such boxes took 57.7 s and 100,000 did not end in 300 s.
     rng = np.random.default_rng(0)

@@ -138,6 +138,7 @@ def test_a_missing_photo_becomes_a_placeholder_not_a_crash(tmp_path):
     assert picture.width > 320 and "gone.jpg" in problem
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_report_opens_in_headless_chromium_with_every_picture_loaded(browser, report):  # noqa: F811
     # Read through WebDriver: a script put into the page is refused by its policy (test_report_in_a_browser.py).
     shown = opened(browser, report)
@@ -165,6 +166,7 @@ def test_a_fault_is_drawn_with_a_magenta_frame_and_caption():
     assert fault.getpixel((37, 80)) == MAGENTA and fault.getpixel((40, 80)) == GREEN  # frame outside, outcome inside
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_report_written_again_with_fewer_photos_keeps_none_of_the_first_ones_pictures(evaluation, tmp_path):
     write_report(evaluation, tmp_path, NO_CJK, worst=6)
     assert len(list((tmp_path / "worst").iterdir())) > 2
@@ -177,6 +179,7 @@ def test_a_report_written_again_with_fewer_photos_keeps_none_of_the_first_ones_p
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [LEDGER]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_photo_with_20000_predictions_draws_in_seconds_keeping_faults_errors_and_the_highest_scored(tmp_path):
     import random
     import time
@@ -238,6 +241,7 @@ def hostile_evaluation(root: Path, names: list[str] = HOSTILE_NAMES, labels: lis
     return evaluate_predictions(read_records(gt), gt, read_predictions(pred), pred)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_report_of_hostile_labels_and_photo_names_shows_them_as_text_and_links_every_picture(tmp_path):
     import html
 
@@ -254,6 +258,7 @@ def test_a_report_of_hostile_labels_and_photo_names_shows_them_as_text_and_links
     assert not any(c in a for a in links for c in " #%?&'\"<")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_label_matplotlib_would_read_as_tex_is_plotted_as_it_is(tmp_path):
     # '$\frac$' in the precision-recall legend raised matplotlib's ValueError, and the whole report was lost.
     evaluation = hostile_evaluation(tmp_path, HOSTILE_NAMES[:1], ["$\\frac$", "_hidden"])
@@ -261,6 +266,7 @@ def test_a_label_matplotlib_would_read_as_tex_is_plotted_as_it_is(tmp_path):
     assert Image.open(write_report(evaluation, tmp_path / "report", NO_CJK, worst=1).parent / PR_CURVE_FILE).size == (1200, 500)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_photo_named_with_240_bytes_gets_a_picture_with_a_shorter_name(tmp_path):
     # Its picture's name (and the temporary name beside it) passed the disk's 255 bytes: no report at all.
     report = write_report(hostile_evaluation(tmp_path, HOSTILE_NAMES, ["线缆"]), tmp_path / "report", NO_CJK, worst=10)
@@ -321,6 +327,7 @@ def test_without_a_cjk_font_a_chinese_label_missing_from_the_hierarchy_is_plotte
         plot_pr_curves(evaluation, NO_CJK, LabelNamer(NO_CJK))
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_photo_that_cannot_be_read_gets_a_note_in_the_page_and_the_others_are_shown(tmp_path):
     # Its placeholder named why in pixels only: nothing in the page to read, search or copy.
     import html
@@ -347,6 +354,7 @@ def test_the_page_says_how_many_of_the_photos_to_look_at_it_shows(evaluation, tm
     assert f"<p>0 of the {to_check} photos to check (a larger --worst shows more).</p>" in page
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_page_dates_itself_in_local_time_with_its_utc_offset(evaluation, tmp_path, monkeypatch):
     # Before: '2026-12-01 07:44', the writer's wall clock, hours apart for one moment in other zones
     monkeypatch.setenv("TZ", "XYZ-8")  # POSIX rule: 8 hours east of UTC, no tz database needed
@@ -360,6 +368,7 @@ def test_the_page_dates_itself_in_local_time_with_its_utc_offset(evaluation, tmp
     assert abs(datetime.fromisoformat(written) - datetime.now(timezone.utc)) < timedelta(minutes=5)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_photo_name_or_predicted_label_with_a_right_to_left_override_is_shown_spelled_not_obeyed(tmp_path):
     # A photo named 'evil\u202egpj.exe.png' read 'evilgnp.exe.jpg' in its caption, as a terminal would show it had the
     # terminal not spelled it (data/text.py spell_controls).
@@ -393,6 +402,7 @@ def test_a_chinese_font_fontconfig_lists_under_a_folder_with_a_colon_is_found(tm
         _search.cache_clear()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_predictions_manifest_damaged_since_the_metrics_is_named_in_the_page_which_is_still_written(tmp_path):
     import html
 
@@ -405,6 +415,7 @@ def test_a_predictions_manifest_damaged_since_the_metrics_is_named_in_the_page_w
     assert str(manifest) in header
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_fault_label_below_its_photos_review_threshold_is_not_framed_as_a_fault(tmp_path):
     # A head's alternatives (labels_per_box) give many a screw a fault label near 0: the report framed each in magenta,
     # and a photo its verdict passed looked covered in faults. Only the verdict's faults are framed, by the thresholds

@@ -21,6 +21,7 @@ def _eval(eval_files, report, out, *more: str):
                                     "--report", str(report), "--worst", "0", *more], env={"COLUMNS": "400"})
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_file_put_into_a_report_is_named_in_the_refusal_and_kept(eval_files, tmp_path):
     evaluation = evaluate_predictions(read_records(eval_files.gt), eval_files.gt, read_predictions(eval_files.pred),
                                       eval_files.pred)
@@ -57,6 +58,7 @@ def test_a_report_holding_its_metrics_moved_elsewhere_is_written_again_there_wit
     assert again.exit_code == 0, again.output  # before: m.json and m.coco.json were someone else's
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_overwrite_refuses_a_file_put_among_the_pictures_and_still_replaces_its_own_edited(eval_files, tmp_path):
     report = tmp_path / "rep"
 
@@ -91,6 +93,7 @@ def test_overwrite_refuses_a_file_put_among_the_pictures_and_still_replaces_its_
     assert (mine / "faults" / "keep.txt").read_text(encoding="utf-8") == "mine"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_overwrite_refuses_a_copy_of_a_picture_whose_name_looks_like_the_reports_own(eval_files, tmp_path):
     # Own names were told by a pattern (NNN_<photo>.png), which a Finder-style copy fits: it went with worst/
     report = tmp_path / "rep"

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from PIL import Image
+import pytest
 
 from bbuvl.data.schema import read_records
 from bbuvl.eval.fonts import FontChoice
@@ -60,6 +61,7 @@ def opened(browser, page: Path) -> dict:  # noqa: F811
         " body: getComputedStyle(document.body).backgroundColor, base: document.baseURI};")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_report_shows_every_picture_styled_and_hostile_text_as_text(browser, tmp_path):  # noqa: F811
     index = hostile_report(tmp_path)
     page = index.read_text(encoding="utf-8")

@@ -94,6 +94,7 @@ def wide_val(small_dataset, tmp_path):
     return tmp_path / "val.jsonl"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_choose_tiles_scores_every_grid_once_and_auto_follows_the_chosen_scale(trained_checkpoint, wide_val, tmp_path):
     ckpt = tmp_path / "ckpt"
     shutil.copytree(trained_checkpoint, ckpt)
@@ -148,6 +149,7 @@ def test_choose_tiles_scores_every_grid_once_and_auto_follows_the_chosen_scale(t
             if not p.name.startswith(".")} <= {"", "_refined", "_refine_all"}
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_choose_tiles_matches_the_photos_once_for_a_scale_whatever_their_number(trained_checkpoint, wide_val, tmp_path,
                                                                              monkeypatch):
     # Its jackknife scored each set of n - 1 photos afresh, COCO matching them all twice each time: 89 s of CPU a scale
@@ -175,6 +177,7 @@ def test_choose_tiles_matches_the_photos_once_for_a_scale_whatever_their_number(
     assert counts[0] == counts[1], counts
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_choose_tiles_says_a_checkpoint_whose_tile_zoom_is_set_never_uses_the_scale_it_chooses(
         trained_checkpoint, wide_val, tmp_path):
     import yaml
@@ -218,6 +221,7 @@ def test_choose_tiles_never_rewrites_the_checkpoint_as_its_candidates_folder(tmp
         assert sorted(p.name for p in ckpt.iterdir()) == ["config.json"]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_choose_tiles_cuts_each_candidate_a_stride_apart_when_the_checkpoint_asks(trained_checkpoint, wide_val, tmp_path):
     import yaml
 
@@ -262,6 +266,7 @@ def test_a_damaged_tile_scale_is_an_error_naming_it_and_bad_factors_are_refused(
     assert ChosenTileScale.load(ckpt).candidates[0] == Candidate(0.5, {"2x2": 1}, 0.1, 5)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_choose_tiles_chooses_the_tiled_photos_verdict_thresholds_only_where_its_photos_can_decide_them(
         trained_checkpoint, wide_val, tmp_path):
     ckpt = tmp_path / "ckpt"
@@ -304,6 +309,7 @@ def _whole_above(trained_checkpoint, tmp_path):
     return ckpt
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_choose_tiles_scores_each_whole_pass_category_with_and_without_the_tiles_refinement(
         trained_checkpoint, wide_val, tmp_path):
     ckpt = _whole_above(trained_checkpoint, tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
@@ -34,6 +35,7 @@ def test_photos_every_candidate_cuts_alike_choose_nothing_and_keep_the_scale_cho
     assert not (tmp_path / "cands").exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_candidates_that_all_score_the_same_are_said_to_be_a_tie_broken_by_cost(trained_checkpoint, small_dataset,
                                                                                 tmp_path):
     import json

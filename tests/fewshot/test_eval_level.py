@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli.fewshot import app
@@ -43,6 +44,7 @@ def test_a_support_of_full_labels_is_scored_at_the_level_the_query_labels_are_cu
         assert next(csv.reader(fh))[1:] == sorted(categories) + [UNKNOWN]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_queries_labelled_below_a_support_class_are_said_to_be_counted_unknown_with_the_way_to_score_them(
         part_crops, tmp_path):
     from bbuvl.fewshot.crops import write_crops
@@ -69,6 +71,7 @@ def test_queries_labelled_below_a_support_class_are_said_to_be_counted_unknown_w
         assert " ".join(result.output.split()).count("below a support class") == 1
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_queries_csv_names_the_classes_at_the_level_its_truths_are(part_crops, tmp_path):
     out = evaluated_at_level_1(part_crops, tmp_path, "-1")
     categories = {label_at_level(c, 1) for c in part_crops.known}
@@ -84,6 +87,7 @@ def test_queries_csv_names_the_classes_at_the_level_its_truths_are(part_crops, t
     assert summary["rows"][0]["accuracy"] == round(right / len(rows), 6)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_summary_counts_the_support_images_of_each_class_eval_used(part_crops, tmp_path):
     # `support_images` was keyed by the support's own classes (螺丝连接点/BBU安装螺丝/连接正确, ...) where every other
     # key of the summary, its tables and plots name the classes at the level (螺丝连接点): no reader could join them

@@ -24,6 +24,7 @@ def _eval(support, query, out, backbone="pixels:8") -> dict:
 
 
 @pytest.mark.parametrize("backbone", ["pixels:8", "clip"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_queries_cut_from_the_photos_the_support_was_cut_from_are_said(part_crops, tiny_backbones, tmp_path, backbone):
     from bbuvl.fewshot.crops import write_crops
 

@@ -45,6 +45,7 @@ def test_parse_shots_and_thresholds():
 
 
 @pytest.mark.parametrize("backbone", ["clip", "pixels"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_eval_writes_every_table_and_plot_for_each_shot_and_threshold(part_crops, tiny_backbones, tmp_path, backbone):
     spec = tiny_backbones[backbone] if backbone != "pixels" else "pixels"
     out = tmp_path / "res"
@@ -77,6 +78,7 @@ def test_eval_writes_every_table_and_plot_for_each_shot_and_threshold(part_crops
     assert len(read_csv(out / "queries.csv")) == 3 * n
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_rerun_embeds_nothing_and_reports_cache_hits(part_crops, tmp_path):
     args = ["eval", "--support", part_crops.support, "--query", part_crops.query, "--backbone", "pixels:8",
             "--shots", "1,2", "--thresholds", "0.5", "--cache", tmp_path / "cache"]
@@ -91,6 +93,7 @@ def test_rerun_embeds_nothing_and_reports_cache_hits(part_crops, tmp_path):
     assert (tmp_path / "a" / "metrics.csv").read_text() == (tmp_path / "b" / "metrics.csv").read_text()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_corrupt_query_and_support_images_are_reported_and_the_rest_evaluated(part_crops, tmp_path):
     query, support = tmp_path / "query", tmp_path / "support"
     shutil.copytree(part_crops.query, query)
@@ -150,6 +153,7 @@ def test_a_query_folder_typed_full_width_is_its_class_not_unknown(tmp_path):
     assert summary["queries"]["per_truth"] == {"BBU": 2} and summary["queries"]["unknown_truth"] == 0
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_overwrite_refuses_a_file_put_among_its_results_and_still_replaces_its_own_edited(part_crops, tmp_path):
     from bbuvl.cli import app as bbuvl  # which records what a command wrote as its own when it ends
 

@@ -81,6 +81,7 @@ def test_objects_that_are_not_a_list_are_named_as_such(tmp_path):
     assert code == 2 and f"{tmp_path / 'pred.jsonl'}:1: 'objects' must be an array of detections, got an object" in said, said
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_eval_with_a_class_named_like_mathtext_draws_its_plots(tmp_path):
     support = photos(tmp_path / "support", {r"$\frac$": 2, "b": 2})
     code, said = invoke("eval", "--support", support, "--query", support, "--backbone", "pixels:8", "--shots", "1",
@@ -108,6 +109,7 @@ def test_label_leaves_out_a_box_empty_inside_its_photo_not_the_photos_other_boxe
     assert [o.bbox_2d for o in record.objects] == [[0, 0, 10, 10]]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_hidden_files_and_folders_are_no_support_class_nor_query(tmp_path):
     support = photos(tmp_path / "support", {"a": 2, "b": 2})
     (support / "a" / ".ipynb_checkpoints").mkdir()  # Jupyter writes these beside every photo a notebook opened
@@ -140,6 +142,7 @@ def test_a_backbone_whose_weights_are_cut_short_is_refused_naming_the_file(tmp_p
     assert not (tmp_path / "o.csv").exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_query_record_whose_photo_is_another_size_is_skipped_naming_both_sizes(tmp_path):
     support = photos(tmp_path / "support", {"a": 1, "b": 1})
     Image.new("RGB", (40, 30), (1, 2, 3)).save(tmp_path / "p.png")  # resized to half after it was labelled at 80x60

@@ -47,6 +47,7 @@ def test_a_threshold_step_too_fine_to_hold_is_refused_at_once_naming_the_count(t
     assert not (tmp_path / "res").exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_eval_rerun_into_its_folder_keeps_nothing_of_the_earlier_run_and_a_failed_one_keeps_it_whole(tmp_path):
     support = photos(tmp_path / "support", {"a": 3, "b": 3})
     query = photos(tmp_path / "query", {"a": 1, "b": 1})

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 from PIL import Image
+import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
@@ -224,6 +225,7 @@ def test_a_jsonl_names_photos_as_data_check_and_training_find_them(tmp_path):
     assert all(Path(job.path_of(name)).is_file() for name in job.inputs)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_in_which_every_photo_failed_exits_non_zero_after_writing_their_lines(trained_checkpoint, tmp_path):
     # Before: "done: 1 predicted ..., 1 with errors" and exit 0, which a batch job reads as a run that worked
     folder = tmp_path / "photos"
@@ -241,6 +243,7 @@ def test_a_run_in_which_every_photo_failed_exits_non_zero_after_writing_their_li
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predict_warns_of_a_checkpoint_file_changed_since_training_saved_it(trained_checkpoint, tmp_path):
     # Before: a checkpoint whose weights changed since training saved them (a copy cut short and redone by hand, a
     # disk's damage) answered without a word; only `doctor model` compared them with content_digest.json
@@ -261,6 +264,7 @@ def test_predict_warns_of_a_checkpoint_file_changed_since_training_saved_it(trai
     assert f"{weights.name} changed since training saved the checkpoint" in " ".join(result.output.split())
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_another_batch_size_finds_the_same_boxes_up_to_the_last_digit_written(trained_checkpoint, small_dataset, tmp_path):
     # docs/resume.md: float32 sums over another padding may write a corner 0.1 px or a score 1e-5 apart, never more
     folder = tmp_path / "photos"
@@ -284,6 +288,7 @@ def test_another_batch_size_finds_the_same_boxes_up_to_the_last_digit_written(tr
             assert abs(a["score"] - b["score"]) <= 1.5e-5
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_job_given_its_paths_as_strings_runs_as_one_given_paths(trained_checkpoint, small_dataset, tmp_path):
     """A script's PredictJob(names, "out.jsonl", ...) failed far on: "'str' object has no attribute 'parent'"."""
     from bbuvl.infer.batch import PredictJob, photo_names, run_predictions

@@ -24,6 +24,7 @@ def _training_scale(checkpoint: Path, width: int, height: int) -> float:
     return round(math.sqrt(shown / (width * height)), 4)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_validation_photo_that_cannot_be_read_is_named_and_the_others_are_scored(trained_checkpoint, small_dataset,
                                                                                    tmp_path):
     ckpt = tmp_path / "ckpt"
@@ -56,6 +57,7 @@ def test_a_gt_that_is_a_folder_is_named_as_a_folder_and_one_not_there_as_missing
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_gt_none_of_whose_photos_can_be_read_writes_no_scale_into_the_checkpoint(trained_checkpoint, small_dataset,
                                                                                    tmp_path):
     ckpt = tmp_path / "ckpt"
@@ -106,6 +108,7 @@ def test_an_out_beside_the_gt_photos_in_a_flat_dataset_is_not_refused_for_them(s
     assert "ckpt" in result.output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_gt_without_objects_to_score_writes_no_scale_and_keeps_the_one_there(trained_checkpoint, small_dataset, tmp_path):
     ckpt = tmp_path / "ckpt"
     shutil.copytree(trained_checkpoint, ckpt)
@@ -139,6 +142,7 @@ def test_refine_within_with_no_refine_is_refused_as_an_option_that_does_nothing(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_scale_records_the_mode_it_was_chosen_in_and_predict_in_another_mode_says_so(trained_checkpoint,
                                                                                          small_dataset, tmp_path):
     """tile_scale.json did not say which mode its candidates were scored in: `tiles: auto` in another mode used it
@@ -200,6 +204,7 @@ def test_overwrite_never_deletes_a_folder_of_the_users_files_or_a_file_where_it_
     (1.0, "is kept: it was chosen at this scale (1)"),
     (None, "the scale it was chosen at is not recorded"),
 ])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_note_on_the_kept_tiled_thresholds_reads_the_scale_they_were_chosen_at(
         trained_checkpoint, small_dataset, tmp_path, recorded, says):
     from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds
@@ -218,6 +223,7 @@ def test_the_note_on_the_kept_tiled_thresholds_reads_the_scale_they_were_chosen_
     assert r.exit_code == 0 and says in " ".join(r.output.split()), r.output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_overwrite_refuses_a_file_put_among_its_predictions_and_still_replaces_its_own_edited(
         trained_checkpoint, small_dataset, tmp_path):
     ckpt, out = tmp_path / "ckpt", tmp_path / "tiles"

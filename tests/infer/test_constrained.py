@@ -102,6 +102,7 @@ def random_states(grammar, rng, per_phase):
 
 
 @pytest.mark.parametrize("frame", [FRAME, None])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_allowed_set_equals_brute_force_over_the_vocabulary(constraint, tokenizer, frame):
     grammar = constraint.grammar(frame)
     rng = random.Random(0)
@@ -187,6 +188,7 @@ def _follow(constraint, tokenizer, target: str, budget: int) -> tuple[str, bool]
     return tokenizer.decode(out[:-1]), processor.cut[0]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_near_the_budget_the_list_closes_after_the_last_whole_object(constraint, tokenizer, labels):
     """Never a shortened number or a cheaper label to fit: the objects written are the model's own, whole, and the
     answer is marked cut when the budget, not the model, ended it."""
@@ -287,6 +289,7 @@ def test_predict_command_switches_the_constraint(untrained_checkpoint, photos, t
     assert parse_detections(line["raw"]).ok is parses
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predict_command_marks_and_counts_answers_the_budget_cut(untrained_checkpoint, photos, tmp_path):
     """This model repeats objects up to any limit: at 40 tokens its answers are cut, and predict says so."""
     from typer.testing import CliRunner
@@ -312,6 +315,7 @@ def test_predict_command_marks_and_counts_answers_the_budget_cut(untrained_check
     assert again.exit_code != 0 and "max_new_tokens" in again.output  # another budget is another run: not mixed in
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_server_says_finish_reason_length_when_the_budget_cut_the_answer(untrained_checkpoint, photos, tmp_path):
     """OpenAI's convention on /v1/chat/completions: "length" when the budget, not the model, ended the answer."""
     import base64

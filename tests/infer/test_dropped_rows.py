@@ -97,6 +97,7 @@ def test_a_photo_given_up_in_generate_mode_gets_an_error_and_the_others_their_an
 
 @pytest.mark.parametrize("mode, options", [("head", {"tiles": "2x2"}), ("generate", {"tiles": "2x2", "max_new_tokens": 8}),
                                            ("name", {})])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_photo_given_up_in_a_mode_that_works_photo_by_photo_skips_the_rest_of_its_work(predictor, photos, mode, options):
     from dataclasses import replace
 

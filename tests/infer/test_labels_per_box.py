@@ -64,6 +64,7 @@ def test_captions_that_can_name_nothing_give_every_label_a_smaller_share_and_dro
 
 
 @pytest.mark.parametrize("tiles", ["off", "2x1"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_name_mode_names_each_box_once_whatever_labels_per_box(predictor, photos, tiles):
     # Head mode reports a box once a label; name mode asks the VLM to name the box itself, once. It named each of
     # the head's rows, writing every box twice under labels_per_box 2, the same label at the same score.

@@ -37,6 +37,7 @@ def test_the_frame_is_read_from_the_folder_itself(folder):
     assert frame.family == json.loads((folder / "config.json").read_text())["model_type"]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_answers_written_in_the_frame_come_back_as_the_photos_boxes_within_rounding(folder, small_dataset, tmp_path):
     frame = folder_frame(folder)
     records = read_records(small_dataset / "train.jsonl")[:3]
@@ -322,6 +323,7 @@ def within(got: list[float], want: tuple[int, ...], size: tuple[int, int], exten
 
 
 @pytest.mark.usefixtures("one_thread")
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_offline_vllm_recipe_gives_back_each_part_where_it_is_in_the_upright_photo(exported, tmp_path, monkeypatch):
     # The recipe fed vLLM `Image.open(p).convert("RGB")`: a photo stored sideways (EXIF 6, a phone's portrait photo)
     # was shown sideways and its answer read as the upright photo's ([100, 50, 300, 150] came back [66.6, 14.9, 200.0,

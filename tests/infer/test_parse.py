@@ -6,6 +6,7 @@ import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+import pytest
 
 from bbuvl.infer.parse import (
     DAMAGE_BAD_OBJECT,
@@ -227,6 +228,7 @@ def assert_well_formed(result, text: str) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(valid_objects(), st.data())
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_random_damage_never_raises_and_output_is_well_formed(objects, data):
     text = answer(*objects)
     for _ in range(data.draw(st.integers(min_value=1, max_value=5))):
@@ -251,6 +253,7 @@ def test_random_damage_never_raises_and_output_is_well_formed(objects, data):
 
 @settings(max_examples=200, deadline=None)
 @given(valid_objects(), st.integers(min_value=0, max_value=10_000))
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_truncation_keeps_exactly_the_objects_closed_before_the_cut(objects, cut):
     text = answer(*objects)
     cut = min(cut, len(text))
@@ -266,6 +269,7 @@ def _object_ends(text: str) -> list[int]:
 
 @settings(max_examples=200, deadline=None)
 @given(valid_objects(), st.booleans(), st.booleans(), st.text(alphabet="abc :.!\n发现", max_size=30), st.text(alphabet="abc :.!\n", max_size=30))
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_fences_quotes_and_prose_lose_nothing(objects, fence, single_quotes, before, after):
     text = answer(*objects)
     if single_quotes:

@@ -45,6 +45,7 @@ main()
 
 
 @linux_only
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_photo_with_no_memory_to_decode_it_is_its_error_line_and_the_run_goes_on(trained_checkpoint, small_dataset,
                                                                                  tmp_path):
     data = tmp_path / "data"

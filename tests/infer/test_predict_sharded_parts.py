@@ -24,6 +24,7 @@ def predict(ckpt, data, out, *extra):
     return invoke(["predict", "-c", ckpt, "-i", data / "val.jsonl", "-o", out, "--mode", "head", "--device", "cpu", *extra])
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_killed_sharded_runs_parts_are_never_merged_into_a_run_with_other_settings(trained_checkpoint, small_dataset,
                                                                                       tmp_path, monkeypatch):
     out = tmp_path / "pred.jsonl"
@@ -50,6 +51,7 @@ def test_a_killed_sharded_runs_parts_are_never_merged_into_a_run_with_other_sett
     assert len(lines) == 2 and not part.exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_overwrite_removes_the_part_files_with_the_output(trained_checkpoint, small_dataset, tmp_path, monkeypatch):
     out = tmp_path / "pred.jsonl"
     part = tmp_path / "pred.jsonl.rank1-of-2"
@@ -65,6 +67,7 @@ def test_overwrite_removes_the_part_files_with_the_output(trained_checkpoint, sm
     refused(predict(trained_checkpoint, small_dataset, out), "holds predictions of another run", "score_threshold 0.5 (now 0.0)")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_sharded_run_resumed_under_another_rank_count_counts_the_killed_runs_parts_as_done_and_merges_them(
         trained_checkpoint, small_dataset, tmp_path, monkeypatch):
     # Before: torchrun again with 3 ranks read only parts "-of-3": the photo in pred.jsonl.rank1-of-2 was predicted
@@ -106,6 +109,7 @@ def test_ranks_started_together_with_other_settings_are_never_merged_into_one_fi
     assert not out.exists() and part.read_bytes() == kept
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_photo_named_with_a_line_separator_keeps_its_line_when_the_parts_are_merged(trained_checkpoint, small_dataset,
                                                                                      tmp_path, monkeypatch):
     # JSON writes U+2028 (and U+0085) as they are, and a line of text read back by str.splitlines() broke there: the

@@ -31,6 +31,7 @@ def _seen(result) -> tuple:
 
 
 @pytest.mark.parametrize("tiles", ["off", "2x1"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_photo_given_in_memory_is_answered_as_its_file_upright(predictor, sideways, tiles):
     by_path, = predictor.predict([sideways], "head", tiles=tiles)
     assert (by_path.width, by_path.height) == (224, 168) and by_path.objects

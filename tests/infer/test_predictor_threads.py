@@ -63,6 +63,7 @@ def _key(result) -> tuple:
 
 # Unconstrained, the untrained model writes to its budget, each photo its own tokens: another photo's answer shows.
 @pytest.mark.parametrize("mode, options", [("head", {}), ("generate", {"constrained": False})])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_threads_sharing_one_predictor_get_what_each_photo_gets_alone(fine_predictor, odd_photos, mode, options):
     predictor = fine_predictor
     alone = {p: _key(predictor.predict([p], mode, **options)[0]) for p in odd_photos}

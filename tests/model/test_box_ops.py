@@ -64,6 +64,7 @@ def py_nms(boxes, scores, thr, classes=None):
 
 
 @given(boxes_list)
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_xyxy_cxcywh_conversions_invert_each_other(boxes):
     b = t(boxes)
     assert torch.allclose(box_cxcywh_to_xyxy(box_xyxy_to_cxcywh(b)), b, atol=1e-12)
@@ -91,6 +92,7 @@ def test_iou_is_in_unit_interval_and_matches_python(a, b):
 
 
 @given(any_boxes_list, any_boxes_list)
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_giou_is_in_minus_one_one_even_for_inverted_boxes(a, b):
     giou = generalized_box_iou(t(a), t(b))
     assert ((giou >= -1 - 1e-9) & (giou <= 1 + 1e-9)).all()
@@ -98,6 +100,7 @@ def test_giou_is_in_minus_one_one_even_for_inverted_boxes(a, b):
 
 
 @given(boxes_list, boxes_list)
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_giou_matches_python(a, b):
     expected = t([[py_giou(x, y) for y in b] for x in a])
     assert torch.allclose(generalized_box_iou(t(a), t(b)), expected, atol=1e-9)

@@ -165,6 +165,7 @@ def test_grounding_attention_logs_its_term_with_sdpa(run_config, tmp_path):
                                           rel=1e-4) for h in logs)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_resume_with_both_terms_continues_exactly(run_config, tmp_path):
     common = ("training.max_steps=6", "training.save_steps=3", "detection.enabled=false", "loss.coordinate_regression=1.0",
               "loss.grounding_attention=1.0")

@@ -223,6 +223,7 @@ def test_stock_transformers_answers_an_export_token_for_token_as_bbuvl_predict(f
     assert how.startswith("stock") == is_torchvision_available(), how
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predict_on_an_exported_folder_answers_as_on_the_checkpoint_with_its_own_labels(portable, photos, tmp_path):
     checkpoint, exported = portable
     one = tmp_path / "one"
@@ -240,6 +241,7 @@ def test_predict_on_an_exported_folder_answers_as_on_the_checkpoint_with_its_own
         assert logprobs == pytest.approx(ours[name], abs=1e-4), name
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predict_on_an_export_of_a_run_with_its_own_hierarchy_asks_with_the_prompt_it_trained_with(small_dataset,
                                                                                                     photos, tmp_path):
     # Before: labels.json held the labels and the language only, and `bbuvl predict -c EXPORT` rebuilt the system
@@ -280,6 +282,7 @@ def test_a_plain_folder_loads_in_the_dtype_its_config_records(portable, tmp_path
         assert {p.dtype for p in predictor.model.vlm.parameters()} == {getattr(torch, dtype)}, folder
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_checkpoint_of_the_demo_recipe_is_refused_naming_vision_positions_or_exported_with_their_ap_cost(
         small_dataset, tmp_path):
     from bbuvl.config import load_config
@@ -516,6 +519,7 @@ def test_an_exports_weights_are_readable_by_whoever_may_read_its_other_files(por
     assert set(modes.values()) == {oct(0o666 & ~umask)}, modes
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_an_export_carries_the_scale_tiles_auto_reads_and_the_choices_made_for_its_generate_answers(portable, tmp_path):
     import shutil
 
@@ -587,6 +591,7 @@ def test_an_export_names_the_run_settings_that_judged_verdicts_which_a_plain_fol
                                                   "0.9)")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_an_export_names_each_inference_setting_it_cannot_hold_and_the_options_that_give_them_back(
         small_dataset, photos, tmp_path):
     checkpoint = train_tiny("qwen2_5_vl", small_dataset, tmp_path, "model.vision_positions=false", "inference.tiles=2x2",

@@ -98,6 +98,7 @@ def test_a_stock_processor_loaded_from_the_export_shows_every_photo_as_bbuvl_pre
     assert len({ours for _, ours, _, _ in rows}) >= 4, rows  # the sizes gave frames of their own: something was compared
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_an_export_whose_processor_cannot_frame_some_photos_as_training_did_says_which_and_how(tiny_vlm, photos,
                                                                                                 tmp_path):
     # The shapes demo's frame: 64 cells, min = max. A photo under it is scaled up to whole cells past the budget
@@ -133,6 +134,7 @@ def test_an_export_whose_processor_cannot_frame_some_photos_as_training_did_says
     (12544, 1568000, 2000),  # a budget over the 1,280 tokens a plain folder is given by default
     (50176, 50176, 64),  # the shapes demo's: photos a stock processor scales up past the budget
 ])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_bbuvl_predict_on_the_export_frames_every_photo_as_on_the_checkpoint(tiny_vlm, photos, tmp_path, bounds):
     import json
 

@@ -70,6 +70,7 @@ def packed_vs_single(family: str, tmp_path_factory) -> list[float]:
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_packed_logits_equal_samples_run_alone_in_full_attention_families(family, tmp_path_factory):
     assert get_family(family).packs_isolated
     diffs = packed_vs_single(family, tmp_path_factory)

@@ -296,6 +296,7 @@ def test_unsupported_model_type_is_an_error_listing_the_supported_ones(tiny_dir,
 
 
 @pytest.mark.parametrize("family", ["qwen3_vl", "qwen3_5"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_qwen3_families_load_with_the_image_only_processor_and_checked_tokens(qwen3_dirs, family):
     model, processor = load_model_and_processor(str(qwen3_dirs[family]))
     assert isinstance(processor, Qwen3VLImageOnlyProcessor) and family_of(qwen3_dirs[family]).model_type == family

@@ -46,6 +46,7 @@ def test_a_target_module_that_names_no_layer_is_refused_naming_it_and_the_layers
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_vision_lora_adapts_every_linear_layer_of_the_vision_blocks_in_every_family(family, tmp_path):
     # Qwen3-VL and Qwen3.5 name their vision MLP linear_fc1/linear_fc2: a fixed list of Qwen2.5-VL's names left it
     # without adapters, and model.lora.vision adapted their vision attention alone.

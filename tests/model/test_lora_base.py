@@ -54,6 +54,7 @@ def invoke(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_lora_run_records_a_fingerprint_of_its_base_in_every_checkpoint(lora_run):
     run, base = lora_run
     for ckpt in (run / "checkpoint-1", run / "final"):
@@ -61,6 +62,7 @@ def test_a_lora_run_records_a_fingerprint_of_its_base_in_every_checkpoint(lora_r
         assert record["base"] == str(base) and set(record["fingerprint"]) == {"config.json", "model.safetensors"}
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_base_replaced_in_place_is_refused_by_load_merge_and_export_naming_both(copied, tmp_path):
     run, base = copied
     replace_weights(base)
@@ -77,6 +79,7 @@ def test_a_base_replaced_in_place_is_refused_by_load_merge_and_export_naming_bot
     assert "merged" in r.output and not (tmp_path / "out" / BASE_FILE).exists()  # merged: no base left to check
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_same_base_copied_again_loads_and_a_checkpoint_without_a_fingerprint_loads_as_before(copied, tmp_path):
     run, base = copied
     base.rename(tmp_path / "old")
@@ -105,6 +108,7 @@ def test_resuming_a_run_without_a_record_onto_a_replaced_base_is_refused(copied,
     assert not (run / "checkpoint-2").exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_merge_into_a_relative_folder_records_where_the_merged_model_is(lora_run, tmp_path, monkeypatch):
     from bbuvl.config import read_run_config
     from bbuvl.paths import real_path

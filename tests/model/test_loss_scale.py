@@ -114,6 +114,7 @@ def test_two_accumulated_micro_batches_of_one_equal_one_batch_of_two(run_config,
     ("coordinate", ("loss.coordinate_regression=1.0",)),
     ("grounding", ("loss.grounding_attention=1.0", "model.attn_implementation=sdpa")),
 ])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_an_lm_side_term_accumulates_like_one_batch_of_two(run_config, two_photos, tmp_path, term, overrides):
     overrides = ("data.collator=padded", "detection.enabled=false", *overrides)
     big, big_log = _one_step(run_config, two_photos, tmp_path, "b2", 2, 1, *overrides)

@@ -71,6 +71,7 @@ def _someones(folder):
 
 
 @pytest.mark.usefixtures("one_thread")
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_overwrite_replaces_only_a_folder_the_model_command_wrote_never_someone_elses(trained_checkpoint, tmp_path):
     # Before: `model tiny OUT --overwrite` (and merge-lora's, export's) replaced the whole folder OUT, whatever it held.
     for command in (["tiny"], ["merge-lora", str(trained_checkpoint)], ["export", str(trained_checkpoint)]):
@@ -135,11 +136,13 @@ def _refuses_a_file_put_there_since_and_still_replaces_its_own_edited(given: lis
 
 
 @pytest.mark.usefixtures("one_thread")
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_tiny_overwrite_refuses_a_file_put_into_its_folder_since_and_still_replaces_its_own_edited(tmp_path):
     _refuses_a_file_put_there_since_and_still_replaces_its_own_edited(["tiny"], tmp_path / "out", tmp_path / "beside.txt")
 
 
 @pytest.mark.usefixtures("one_thread")
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_merge_lora_overwrite_refuses_a_file_put_into_its_folder_since_and_still_replaces_its_own_edited(
         lora_run, tmp_path):
     _refuses_a_file_put_there_since_and_still_replaces_its_own_edited(
@@ -147,6 +150,7 @@ def test_merge_lora_overwrite_refuses_a_file_put_into_its_folder_since_and_still
 
 
 @pytest.mark.usefixtures("one_thread")
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_export_overwrite_refuses_a_file_put_into_its_folder_since_and_still_replaces_its_own_edited(portable, tmp_path):
     _refuses_a_file_put_there_since_and_still_replaces_its_own_edited(
         ["export", str(portable[0])], tmp_path / "out", tmp_path / "beside.txt")
@@ -154,6 +158,7 @@ def test_export_overwrite_refuses_a_file_put_into_its_folder_since_and_still_rep
 
 
 @pytest.mark.usefixtures("one_thread")
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_merge_lora_overwrite_replaces_the_tile_scale_chosen_for_the_old_weights_and_says_so(lora_run, small_dataset,
                                                                                             tmp_path, caplog):
     # choose-tiles writes tile_scale.json into the model it chose for; merging anew was refused, naming it as a file
@@ -177,6 +182,7 @@ def test_merge_lora_overwrite_replaces_the_tile_scale_chosen_for_the_old_weights
 
 
 @pytest.mark.usefixtures("one_thread")
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_tiny_overwrite_replaces_a_folder_an_earlier_version_recorded_without_its_file_list(tmp_path):
     # An earlier bbu-vl recorded the folder by its digest alone; refused, every file of it was named as one
     # `model tiny` "did not write"

@@ -37,6 +37,7 @@ def test_a_model_in_a_gbk_folder_is_refused_for_its_path_not_blamed_on_its_token
     assert hf_file_problem(copy) == (None, None)  # the file is whole: read from its text
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_model_named_in_chinese_where_file_names_are_gbk_is_refused_saying_so(tiny_folder, tmp_path):
     env = gbk_locale(tmp_path / "locale")
     shutil.copytree(tiny_folder, gbk_folder(tmp_path) / "ck")  # 数据/ck, as that locale names it

@@ -117,6 +117,7 @@ def _digit_merging_model(tiny_model_dir: Path, dst: Path) -> Path:
 
 
 @pytest.mark.parametrize("family", FAMILY_IDS)
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_every_family_tiny_tokenizer_writes_each_digit_as_its_own_token(family):
     tok = train_tokenizer(family=family)
     ids = digit_token_ids(tok)
@@ -124,6 +125,7 @@ def test_every_family_tiny_tokenizer_writes_each_digit_as_its_own_token(family):
 
 
 @pytest.mark.parametrize("tokenizer_class", [Qwen2Tokenizer, Qwen3_5Tokenizer])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_qwen_tokenizer_classes_split_digits_even_with_a_digit_merge_in_the_vocabulary(tokenizer_class):
     # Real Qwen2.5-VL, Qwen3-VL and Qwen3.5 checkpoints name these classes; their pre-tokeniser (\p{N}: one digit
     # a piece) is the class's own, so no merge in a checkpoint's vocabulary can join two digits.
@@ -185,6 +187,7 @@ def _final_weights(final: Path) -> dict[str, torch.Tensor]:
     return weights
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_weight_zero_trains_bit_identically_to_no_term_and_a_nonzero_weight_does_not(run_config, tmp_path):
     common = ("detection.enabled=false", "training.max_steps=3", "data.val=null")
     runs = {}
@@ -199,6 +202,7 @@ def test_weight_zero_trains_bit_identically_to_no_term_and_a_nonzero_weight_does
     assert [h["lm_student"] for h in on_logs][0] == absent_logs[0]["lm_student"]  # the first forward is the same model
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_term_is_logged_in_history_tensorboard_and_evaluation(run_config, tmp_path):
     out = tmp_path / "logged"
     result = train(run_config("detection.enabled=false", "training.max_steps=2", "training.eval_steps=2",

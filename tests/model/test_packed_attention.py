@@ -46,6 +46,7 @@ def _loss_and_grads(run, batch) -> tuple[float, dict[str, torch.Tensor]]:
     return float(loss.detach()), grads
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_training_on_packed_rows_uses_packed_sdpa_with_the_dense_mask_paths_loss_and_gradients(run_config):
     cfg = run_config("data.collator=packed", "detection.enabled=true")
     family = cfg.model.resolve_family()

@@ -25,6 +25,7 @@ def _patch_embed(model: nn.Module) -> nn.Module:
     return next(m for m in model.modules() if isinstance(m, nn.Conv3d))
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_loader_swaps_the_patch_convolution_and_saves_the_same_file(loaded, tmp_path):
     folder, model = loaded
     assert type(_patch_embed(model)) is LinearPatchProjection

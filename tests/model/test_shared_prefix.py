@@ -110,6 +110,7 @@ def test_gradient_checkpointing_reads_every_row_whole(run_and_batch):
         run.model.zero_grad(set_to_none=True)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_head_mode_pads_on_the_right_so_photos_of_two_sizes_share_the_prompt(trained_checkpoint):
     from PIL import Image
 

@@ -62,6 +62,7 @@ def test_head_alone_on_one_synthetic_photo_reproduces_its_boxes_and_captions(run
     assert captions == [labels[j].desc for j in objects.tolist()]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_non_finite_batch_reaches_every_parameter_a_healthy_one_does(run_config):
     # Under DDP (ddp_find_unused_parameters off) every rank waits for a gradient of every parameter: a rank whose batch
     # went non-finite and whose loss left a parameter out of its graph hung the run (model/detection_loss.py). Every

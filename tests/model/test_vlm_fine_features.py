@@ -60,6 +60,7 @@ def _fine_run(run_config, two_shapes, level: str = "fine"):
 
 
 @pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_each_sample_reads_its_own_student_image_alone_padded_or_packed(run_config, two_shapes, tiny_family, level):
     run = _fine_run(run_config, two_shapes, level)
     model = run.model.eval()
@@ -95,6 +96,7 @@ def without_levels(tiny_model_dir, small_dataset, two_shapes, tmp_path_factory):
 
 
 @pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_model_with_finer_levels_starts_exactly_at_the_model_without(run_config, two_shapes, without_levels, level):
     off = without_levels.model
     on = _fine_run(run_config, two_shapes, level).model.eval()

@@ -49,6 +49,7 @@ def _features(model: nn.Module, photos: dict[str, torch.Tensor]) -> torch.Tensor
     return torch.cat(list(feats)) if isinstance(feats, (list, tuple)) else feats
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_loader_swaps_every_vision_attention_and_saves_the_same_file(loaded, tmp_path):
     folder, model, _ = loaded
     assert len(_batched(model)) == model.config.vision_config.depth
@@ -72,6 +73,7 @@ def test_outputs_and_gradients_equal_one_call_per_block(loaded):
     model.zero_grad()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_eager_attention_keeps_transformers_path(tmp_path):
     folder = build_tiny_model(tmp_path / "model", seed=0, family="qwen2_5_vl")
     model, processor = load_model_and_processor(str(folder), attn_implementation="eager")

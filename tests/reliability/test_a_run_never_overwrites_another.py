@@ -42,6 +42,7 @@ def copy_run(cfg, tmp_path):
     return new, out
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_training_again_into_a_used_folder_is_refused_and_leaves_it_as_it_was(finished_run, tmp_path):
     cfg, out = copy_run(finished_run, tmp_path)
     before = (out / "final" / "model.safetensors").read_bytes()
@@ -54,6 +55,7 @@ def test_training_again_into_a_used_folder_is_refused_and_leaves_it_as_it_was(fi
     assert r.exit_code == 2 and "holds another run" in r.output and "Traceback" not in r.output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_overwrite_clears_the_old_runs_checkpoints_so_resume_cannot_bring_them_back(finished_run, tmp_path):
     cfg, out = copy_run(finished_run, tmp_path)
     (out / "checkpoint-50").mkdir()  # an old run's later checkpoint
@@ -64,6 +66,7 @@ def test_overwrite_clears_the_old_runs_checkpoints_so_resume_cannot_bring_them_b
     assert latest_complete_checkpoint(out)[0] == out / "checkpoint-1"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_resume_skips_a_cut_short_and_a_half_saved_checkpoint_and_ignores_bak_folders(finished_run, tmp_path):
     cfg, out = copy_run(finished_run, tmp_path)
     shutil.copytree(out / "checkpoint-2", out / "checkpoint-16.bak")

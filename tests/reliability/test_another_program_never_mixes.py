@@ -59,6 +59,7 @@ def resume(predicted: dict[str, Path], out: Path) -> object:
                    "--device", "cpu"])
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_manifest_names_the_program_that_wrote_the_lines(predicted):
     manifest = json.loads(predicted["out"].with_name("pred.jsonl.predict.json").read_text(encoding="utf-8"))
     recorded = manifest["key"]["software"]

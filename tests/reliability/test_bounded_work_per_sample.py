@@ -92,6 +92,7 @@ def test_a_200_object_answer_is_cut_at_max_length_to_a_prefix_of_the_right_answe
     assert batch.input_ids.shape[1] <= 1024
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_10000_object_photo_stays_within_max_length(tmp_path, encoder, contract):
     path = write(tmp_path, [record("crowd.png", 10_000, size=1000)])
     ds = dataset(path, encoder, contract, 2048)
@@ -156,6 +157,7 @@ def test_data_check_is_near_linear_in_objects_per_photo(tmp_path):
     assert not [p for p in problems if "duplicate" in p.message or "same label" in p.message]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_near_duplicate_search_finds_exactly_what_comparing_every_pair_finds():
     import random
 

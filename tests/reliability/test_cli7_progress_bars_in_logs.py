@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 CHILD = """
 import sys, bbuvl.entry
 sys.argv = ["bbuvl", "--version"]
@@ -28,10 +30,12 @@ def test_hugging_face_progress_bars_are_off_when_stderr_is_a_log_not_a_terminal(
     assert run_child() == "True"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_callers_own_progress_bar_setting_wins():
     assert run_child(HF_HUB_DISABLE_PROGRESS_BARS="0") == "False"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_progress_bars_are_off_in_a_launchers_rank_logs_too():
     # torchrun and accelerate run `python -m bbuvl.cli`, which skips bbuvl's entry point: each rank's log had the bars
     child = CHILD.replace("import sys, bbuvl.entry", "import runpy, sys").replace(

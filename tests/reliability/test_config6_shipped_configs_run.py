@@ -56,6 +56,7 @@ def test_the_shipped_bf16_is_refused_on_a_machine_without_it_naming_the_key(tiny
 
 
 @pytest.mark.parametrize("name, family", SHIPPED)
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_each_shipped_config_runs_a_batch_on_its_familys_tiny_model(tiny_of, small_dataset, tmp_path, name, family):
     cfg = user_try(name, tiny_of(family), small_dataset, tmp_path / "run", "training.bf16=false")
     report = dry_run(cfg)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.reliability.test_data2_moved_predictions import project, run
 
 WARNING = "queries are labelled as `fewshot label` answered them"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_eval_of_what_fewshot_label_wrote_says_its_truth_is_the_classifiers_own(tmp_path: Path):
     preds = project(tmp_path / "site")
     support, labelled, cache = tmp_path / "site" / "support", tmp_path / "labelled.jsonl", tmp_path / "cache"
@@ -34,6 +37,7 @@ def test_eval_of_what_fewshot_label_wrote_says_its_truth_is_the_classifiers_own(
     assert code == 0 and f"1 of 2 {WARNING} (the first: {labelled}:2 objects[0])" in said, said
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_eval_of_a_dataset_people_labelled_says_nothing_of_it(tmp_path: Path):
     project(tmp_path / "site")
     dataset = tmp_path / "site" / "truth.jsonl"
@@ -71,6 +75,7 @@ def test_the_check_fewshot_label_prints_runs_as_printed_with_its_hierarchy_and_a
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_eval_names_a_bracketed_cache_folder_as_typed(tmp_path: Path):
     project(tmp_path / "site")
     cache = tmp_path / "cache [red] 1"

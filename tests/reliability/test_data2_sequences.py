@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli.data import app
@@ -39,6 +40,7 @@ def test_an_export_holding_a_stray_train_jsonl_is_still_converted(tmp_path: Path
     assert len((tmp_path / "ds" / "train.jsonl").read_text(encoding="utf-8").splitlines()) == 4
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_synth_into_its_own_folder_in_the_other_format_leaves_none_of_the_first_runs_files(tmp_path: Path):
     out, small = tmp_path / "synth [1]", ["--size", "160x120", "--seed", "4"]
     assert run("synth", out, "--n-train", "5", "--n-val", "2", *small)[0] == 0
@@ -69,6 +71,7 @@ def origins(path: Path) -> set[str]:
     return {json.loads(line)["id"].split("@")[0] for line in path.read_text(encoding="utf-8").splitlines()}
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_split_of_a_tiled_dataset_keeps_each_photos_tiles_on_one_side(tmp_path: Path):
     synthesize(tmp_path / "ds", 8, 2, seed=3, size=(160, 120), num_teachers=2)
     assert run("tile", tmp_path / "ds", tmp_path / "tiles", "--teachers", "1")[0] == 0

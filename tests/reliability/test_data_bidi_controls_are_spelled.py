@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
@@ -24,6 +25,7 @@ def test_a_right_to_left_override_in_a_photo_name_is_printed_spelled_out(tmp_pat
     assert "שלום.jpg" in result.output and "مرحبا.jpg" in result.output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_terminal_whose_encoding_has_no_chinese_gets_the_labels_escaped_not_a_traceback(small_dataset):
     import os
     import subprocess

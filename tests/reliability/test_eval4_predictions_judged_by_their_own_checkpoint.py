@@ -71,6 +71,7 @@ def evaluate(run: dict[str, Path], name: str, *extra) -> object:
     return invoke(["eval", "--pred", run["out"], "--gt", run["gt"], "--out", run["out"].with_name(name), *extra])
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_eval_of_predictions_whose_checkpoint_another_run_was_copied_over_is_refused_naming_the_file(
         run, tiny_model_dir):
     first = evaluate(run, "m0.json")
@@ -174,6 +175,7 @@ def test_a_tile_scale_chosen_since_predictions_through_tiles_is_named_not_refuse
     assert f"{run['ckpt'] / 'tile_scale.json'} was chosen since these predictions were made" in text(r)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_hierarchy_edited_since_the_predictions_is_named(run, tmp_path):
     """The run config names its hierarchy by path: edited in place since predict (a state made a fault), the model is
     the same and eval goes on, saying its fault metrics follow other faults than the lines' verdicts did."""
@@ -199,6 +201,7 @@ def test_a_hierarchy_edited_since_the_predictions_is_named(run, tmp_path):
     assert f"the hierarchy these predictions are judged by ({own}) has other content" in text(r)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_hierarchy_given_to_predict_is_named_as_what_judged_the_lines(run, tmp_path):
     """`predict --hierarchy` judged the lines by other faults than the run config's hierarchy, which eval judges by: the
     note named every cause but that one, the commonest."""

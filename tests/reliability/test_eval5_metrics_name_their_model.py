@@ -61,6 +61,7 @@ def metrics(run: dict[str, Path], pred: Path, out: str, *extra) -> tuple[dict, s
     return json.loads(pred.with_name(out).read_text(encoding="utf-8")), text(r)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_metrics_record_the_checkpoint_its_identity_the_mode_the_tiles_and_the_ground_truth(run):
     m, _ = metrics(run, run["pred"], "m.json")
     assert m["settings"]["predictions"] == {"file": str(run["pred"]), "checkpoint": str(run["ckpt"]),
@@ -70,6 +71,7 @@ def test_metrics_record_the_checkpoint_its_identity_the_mode_the_tiles_and_the_g
     assert m["settings"]["gt_sha256"] == file_digest(run["gt"], "gt").sha256
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_weights_trained_again_in_place_are_named_against_the_baseline(run):
     from safetensors.torch import load_file, save_file
 
@@ -94,6 +96,7 @@ def baseline_of(run: dict[str, Path]) -> list:
     return ["--baseline", run["pred"].with_name("base.json")]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_other_tiles_of_the_same_model_are_named_in_one_line(run):
     base = baseline_of(run)
     tiled = run["pred"].with_name("tiled.jsonl")
@@ -103,6 +106,7 @@ def test_other_tiles_of_the_same_model_are_named_in_one_line(run):
     assert "against the baseline: tiles: off in the baseline, 2x1 here" in said and "mode:" not in said
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_another_mode_of_the_same_model_is_named_in_one_line(run):
     base = baseline_of(run)
     generated = run["pred"].with_name("generated.jsonl")
@@ -111,6 +115,7 @@ def test_another_mode_of_the_same_model_is_named_in_one_line(run):
     assert "against the baseline: mode: head in the baseline, generate here" in said and "tiles:" not in said
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_another_checkpoint_is_named_by_both_folders_and_the_same_model_says_so(run, tmp_path):
     from safetensors.torch import load_file, save_file
 
@@ -131,6 +136,7 @@ def test_another_checkpoint_is_named_by_both_folders_and_the_same_model_says_so(
     assert "against the baseline: the same model on both sides" in said and "mode head with tiles off" in said
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_ground_truth_edited_since_the_baseline_is_refused_unless_asked_and_then_named(run):
     metrics(run, run["pred"], "base.json")
     records = [json.loads(line) for line in run["gt"].read_text(encoding="utf-8").splitlines()]

@@ -53,6 +53,7 @@ def test_a_lone_verdict_option_that_cannot_pair_is_still_refused_naming_the_thre
     assert not run["out"].with_name("m1.json").exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_predictions_manifest_is_read_once_by_an_evaluation_with_a_report_and_a_baseline(run):
     assert evaluate(run, "base.json").exit_code == 0
     manifest = f"{run['out']}.predict.json"

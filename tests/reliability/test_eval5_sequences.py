@@ -18,6 +18,7 @@ from tests.reliability.test_eval5_metrics_name_their_model import evaluate, pred
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_photo_changed_since_predict_is_named_as_changed_and_the_command_named_predicts_it_again(run):
     photo = run["gt"].parent / "images" / "val_00000.jpg"
     image = Image.open(photo).convert("RGB")

@@ -43,6 +43,7 @@ def checkpoint_with(tiny, tiny_model_dir: Path, out: Path, defaults: dict) -> Pa
 
 
 @pytest.mark.parametrize("defaults", [SAMPLING, BEAMS, LENGTH], ids=["sampling", "beams", "length"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_an_export_of_a_base_with_sampling_beam_or_length_defaults_is_written_loads_silently_and_is_greedy(
         tiny, tiny_model_dir, tmp_path, defaults):
     import torch

@@ -7,11 +7,13 @@ import csv
 import json
 
 import numpy as np
+import pytest
 
 from bbuvl.fewshot.classifier import FewShotClassifier, decide
 from tests.fewshot.test_hostile_input import invoke, photos
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_threshold_one_accepts_a_query_identical_to_its_class_support_photo(tmp_path):
     support = photos(tmp_path / "support", {"a": 1, "b": 1, "c": 1})
     common = ("--support", support, "--query", support, "--backbone", "pixels:8", "--no-cache", "--threshold", "1")

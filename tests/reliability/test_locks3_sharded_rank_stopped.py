@@ -2,6 +2,7 @@
 them: it says which ranks it waits for, and when one of them is killed before it predicted its share (its lock let go,
 its lock file still naming it), it stops with an error naming the part files it keeps, instead of merging an output
 that lacks that rank's photos with no rank left to predict them. The same command, re-run in one process, goes on
+import pytest
 from the kept parts."""
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ time.sleep(300)
 """
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_rank_0_names_the_rank_it_waits_for_and_stops_keeping_the_parts_when_that_rank_is_killed(
         trained_checkpoint, small_dataset, tmp_path):
     out = tmp_path / "p.jsonl"

@@ -51,6 +51,7 @@ def test_once_the_other_writer_is_gone_the_command_runs(w):
 SYNTH = [sys.executable, "-m", "bbuvl.cli", "data", "synth"]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_two_synth_runs_into_one_folder_one_is_refused_and_the_dataset_is_the_others(tmp_path):
     out = tmp_path / "ds"
     runs = {n: subprocess.Popen([*SYNTH, str(out), "--n-train", str(n), "--n-val", "2", "--size", "320x240", "--seed",

@@ -13,6 +13,7 @@ from bbuvl.train.trainer import train
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_without_its_record_resumes_from_the_folder_it_trained_in_with_its_relative_config(
         run_config, small_dataset, tmp_path, monkeypatch):
     """A run whose run.json is gone (one started before records, or deleted) is compared with its checkpoint's
@@ -52,6 +53,7 @@ def test_a_resume_from_another_folder_whose_relative_data_is_other_data_names_bo
             "its content changed") in str(refused.value)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_resume_from_another_folder_without_the_relative_data_says_where_it_looked(run_config, small_dataset,
                                                                                     tmp_path, monkeypatch):
     """'data.train data/train.jsonl: no such file' read as if the dataset were gone, where the resume was only run

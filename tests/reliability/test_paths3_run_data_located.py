@@ -57,6 +57,7 @@ def two_folders(trained_in_one, tmp_path, monkeypatch) -> tuple[Path, Path, Path
     return tmp_path / "final", one, two
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_checkpoint_records_its_data_files_where_they_were_and_predict_reads_those_from_another_folder(
         two_folders, small_dataset, tmp_path, monkeypatch):
     checkpoint, one, two = two_folders

@@ -49,6 +49,7 @@ def test_links_in_a_predict_folder_keep_their_own_names(tmp_path):
     assert photo_names(photos) == ["link1.png", "link2.png", "other/a.png", "site/a.png"]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predict_writes_one_line_per_name_given_and_eval_pairs_each(trained_checkpoint, tmp_path):
     photos = tmp_path / "photos"
     target = photo(photos / "site" / "a.png", (255, 0, 0))
@@ -82,6 +83,7 @@ def test_eval_refuses_a_copy_of_the_photos_at_another_size(trained_checkpoint, t
     assert "val.jsonl, record 1) is 64x48" in output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_eval_never_pairs_by_file_name_alone(trained_checkpoint, tmp_path):
     data = tmp_path / "data"
     photo(data / "images" / "a.png", (255, 0, 0))
@@ -92,6 +94,7 @@ def test_eval_never_pairs_by_file_name_alone(trained_checkpoint, tmp_path):
     assert r.exit_code == 2 and "no prediction line names a photo of" in " ".join(r.output.split())
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predicting_the_ground_truth_jsonl_pairs_every_record(trained_checkpoint, tmp_path):
     data = tmp_path / "data"
     photo(data / "images" / "siteA" / "IMG_1.png", (255, 0, 0))

@@ -64,6 +64,7 @@ def predict(checkpoint: Path, data: Path, out: Path, *more):
                "--max-new-tokens", "8", *more)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_teachers_of_a_relative_run_path_are_read_from_the_training_folder_and_named_from_another(
         relative_checkpoint, small_dataset, tmp_path, monkeypatch):
     assert "teachers: data/teachers.jsonl" in (relative_checkpoint / "bbuvl.yaml").read_text("utf-8")

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
@@ -38,6 +39,7 @@ def photos_of(data) -> list[str]:
     return [json.loads(row)["images"][0] for row in (data / "val.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_two_ranks_started_at_once_both_finish_into_one_output_in_input_order(trained_checkpoint, small_dataset,
                                                                               tmp_path):
     out = tmp_path / "p.jsonl"
@@ -59,6 +61,7 @@ def test_two_ranks_started_at_once_both_finish_into_one_output_in_input_order(tr
     assert "no rank's part" not in rank0.output, rank0.output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_rank_0_waits_for_a_rank_still_writing_its_part_and_merges_its_lines(trained_checkpoint, small_dataset,
                                                                             tmp_path):
     out = tmp_path / "p.jsonl"
@@ -109,6 +112,7 @@ def test_rank_0_alone_says_how_many_photos_its_output_lacks(trained_checkpoint, 
     assert len(out.read_text(encoding="utf-8").splitlines()) == 1
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_eval_names_the_parts_of_a_sharded_run_not_merged_into_its_predictions(trained_checkpoint, small_dataset,
                                                                                 tmp_path):
     out = tmp_path / "p.jsonl"

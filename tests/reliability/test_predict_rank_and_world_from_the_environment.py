@@ -32,6 +32,7 @@ def test_a_rank_that_is_no_rank_of_the_world_is_refused_naming_both(trained_chec
     assert not out.exists() and not list(tmp_path.glob("p.jsonl.rank*"))
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_killed_sharded_runs_part_is_taken_in_by_one_process_and_removed(trained_checkpoint, small_dataset, tmp_path):
     out = tmp_path / "p.jsonl"
     first = predict(trained_checkpoint, small_dataset, out, RANK="1", WORLD_SIZE="2")  # rank 0 never ran

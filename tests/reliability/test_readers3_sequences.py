@@ -42,6 +42,7 @@ def _wait_for_reader(registry: Path, path: Path, proc: subprocess.Popen, log: Pa
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_train_overwrite_of_the_run_a_server_serves_is_refused_naming_the_server_and_goes_on_once_it_is_killed(
         trained_checkpoint, tmp_path, registry, monkeypatch):
     run = tmp_path / "run"
@@ -68,6 +69,7 @@ def test_train_overwrite_of_the_run_a_server_serves_is_refused_naming_the_server
     assert list(registry.glob("reader-*.json")) == []  # the killed server's entry went with the first look after it
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_data_synth_overwrite_of_the_dataset_a_training_run_reads_is_refused_naming_it_and_goes_on_once_it_is_killed(
         trained_checkpoint, small_dataset, tmp_path, registry):
     data = tmp_path / "data"
@@ -101,6 +103,7 @@ def test_data_synth_overwrite_of_the_dataset_a_training_run_reads_is_refused_nam
     assert (data / "train.jsonl").read_bytes() != before
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predict_overwrite_of_the_predictions_another_process_reads_is_refused_and_goes_on_once_it_is_killed(
         trained_checkpoint, small_dataset, tmp_path):
     from tests.test_outputs_readers import _reader

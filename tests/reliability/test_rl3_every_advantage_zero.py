@@ -21,6 +21,7 @@ def _said(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "bbuvl.rl.trainer" and SAID in r.getMessage()]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_budget_that_holds_no_object_learns_nothing_divides_by_nothing_and_says_so_once(grpo_config, trained_checkpoint,
                                                                                          caplog):
     """Four tokens close every answer as `[]`: each photo's three rollouts earn one reward (0, the photos have parts)."""
@@ -55,12 +56,14 @@ def test_free_rollouts_all_cut_before_they_parse_are_said_to_be_cut(grpo_config,
            "before it parses (raise it)" in said, said
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_rollouts_that_differ_say_nothing_of_spread(grpo_config, caplog):
     with caplog.at_level(logging.WARNING):
         history = train_grpo(grpo_config("training.max_steps=1"), progress=False)["history"]
     assert history[0]["zero_spread_groups"] < 1 and _said(caplog) == []
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_photos_with_no_parts_all_answered_right_are_said_to_leave_nothing_to_learn_not_a_short_budget(
         grpo_config, small_dataset, tmp_path, caplog):
     """Every rollout of a photo with no parts writes `[]` under one token of budget, and earns the whole reward: the

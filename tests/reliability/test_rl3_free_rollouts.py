@@ -24,6 +24,7 @@ def _logged(history):
     return [h for h in history if "loss" in h and "train_runtime" not in h]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_free_rollouts_of_a_barely_trained_model_train_to_the_end(grpo_config):
     history = train_grpo(grpo_config("grpo.constrained=false", "training.max_steps=3"), progress=False)["history"]
     assert [h["step"] for h in _logged(history)] == [1, 2, 3]

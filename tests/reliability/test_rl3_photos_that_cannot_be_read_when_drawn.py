@@ -57,6 +57,7 @@ def _config(grpo_config, photos, *overrides):
                        "grpo.max_new_tokens=16", "grpo.rewards.user=0", "grpo.rewards.user_function=null", *overrides)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_training_photo_cut_short_is_answered_in_its_place_and_listed_at_the_end(grpo_config, photos, tmp_path):
     cut, val_cut = _photo(photos, "train.jsonl", 3), _photo(photos, "val.jsonl", 1)
     _cut(cut), _cut(val_cut)
@@ -83,6 +84,7 @@ class _Replace(TrainerCallback):
         _doubled(self.path)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_training_photo_replaced_by_another_size_since_the_start_is_answered_in_its_place(grpo_config, photos):
     replaced = _photo(photos, "train.jsonl", 6)
     result = train_grpo(_config(grpo_config, photos), progress=False, callbacks=[_Replace(replaced)])

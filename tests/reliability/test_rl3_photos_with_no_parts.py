@@ -27,6 +27,7 @@ def _logged(history):
     return [h for h in history if "loss" in h and "train_runtime" not in h]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_unreadable_rollouts_earn_no_reward_on_photos_with_no_parts(grpo_config, no_parts):
     """Three tokens of free decoding from the barely trained model are mostly no JSON (no object fits in three): scored
     as the empty answer, every rollout earned the whole weighted reward (1.5) whatever it wrote, and the logs said the
@@ -39,6 +40,7 @@ def test_unreadable_rollouts_earn_no_reward_on_photos_with_no_parts(grpo_config,
         assert h["reward_detection"] == h["reward_label"]  # both 1 for `[]`, both 0 for what does not parse
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_empty_answer_earns_its_whole_reward_on_photos_with_no_parts(grpo_config, no_parts):
     """Under the grammar, one token of budget closes the answer as `[]` (one token): right, and paid in full."""
     cfg = grpo_config(f"data.train={no_parts}", "grpo.max_new_tokens=1", "grpo.rewards.user=0",

@@ -40,6 +40,7 @@ def stopped_without_its_start(grpo_config, trained_checkpoint, tmp_path):
     return stop
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_without_a_kl_term_resumes_from_its_checkpoint_exactly_when_its_start_is_gone(
         grpo_config, stopped_without_its_start, trained_checkpoint, tmp_path):
     full = train_grpo(grpo_config(*COMMON, f"training.output_dir={tmp_path / 'full'}"), progress=False)

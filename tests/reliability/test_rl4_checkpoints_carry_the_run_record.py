@@ -33,6 +33,7 @@ def finished(grpo_config, trained_checkpoint, small_dataset, tmp_path):
     return run
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_resume_without_run_json_and_with_other_data_is_refused_naming_it(finished, grpo_config, tmp_path):
     cfg = finished()
     other = tmp_path / "other.jsonl"

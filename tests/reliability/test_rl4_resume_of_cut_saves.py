@@ -29,6 +29,7 @@ def cfg(saved, grpo_config, tmp_path):
     return grpo_config(*RUN)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_resume_whose_saves_were_all_cut_says_to_start_over_and_that_start_runs(cfg, tmp_path):
     for step in (1, 2):  # each save killed before HF wrote its trainer_state.json, which it writes last
         (tmp_path / "grpo" / f"checkpoint-{step}" / "trainer_state.json").unlink()

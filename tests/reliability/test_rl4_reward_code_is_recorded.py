@@ -64,6 +64,7 @@ def sized_run(code, trained_checkpoint, small_dataset, tmp_path_factory):
     ("len(answer) / 10", "2.0", "grpo.rewards.user_function rl4_rewards:size: the file it is defined in, '{file}', "
                                 "changed since the run started (the function's own source is the same"),
 ])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_resume_with_edited_reward_code_is_refused_naming_it(grpo_config, sized_run, reward_module, code,
                                                                tmp_path, body, helper, said):
     shutil.copytree(sized_run, tmp_path / "grpo")

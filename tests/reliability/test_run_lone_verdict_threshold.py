@@ -21,6 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
     (["--verdict-review", "0.9"], "--verdict-review 0.9 is above the fail threshold in effect for photos predicted in "
                                   "one pass, 0.5"),
 ])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predict_names_the_threshold_in_effect_and_the_option_to_add(trained_checkpoint, small_dataset, tmp_path, given,
                                                                      says):
     out = tmp_path / "pred.jsonl"
@@ -40,6 +41,7 @@ def test_eval_names_the_threshold_in_effect_and_the_option_to_add(files, tmp_pat
     run(gt, pred, tmp_path / "m.json", "--verdict-fail", "0.1", "--verdict-review", "0.1")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_lone_threshold_is_paired_with_the_checkpoints_chosen_one_not_the_configs(trained_checkpoint, small_dataset,
                                                                                    tmp_path):
     """The run config says fail at 0.5; the checkpoint chose review 0.2, fail 0.6: `--verdict-review 0.55` fits the pair

@@ -21,6 +21,7 @@ from bbuvl.train.trainer import train
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.parametrize("tiny_family", ["qwen2_5_vl"], indirect=True)]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_ctrl_c_while_a_checkpoint_is_saved_removes_that_checkpoint_and_keeps_the_whole_one(run_config, tmp_path,
                                                                                               monkeypatch):
     saving = torch.save

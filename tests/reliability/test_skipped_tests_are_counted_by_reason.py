@@ -60,6 +60,7 @@ def test_the_run_ends_with_its_skips_counted_by_reason(tmp_path, monkeypatch, ca
     assert lines == ["2  reason A", "1  no Chromium in this test", "1  reason B"], summary
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_skip_for_a_program_the_setup_installed_fails_the_run(tmp_path, monkeypatch, capsys):
     code, out = _run(tmp_path, monkeypatch, capsys, BBUVL_REQUIRE="cjk-font chromium", CI="true")
     assert code == 1, out

@@ -25,6 +25,7 @@ def invoke(*args: object) -> tuple[int, str]:
     return result.exit_code, " ".join(result.output.split())
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_copied_elsewhere_resumes_from_its_own_checkpoint_and_writes_only_there(run_config, tmp_path,
                                                                                      monkeypatch):
     config = tmp_path / "run.yaml"
@@ -46,6 +47,7 @@ def test_a_run_copied_elsewhere_resumes_from_its_own_checkpoint_and_writes_only_
 
 
 @pytest.mark.parametrize("edited", ["data.train", "data.hierarchy"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_resume_after_a_data_file_or_the_hierarchy_was_edited_in_place_is_refused_naming_it(
         run_config, small_dataset, tmp_path, edited):
     shutil.copytree(small_dataset, tmp_path / "data")
@@ -92,6 +94,7 @@ def test_a_lora_resume_from_another_folder_than_its_relative_base_says_where_it_
         train(run_config(*lora, "training.max_steps=2"), resume=True, progress=False)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_grpo_resume_with_a_kl_term_from_another_folder_than_its_relative_start_says_where_it_looked(
         grpo_config, trained_checkpoint, tmp_path, monkeypatch):
     from bbuvl.rl.trainer import train_grpo
@@ -108,6 +111,7 @@ def test_a_grpo_resume_with_a_kl_term_from_another_folder_than_its_relative_star
         train_grpo(grpo_config(*run, "training.max_steps=2"), resume=True, progress=False)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_resume_of_a_relative_output_dir_or_checkpoint_from_another_folder_says_where_it_looked(
         run_config, tmp_path, monkeypatch):
     """`--resume` of `training.output_dir: runs/a` read 'does not exist', and `--resume-from runs/a/checkpoint-1`

@@ -51,6 +51,7 @@ def longer(cfg, steps: int):
     return cfg.model_copy(update={"training": cfg.training.model_copy(update={"max_steps": steps, "save_steps": 1})})
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_helper_module_the_reward_imports_is_recorded_and_a_resume_with_it_edited_names_it(grpo_config, code,
                                                                                            tmp_path):
     deep = code("0.1")
@@ -71,6 +72,7 @@ def test_a_helper_module_the_reward_imports_is_recorded_and_a_resume_with_it_edi
     assert _tree(tmp_path / "grpo") == before
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_accept_reward_code_resumes_names_the_change_and_the_next_resume_checks_the_new_code(grpo_config, code,
                                                                                             tmp_path, caplog):
     deep = code("0.1")

@@ -36,6 +36,7 @@ def longer(cfg, steps: int = 2):
     return cfg.model_copy(update={"training": cfg.training.model_copy(update={"max_steps": steps})})
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_resume_without_run_json_and_data_edited_in_place_is_refused_naming_the_carried_record(started, tmp_path):
     out, train_file = tmp_path / "run", tmp_path / "data" / "train.jsonl"
     kept = train_file.read_bytes()
@@ -63,6 +64,7 @@ def test_a_resume_without_any_record_still_compares_the_checkpoints_config(start
         train(longer(other), resume=True, progress=False)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_full_fine_tune_whose_hub_id_like_base_and_run_json_are_gone_resumes_from_the_carried_record(
         run_config, tiny_model_dir, tmp_path, monkeypatch):
     """configs/demo.yaml's `demo_out/tiny-model` reads as a hub id: only a record says it was a folder, and with
@@ -77,6 +79,7 @@ def test_a_full_fine_tune_whose_hub_id_like_base_and_run_json_are_gone_resumes_f
     assert "path: demo_out/tiny-model\n" in (final / "bbuvl.yaml").read_text("utf-8")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_checkpoint_copied_out_alone_resumes_into_a_new_folder_once_its_hub_id_like_base_is_gone(
         run_config, tiny_model_dir, tmp_path, monkeypatch):
     """`--resume-from backup/checkpoint-1` into a new training.output_dir: only the copy of the record the checkpoint

@@ -37,6 +37,7 @@ def with_chosen_pair(trained_checkpoint, tmp_path, review: float, fail: float):
     return ckpt
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_eval_names_the_thresholds_predicts_command_line_judged_the_lines_with(trained_checkpoint, small_dataset,
                                                                               tmp_path):
     said, metrics = evaluated(trained_checkpoint, small_dataset, tmp_path, "--verdict-review", "0.3",
@@ -46,6 +47,7 @@ def test_eval_names_the_thresholds_predicts_command_line_judged_the_lines_with(t
     assert metrics["faults"]["thresholds"] == {"review": 0.25, "fail": 0.5}  # the checkpoint's, as before
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_eval_says_nothing_of_predicts_thresholds_when_predict_judged_by_the_checkpoints(trained_checkpoint,
                                                                                        small_dataset, tmp_path):
     said, _ = evaluated(trained_checkpoint, small_dataset, tmp_path)

@@ -48,6 +48,7 @@ def test_a_head_caption_that_ends_at_once_never_becomes_an_empty_label(mute_head
 
 
 @pytest.mark.parametrize("constrained", [True, False])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_what_a_mute_head_predicts_eval_and_viz_read(mute_head, small_dataset, tmp_path, constrained):
     gt = small_dataset / "val.jsonl"
     out = tmp_path / "pred.jsonl"

@@ -61,6 +61,7 @@ def test_an_output_of_another_checkpoint_is_refused(tmp_path):
     assert out.read_bytes() == before
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_second_run_on_the_same_out_refuses_naming_the_first_runs_pid(tmp_path):
     out = tmp_path / "pred.jsonl"
     first = start_slow_run(out, n=len(PATHS), delay=0.3)

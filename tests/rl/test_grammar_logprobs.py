@@ -25,6 +25,7 @@ def drawn(trained_checkpoint, small_dataset):
     return predictor, cfg, photos, draw_rollouts(predictor, photos, cfg, scorer, seed=5, step=0)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_steps_are_what_the_logits_processor_allowed_while_the_answer_was_sampled(drawn):
     predictor, cfg, photos, rollouts = drawn
     assert rollouts.allowed is not None and len(rollouts.allowed) == len(rollouts.samples)

@@ -43,6 +43,7 @@ def _truths_seen(cfg) -> list[set]:
 COMMON = ("grpo.rewards.user_function=tests.rl.reward_fns:seen_truth", "training.max_steps=1")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_rollouts_of_a_mirrored_photo_are_scored_against_its_mirrored_truth(grpo_config, tmp_path):
     width = 224  # the photos are 224x168, their own frame: the view is the stored photo's size
     seen_plain = _truths_seen(grpo_config(*COMMON, f"training.output_dir={tmp_path / 'plain'}"))
@@ -54,6 +55,7 @@ def test_rollouts_of_a_mirrored_photo_are_scored_against_its_mirrored_truth(grpo
         assert after == flipped and (after != before or not before)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_rollouts_of_a_cropped_photo_are_scored_against_the_boxes_the_window_keeps(grpo_config, tmp_path):
     seen_plain = _truths_seen(grpo_config(*COMMON, f"training.output_dir={tmp_path / 'plain'}"))
     seen_cropped = _truths_seen(grpo_config(*COMMON, "data.crop.p=1.0", "data.crop.min_side=0.5", "data.crop.max_side=0.6",

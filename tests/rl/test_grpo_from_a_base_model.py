@@ -41,6 +41,7 @@ def grpo(model: Path, data: Path, out: Path, caplog, *overrides: str) -> tuple[P
     return final, " ".join(r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_shipped_grpo_config_from_a_base_model_trains_a_checkpoint_that_exports(tiny_model_dir, small_dataset,
                                                                                     tmp_path, caplog):
     # Before: config.py's defaults trained vision positions and an untrained head, unsaid, and `model export` refused
@@ -66,6 +67,7 @@ def test_a_grpo_config_that_leaves_vision_positions_out_says_so_at_the_start_and
     assert "training.method grpo ignores training.logging_steps (5): the run stops at training.max_steps (3)" in said
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_shipped_grpo_config_from_a_checkpoint_keeps_its_vision_positions_and_head(trained_checkpoint,
                                                                                        small_dataset, tmp_path, caplog):
     assert read_run_config(trained_checkpoint).model.vision_positions  # trained at config.py's default

@@ -42,6 +42,7 @@ def adapters(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.vlm.named_parameters() if "lora_" in n}
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_grpo_from_a_lora_checkpoint_trains_its_adapters_against_them_as_loaded(lora_checkpoint, small_dataset, tmp_path):
     cfg = grpo(lora_checkpoint, small_dataset, tmp_path / "grpo", "model.lora.enabled=true")
     start = load_model(lora_checkpoint)[0]
@@ -67,6 +68,7 @@ def test_grpo_without_lora_from_a_lora_checkpoint_is_refused_naming_both_ways_on
         read_grpo_inputs(cfg)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_resumed_grpo_run_from_a_lora_checkpoint_continues_rewards_loss_and_weights_exactly(lora_checkpoint,
                                                                                              small_dataset, tmp_path):
     # As tests/rl/test_grpo_trainer.py's resume test, from adapters: a resume loads the checkpoint's adapters and its

@@ -75,6 +75,7 @@ def test_a_refused_grpo_start_with_overwrite_keeps_the_previous_run(grpo_config,
         assert _tree(out) == previous_run, override
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_reward_weight_past_what_float32_holds_stops_the_run_naming_the_weights(grpo_config, tmp_path):
     # A weight of 1e308 is a finite config value, and each weighted reward inf in float32.
     code, said = invoke(grpo_config("grpo.rewards.detection=1e308", "training.max_steps=1"), tmp_path)
@@ -93,6 +94,7 @@ def test_a_start_checkpoint_that_is_not_there_names_model_path(grpo_config, trai
 
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_grpo_run_resumed_with_an_sft_config_and_the_reverse_says_the_method_differs(grpo_config, run_config, tmp_path,
                                                                                        previous_run):
     """Refused, but in a list of fifteen differing keys where training.method was one in the middle."""

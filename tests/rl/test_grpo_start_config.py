@@ -45,6 +45,7 @@ def test_grpo_loads_the_attention_its_config_names_and_records_it(grpo_config, t
     assert run.cfg.model.attn_implementation == "eager"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_grpo_checkpoint_predicts_with_the_configs_inference_keys_and_records_the_data_it_trained_on(
         grpo_config, trained_checkpoint, small_dataset, tmp_path):
     # Before: final/bbuvl.yaml kept the SFT checkpoint's inference section and its data.train, while run.json named
@@ -121,6 +122,7 @@ def frozen_run(trained_checkpoint, small_dataset, tmp_path_factory):
     return out, cfg, " ".join(r.getMessage() for r in records)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_grpo_checkpoints_bbuvl_yaml_records_no_setting_grpo_read_nothing_from(frozen_run):
     # Before: final/bbuvl.yaml recorded training.detection_freeze_epochs 2.0 and the head's rate 0.0001, which the
     # start said it ignored: the head was frozen for the whole run.
@@ -135,6 +137,7 @@ def test_a_grpo_checkpoints_bbuvl_yaml_records_no_setting_grpo_read_nothing_from
         assert saved.training.lr.llm == cfg.training.lr.llm == 1e-3  # what GRPO reads, as the config gave it
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_grpo_run_resumes_from_its_own_checkpoints_and_from_those_an_older_bbuvl_wrote(grpo_config, frozen_run,
                                                                                         tmp_path):
     # Its checkpoints record the ignored settings at their quiet values, an older bbu-vl's as the config gave them:

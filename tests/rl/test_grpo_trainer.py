@@ -63,6 +63,7 @@ class _Grads(TrainerCallback):
 
 @pytest.mark.parametrize("loss_type, advantages, logprobs", [("dapo", "answer", "vocabulary"), ("grpo", "answer", "vocabulary"),
                                                              ("dapo", "parts", "grammar")])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_accumulating_two_micro_batches_of_one_photo_gives_the_gradient_of_one_batch_of_two(grpo_config, tmp_path,
                                                                                              loss_type, advantages, logprobs):
     common = ("training.max_steps=1", "training.max_grad_norm=1e9", f"grpo.loss_type={loss_type}",
@@ -81,6 +82,7 @@ def _logged(history):
     return {h["step"]: h for h in history if "loss" in h and "train_runtime" not in h}
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_resume_continues_rewards_loss_and_weights_exactly(grpo_config, tmp_path):
     common = ("training.max_steps=4", "training.save_steps=2", "grpo.beta=0.05")
     full = train_grpo(grpo_config(*common, f"training.output_dir={tmp_path / 'a'}"), progress=False)
@@ -98,6 +100,7 @@ def test_resume_continues_rewards_loss_and_weights_exactly(grpo_config, tmp_path
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # byte-identical
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_resume_inside_a_logging_window_logs_its_loss_rewards_and_kl_as_a_run_never_stopped(grpo_config, tmp_path):
     # Logged every 2 steps, resumed from step 3: step 4's window holds step 3, drawn and trained before the stop.
     common = ("training.max_steps=4", "training.save_steps=3", "training.logging_steps=2", "grpo.beta=0.05")
@@ -122,6 +125,7 @@ def averaged_run(trained_checkpoint, small_dataset, tmp_path_factory):
     return cfg, train_grpo(cfg, progress=False)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_grpo_run_with_a_weight_average_saves_the_average(averaged_run):
     cfg, result = averaged_run
     saved = load_file(str(Path(cfg.training.output_dir) / "checkpoint-2" / AVERAGE_FILE))
@@ -144,6 +148,7 @@ def scored_run(trained_checkpoint, small_dataset, tmp_path_factory):
     return cfg, result, printed.getvalue().splitlines()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_every_reward_term_kl_length_clip_and_spread_are_logged_per_step(scored_run):
     history = scored_run[1]["history"]
     assert sorted(_logged(history)) == [1, 2]
@@ -198,6 +203,7 @@ def test_a_bad_grpo_config_is_one_clear_line_before_any_training(grpo_config, tm
     assert "Traceback" not in result.output and not (tmp_path / "grpo" / "final").exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_lora_grpo_trains_only_adapters_keeps_a_kl_to_them_switched_off_and_its_checkpoint_loads(grpo_config):
     result = train_grpo(grpo_config("model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8", "grpo.beta=0.05"),
                         progress=False)
@@ -208,6 +214,7 @@ def test_lora_grpo_trains_only_adapters_keeps_a_kl_to_them_switched_off_and_its_
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_lora_grpo_measures_its_kl_against_the_start_though_the_vision_positions_train_beside_the_adapters(
         grpo_config, trained_checkpoint):
     cfg = grpo_config("model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8", "grpo.beta=0.1")

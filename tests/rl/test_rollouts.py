@@ -25,6 +25,7 @@ from tests.rl.test_grpo_trainer import grpo_config  # noqa: F401 - the fixture
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_every_seed_step_and_photo_draws_from_a_seed_of_its_own():
     # Before: seed * 1_000_003 + step * 7_919 + index, so photo 7,919 at step 0 drew photo 0's samples of step 1, and
     # seed 43's first photo those of seed 42's photo 2,209 at step 126
@@ -35,6 +36,7 @@ def test_every_seed_step_and_photo_draws_from_a_seed_of_its_own():
     assert rollout_seed(42, 3, 5) == rollout_seed(42, 3, 5)  # a resume draws what the run drew
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_begun_under_the_old_seeds_resumes_saying_it_goes_on_under_another_program(grpo_config, tmp_path, caplog):
     """Its steps after the resume draw from other seeds than its first ones did: not refused (the seeds fix a bug),
     said (docs/grpo.md, "Exact resume")."""

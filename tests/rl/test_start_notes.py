@@ -77,6 +77,7 @@ def test_a_resume_compares_a_grpo_checkpoint_by_every_key_of_its_own_sections_it
     assert sorted(unread_keys(plain=False, within=OWN_SECTIONS)) == sorted(GRPO_UNRECORDED)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_each_key_grpo_reads_nothing_from_is_said_when_a_config_sets_it_and_no_key_it_reads(starts, small_dataset):
     # training.detection_freeze_epochs was silent from any start, and loss.* from a plain model folder
     assert unread_reason("training.detection_freeze_epochs", plain=False) is not None
@@ -108,6 +109,7 @@ def test_each_key_grpo_reads_nothing_from_is_said_when_a_config_sets_it_and_no_k
                     (start, key, value, ignored)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_grpo_from_a_plain_model_folder_builds_nothing_for_sfts_losses_and_records_their_defaults(
         tiny_model_dir, small_dataset, tmp_path, caplog):
     cfg = load_config(None, [
@@ -156,6 +158,7 @@ def _check(config: Path, *overrides: str) -> tuple[int, str]:
     return r.exit_code, " ".join(r.output.split())
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_config_check_says_what_a_grpo_start_from_a_lora_checkpoint_says_of_its_adapters(
         lora_checkpoint, small_dataset, tmp_path, caplog):
     from bbuvl.config import ConfigError

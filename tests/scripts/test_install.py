@@ -28,6 +28,7 @@ def pip_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_sections_and_variables_in_pips_order(pip_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The environment wins over [install], which wins over [global]; lists keep every value; every key is read."""
     config = tmp_path / "pip.conf"  # read after the machine's files, so it sets every key the script reads
@@ -190,6 +191,7 @@ def test_help_prints_the_usage_and_an_option_it_lacks_installs_nothing(tmp_path:
         assert "usage:" in done.stderr and f"got {' '.join(args)}" in done.stderr and "Python" not in done.stderr
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_venv_without_pip_gets_one_from_ensurepip_and_keeps_what_it_holds(tmp_path: Path) -> None:
     """A venv whose creation was cut short, or one `uv venv` made (a python, no pip): make recreated it with --clear,
     deleting a torch installed into it by hand; ensurepip now gives it a pip and everything in it stays."""

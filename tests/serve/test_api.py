@@ -67,6 +67,7 @@ def test_an_exif_rotated_upload_is_answered_in_its_upright_pixels(serve, photos,
         assert 0 <= x1 <= x2 <= 224 and 0 <= y1 <= y2 <= 168
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_concurrent_requests_share_a_forward_pass_and_get_their_own_answers(serve, photos):
     client = serve(max_batch=4, max_wait_ms=1000)
     alone = [client.detect_file(p).json() for p in photos[:4]]

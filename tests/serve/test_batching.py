@@ -82,6 +82,7 @@ def test_a_full_queue_refuses_at_once_with_503_and_retry_after():
         batcher.stop()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_jobs_set_aside_for_a_batch_of_their_kind_still_count_against_the_queue():
     gate = Gate()
     gate.open.set()

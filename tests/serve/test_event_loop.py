@@ -41,6 +41,7 @@ def test_a_multipart_body_of_near_boundaries_holds_up_no_other_client_and_is_ref
     assert max(waits) < 0.5 and took < 1.0, (max(waits), took, len(waits))
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_photos_waiting_for_their_batch_do_not_hold_the_uploads_full_pixels(serve):
     import gc
     import io

@@ -41,6 +41,7 @@ def test_boxes_get_the_fewshot_answer_and_weak_ones_are_unknown(engine, keys, su
         assert o["fewshot"]["label"] in classes and -1.0 <= o["fewshot"]["score"] <= 1.0
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_bbuvl_serve_names_the_support_photos_it_left_out(trained_checkpoint, support, tmp_path):
     import shutil
 

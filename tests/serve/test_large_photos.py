@@ -25,6 +25,7 @@ def phone_jpeg() -> bytes:
 
 
 @pytest.mark.parametrize("as_", ["multipart", "raw"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_phones_200_mp_jpeg_of_80_mb_is_answered_under_the_default_limits(serve, phone_jpeg, as_):
     client = serve()  # the defaults of `bbuvl serve`
     assert 79_000_000 < len(phone_jpeg) < 81_000_000
@@ -227,6 +228,7 @@ def answers_on(s: socket.socket, count: int) -> list[tuple[int, dict[str, str], 
 
 
 @pytest.mark.parametrize(("factor", "read_whole"), [(1.8, True), (2.0, True), (4.0, False)])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_body_over_the_limit_is_read_to_its_end_within_twice_the_limit_and_the_connection_goes_on(serve, factor,
                                                                                                      read_whole):
     import select

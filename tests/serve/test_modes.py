@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 
 def test_an_answer_in_another_mode_than_the_servers_is_judged_by_the_thresholds_chosen_in_its_own(trained_checkpoint,
                                                                                                 tmp_path):
@@ -26,6 +28,7 @@ def test_an_answer_in_another_mode_than_the_servers_is_judged_by_the_thresholds_
     assert default.options == predictor.options(default.mode, tiles="2x2")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_bbuvl_serve_says_when_the_checkpoints_thresholds_were_chosen_for_other_faults(trained_checkpoint, tmp_path):
     from bbuvl.data.faults import Faults
     from bbuvl.infer.predictor import Predictor

@@ -51,6 +51,7 @@ def test_a_head_with_nan_weights_is_answered_500_inference_failed_naming_it(own_
     assert health.status == 200  # the server goes on
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_photo_batched_with_one_given_nan_boxes_gets_its_answer(own_engine, keys):
     hook, passes = nan_for_portraits(own_engine.predictor.model.detection_head)
     good, bad = png((224, 168), (30, 200, 30)), png((168, 224), (20, 30, 200))

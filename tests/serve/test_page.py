@@ -32,6 +32,7 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_dropped_photo_gets_its_boxes_drawn_and_findings_listed(browser, serve, photos):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -157,6 +158,7 @@ class _BusyOnce:
         return 503, {"Content-Type": "application/json", "Retry-After": "1"}, json.dumps(busy).encode()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_same_photo_chosen_again_after_an_error_is_sent_again(browser, serve, photos):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -282,6 +284,7 @@ def _page_with_a_held_answer(browser, serve, photos,
         proxy.close()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_photo_chosen_last_is_shown_and_downloaded_and_an_older_answer_arriving_after_changes_nothing(
         browser, serve, photos, tmp_path):
     import time
@@ -317,6 +320,7 @@ def test_the_photo_chosen_last_is_shown_and_downloaded_and_an_older_answer_arriv
         assert (saved["width"], saved["height"], saved["objects"]) == (224, 168, expected["objects"])
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_download_is_off_while_a_photo_is_inspected_so_the_one_before_is_never_saved_under_its_name(
         browser, serve, photos, tmp_path):
     from selenium.webdriver.common.by import By
@@ -354,6 +358,7 @@ def _hierarchy_without(tmp_path, label: str):
     return Faults.load(path)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_box_that_sent_its_photo_to_review_is_drawn_listed_and_counted_as_such(browser, trained_checkpoint, keys,
                                                                                    photos, tmp_path):
     # A box whose label the hierarchy cannot read sends its photo to review ("a box's label is none the hierarchy can

@@ -13,6 +13,7 @@ from bbuvl.data.layout import read_vocabulary
 from tests.serve.conftest import cli_server
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_serve_answers_from_a_plain_model_folder_with_labels_exactly_as_predict_does(tiny_model_dir, small_dataset, photos,
                                                                                       tmp_path):
     labels = small_dataset / "labels.json"

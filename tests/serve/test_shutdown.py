@@ -32,6 +32,7 @@ def _burst(client, photos, n: int) -> tuple[list, list[threading.Thread]]:
 # (slow: the default run has SIGHUP's handling in tests/test_entry_hangup.py, and the drain here is SIGTERM's code)
 @pytest.mark.parametrize("stop", ["SIGTERM", pytest.param("SIGHUP", marks=[pytest.mark.slow, pytest.mark.skipif(
     not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this OS")])])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_sigterm_or_sighup_answers_every_accepted_request_then_exits_0(trained_checkpoint, photos, tmp_path, stop):
     log = tmp_path / "serve.log"
     # A long gathering window holds the burst inside the server when SIGTERM comes.
@@ -125,6 +126,7 @@ def drain_ended(trained_checkpoint, photos, tmp_path_factory) -> dict:
     return {**answers, "log": log.read_text(), "code": code}
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_an_upload_still_arriving_when_the_drain_ends_gets_503_and_no_traceback(drain_ended):
     assert drain_ended["code"] == 0, drain_ended["log"]
     answer = drain_ended["slow"]
@@ -142,6 +144,7 @@ def test_a_photo_still_waiting_when_the_drain_ends_gets_a_json_503_and_no_traceb
     assert "Traceback" not in drain_ended["log"]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_second_ctrl_c_answers_the_requests_in_flight_503_and_says_it_did_not_drain(trained_checkpoint, photos,
                                                                                     tmp_path):
     log = tmp_path / "serve.log"

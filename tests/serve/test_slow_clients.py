@@ -72,6 +72,7 @@ def trickle(s: socket.socket, data: bytes, pieces: int, pause_s: float) -> None:
         time.sleep(pause_s)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_slow_but_steady_upload_taking_longer_than_the_read_timeout_is_answered(serve, photos):
     client = serve(read_timeout_s=1.0)
     data = photos[0].read_bytes()
@@ -85,6 +86,7 @@ def test_a_slow_but_steady_upload_taking_longer_than_the_read_timeout_is_answere
     assert body["objects"] and (body["width"], body["height"]) == (224, 168)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_body_over_the_limit_sent_slowly_is_still_413_not_408(serve):
     client = serve(read_timeout_s=1.0, max_body_mb=0.01)  # 10,485 bytes
     s = raw(client.port, upload_head(16_000))
@@ -116,6 +118,7 @@ def logged_ms(caplog, status: int) -> list[float]:
     return [float(line.split()[-2]) for line in lines if line.split()[-3:-2] == [str(status)]]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_408_is_logged_with_the_time_from_its_requests_first_byte(serve, caplog):
     client = serve(read_timeout_s=1.0)
     with caplog.at_level(logging.INFO, logger="bbuvl.serve"):
@@ -205,6 +208,7 @@ def test_a_connection_past_max_connections_gets_503_with_retry_after_and_the_oth
         c.close()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_connection_answered_before_its_body_came_is_closed_once_the_client_stalls(serve):
     client = serve(read_timeout_s=1.0)
     heads = {  # each answered without its body being read: no key, a declared size over the limit, a wrong type
@@ -241,6 +245,7 @@ def server_side_state(server_port: int, client_port: int) -> str | None:
     return None
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_client_that_reads_none_of_its_answers_is_cut_after_the_read_timeout(serve):
     client = serve(read_timeout_s=1.0)
     s = socket.socket()
@@ -302,6 +307,7 @@ def test_the_default_floor_cuts_a_byte_a_minute_and_lets_20_kb_s_of_a_5_mb_photo
     assert all(t < pace.deadline(0.0, t, rate * t) for t in range(1, size // rate + 1))  # every piece in time
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_body_trickled_under_the_floor_gets_408_while_a_slow_one_above_it_completes(serve, photos):
     client = serve(read_timeout_s=1.0, min_body_rate_kib=4.0)
     s = raw(client.port, upload_head(10_000))
@@ -345,6 +351,7 @@ def test_bbuvl_serve_takes_the_floor_as_min_body_rate(trained_checkpoint, tmp_pa
     assert "floor of 4 KiB/s" in json.loads(body)["error"]["message"]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_connections_past_max_connections_that_close_at_once_log_no_traceback(serve, caplog):
     import subprocess
     import sys

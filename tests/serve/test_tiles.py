@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app as cli
@@ -12,6 +13,7 @@ from tests.serve.conftest import cli_server
 TILES = ["--mode", "head", "--tiles", "2x2", "--tile-zoom", "1.5", "--tile-stride", "0.75", "--device", "cpu"]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_serve_with_tiles_answers_as_predict_with_tiles_does(trained_checkpoint, photos, tmp_path):
     photo = photos[-1]
     folder = tmp_path / "one"

@@ -51,6 +51,7 @@ def wait_for(check, limit_s: float = 10) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_full_size_photos_kept_for_tiles_are_bounded_by_their_pixels_and_the_rest_get_503(engine, keys, photos):
     from bbuvl.serve.app import ServeSettings, create_app
 
@@ -109,6 +110,7 @@ def slow_photo() -> bytes:
     return data.getvalue()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_decoding_an_upload_counts_against_the_timeout(serve):
     from bbuvl.serve.images import decode_image
 

@@ -23,6 +23,7 @@ def _states(objects) -> int:  # parts that have a state: connection points and b
     return sum("连接" in o.desc or o.desc.startswith("挡风板") for o in objects)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_photo_holds_a_fault_exactly_when_its_seeded_coin_says_so_and_the_share_is_the_rate():
     rate = FaultRate(photos=0.3, parts=0.3)
     seeds = range(100)
@@ -32,6 +33,7 @@ def test_a_photo_holds_a_fault_exactly_when_its_seeded_coin_says_so_and_the_shar
     assert 0.2 <= sum(faulty) / len(faulty) <= 0.4
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_parts_of_a_faulty_photo_are_wrong_at_the_part_rate():
     rate = FaultRate(photos=1.0, parts=0.3)
     wrong = states = 0
@@ -49,6 +51,7 @@ def test_rate_zero_draws_no_fault_and_rate_one_draws_every_part_wrong():
         assert _faults(objects) == _states(objects) > 0
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_faulty_closeup_shows_its_fault_and_a_passing_one_shows_none():
     rate = FaultRate(photos=0.5)
     for s in range(24):

@@ -108,6 +108,7 @@ def test_mixed_framing_takes_each_photo_from_the_wide_or_the_closeup_rendering()
     assert seen == {"wide", "closeup"}
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_closeup_folder_is_deterministic_and_passes_data_check(tmp_path):
     synthesize(tmp_path / "a", 4, 1, seed=2, size=(320, 240), num_teachers=2, framing="closeup")
     synthesize(tmp_path / "b", 4, 1, seed=2, size=(320, 240), num_teachers=2, framing="closeup", workers=2)
@@ -116,6 +117,7 @@ def test_a_closeup_folder_is_deterministic_and_passes_data_check(tmp_path):
     assert json.loads((tmp_path / "a" / "summary.json").read_text(encoding="utf-8"))["framing"] == "closeup"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_wide_share_sets_the_odds_of_a_wide_photo_and_half_is_the_mixed_coin_of_old():
     seeds = [image_seed(3, "train", i) for i in range(16)]
     wide = {s: render_scene(s, (200, 150))[0].tobytes() for s in seeds}
@@ -129,6 +131,7 @@ def test_the_wide_share_sets_the_odds_of_a_wide_photo_and_half_is_the_mixed_coin
     assert all(b for a, b in zip(is_wide[0.2], is_wide[0.5]) if a) and sum(is_wide[0.5]) > sum(is_wide[0.2])
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_tiles_replace_wide_photos_keep_every_close_up_and_show_a_cabinet_cell_at_the_tiles_scale():
     seeds = [image_seed(5, "train", i) for i in range(40)]
     size = (224, 168)

@@ -211,6 +211,7 @@ def vendor_objects(doc: dict, tokens: TokenMap) -> list[tuple[list[float], str, 
     return out
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_vendor_export_holds_the_same_scenes_under_platform_names(vendor_set):
     tokens = TokenMap.load()
     shapes, keys = set(), set()

@@ -167,6 +167,7 @@ def test_mrope_section_splits_half_the_head_dim_like_the_3b():
         mrope_section(33)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_build_is_deterministic_for_a_seed(tmp_path, tiny_dir):
     again = build_tiny_model(tmp_path / "again")
     other = build_tiny_model(tmp_path / "other", seed=1)

@@ -36,6 +36,7 @@ def _weights(final: Path) -> dict[str, torch.Tensor]:
             **{f"head.{k}": v for k, v in load_file(final / "detection_head.safetensors").items()}}
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_with_a_refit_differs_from_one_without_in_the_caption_layers_alone(run_config, tmp_path):
     plain = train(run_config(f"training.output_dir={tmp_path / 'plain'}"), progress=False)
     refit = train(run_config(f"training.output_dir={tmp_path / 'refit'}", *REFIT), progress=False)
@@ -67,6 +68,7 @@ def built(run_config, tmp_path, request):
     return run, collator, training_photos(run.train_dataset)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_refit_fits_the_covered_objects_and_leaves_every_flag_as_it_was(built):
     run, collator, photos = built
     model, head = run.model, run.model.detection_head
@@ -143,6 +145,7 @@ def test_a_balanced_refit_draws_every_label_alike_and_an_unbalanced_one_every_ob
     assert half[3].item() / half[0].item() == pytest.approx(3 ** 0.5)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_cosine_refit_starts_at_the_constant_ones_rate_and_ends_elsewhere(run_config, tmp_path):
     run = build_run(run_config(f"training.output_dir={tmp_path / 'run'}"))
     collator = PaddedCollator(run.collator.pad_token_id, run.collator.image_token_id, padding_side="right")
@@ -166,6 +169,7 @@ def test_a_cosine_refit_starts_at_the_constant_ones_rate_and_ends_elsewhere(run_
     assert cosine_loss < 0.75 * first_loss and constant_loss < 0.75 * first_loss  # both fit
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_refit_with_background_teaches_the_queries_that_cover_nothing_the_empty_caption(built):
     run, collator, photos = built
     model, head = run.model, run.model.detection_head
@@ -219,6 +223,7 @@ def test_training_leaves_the_pixel_context_to_the_refit(run_config, tmp_path):
     assert "pixel_context_roi" in refit_modules(run.model.detection_head)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_with_the_pixel_context_starts_bit_for_bit_as_one_without(run_config, tmp_path):
     plain = build_run(run_config(f"training.output_dir={tmp_path / 'a'}", "detection.pixel_points=4",
                                  "detection.caption_refit.steps=1")).model.state_dict()
@@ -237,6 +242,7 @@ def _tiles(small_dataset: Path, out: Path) -> Path:
     return out / "train.jsonl"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_refits_on_its_refit_photos_after_the_training_photos(run_config, small_dataset, tmp_path):
     tiles = _tiles(small_dataset, tmp_path / "tiles")
     run = build_run(run_config(f"training.output_dir={tmp_path / 'run'}", *REFIT,
@@ -295,6 +301,7 @@ def test_refit_photos_that_are_validation_photos_are_refused(run_config, small_d
         mixed.unlink()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_whose_refit_finds_nothing_covered_names_the_checkpoint_that_holds_it_and_the_ways_on(run_config, tmp_path):
     # Before: "no training object is covered ... the head has not learned to find them yet" alone, with no final/, and a
     # resume (the refit's settings are the run's own) met the same head and stopped the same way

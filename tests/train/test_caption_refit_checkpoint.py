@@ -25,6 +25,7 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
             **{f"head.{k}": v for k, v in load_file(folder / "detection_head.safetensors").items()}}
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_refit_checkpoint_differs_from_its_source_in_the_caption_layers_alone(trained_checkpoint, small_dataset,
                                                                                tmp_path):
     out = tmp_path / "refit"
@@ -49,6 +50,7 @@ def test_the_photos_are_read_from_the_jsonl_with_their_paths_resolved(small_data
     assert all(Path(p.path).is_file() and len(p.boxes) == len(p.labels) for p in photos)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_refit_checkpoint_reads_its_configs_photos_after_the_training_photos(trained_checkpoint, small_dataset,
                                                                               tmp_path):
     cfg = CFG.model_copy(update={"photos": str(small_dataset / "val.jsonl")})
@@ -71,6 +73,7 @@ def test_a_refit_of_zero_steps_is_refused_before_anything_loads(tmp_path):
         refit_checkpoint(tmp_path / "nowhere", tmp_path / "train.jsonl", tmp_path / "out", CaptionRefitConfig(steps=0))
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_refit_can_add_the_pixel_context_to_a_checkpoint_with_a_pixel_level(tiny_model_dir, small_dataset, tmp_path):
     from bbuvl.config import load_config
     from bbuvl.model.checkpoint import load_model

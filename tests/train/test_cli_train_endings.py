@@ -4,6 +4,7 @@ frozen for the first epoch (training.detection_freeze_epochs), are not left out 
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
@@ -33,6 +34,7 @@ def test_a_run_the_non_finite_guard_stops_ends_in_one_error_line(tiny_model_dir,
     assert "Traceback" not in r.output and not (out / "final").exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_loss_table_shows_the_head_terms_a_first_epoch_froze(tiny_model_dir, small_dataset, tmp_path):
     r = CliRunner().invoke(app, ["train", *common(tiny_model_dir, small_dataset, tmp_path / "run"),
                                  "training.max_steps=6", "training.detection_freeze_epochs=1"])

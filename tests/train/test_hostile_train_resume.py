@@ -173,6 +173,7 @@ def config_with(cfg: Config, out: Path, tmp_path: Path, max_steps: int) -> Path:
     return config
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_resuming_a_run_from_the_checkpoint_of_its_last_step_trains_nothing_more(finished, tmp_path):
     """A run killed after its last step (in the refit or the save of final/) resumed from its last checkpoint: HF
     checks for the last step only after taking one, so the resumed run trained step 3 of a 2-step run (mid-epoch),
@@ -200,6 +201,7 @@ def test_resuming_a_checkpoint_past_max_steps_is_refused_naming_both_steps(finis
     assert snapshot(out) == before
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_resume_refuses_a_training_photo_replaced_under_its_name_and_follows_a_moved_dataset(finished, small_dataset,
                                                                                             tmp_path):
     """run.json recorded each data file by its bytes only: a photo replaced under its name (the JSONL unchanged)
@@ -232,6 +234,7 @@ def test_resume_refuses_a_training_photo_replaced_under_its_name_and_follows_a_m
     assert (out / "checkpoint-2").is_dir()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_resume_refuses_a_checkpoint_named_past_its_step_and_keeps_the_runs_newest(finished, tmp_path):
     """A copy of checkpoint-1 named checkpoint-9 was taken for the newest: the resume cut the run back to step 1,
     removed the complete checkpoint-2, and every later --resume took the copy again."""
@@ -297,6 +300,7 @@ SWAPPED = {
 
 
 @pytest.mark.parametrize("swap", list(SWAPPED))
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_checkpoint_whose_weights_are_not_the_runs_model_is_refused_naming_it_and_the_run_is_kept(finished, tmp_path,
                                                                                                   swap):
     """Both were a RuntimeError traceback from HF's loader or torch's load_state_dict once the run had loaded. The
@@ -313,6 +317,7 @@ def test_a_checkpoint_whose_weights_are_not_the_runs_model_is_refused_naming_it_
     assert snapshot(out) == before
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_refused_resume_from_into_a_new_folder_leaves_no_run_there(finished, tmp_path):
     """The run's record (run.json) was written once the run was built, before the checkpoint's weights were refused:
     the new folder then held "another run", and training there without --resume was refused."""

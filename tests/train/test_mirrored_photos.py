@@ -24,6 +24,7 @@ def test_a_mirrored_record_reflects_every_box_about_the_photos_middle():
     assert mirrored_record(mirrored).objects == record.objects
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_mirrored_sample_teaches_the_reflected_boxes_on_the_reflected_pixels(photo_jsonl, encoder, contract):
     plain, mirrored = dataset(photo_jsonl, encoder, contract, 0.0)[0], dataset(photo_jsonl, encoder, contract, 1.0)[0]
     x1, y1, x2, y2 = plain.det_boxes[0].tolist()

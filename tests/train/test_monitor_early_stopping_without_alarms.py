@@ -21,6 +21,7 @@ def test_alarms_off_keep_early_stopping_alone_and_off_without_a_metric():
     assert training_health(None, None, None, MonitorConfig(enabled=False)) == []
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_with_alarms_off_still_stops_early_and_says_so(monitor_config, tmp_path, caplog):
     out = tmp_path / "run"
     cfg = monitor_config(out, "training.max_steps=6", "training.eval_steps=1", "monitor.enabled=false",

@@ -70,6 +70,7 @@ def train(tiny_model_dir, small_dataset, out, *more: str) -> tuple[int, str]:
     return r.exit_code, " ".join(r.output.split())
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_checkpoint_past_the_file_size_limit_is_one_line_saying_how_to_go_on(tiny_model_dir, small_dataset, tmp_path):
     out = tmp_path / "run"
     with file_size_limit(10 * 2**20):  # the weights fit, optimizer.pt does not
@@ -83,6 +84,7 @@ def test_a_checkpoint_past_the_file_size_limit_is_one_line_saying_how_to_go_on(t
     assert code == 0 and (out / "final").is_dir(), said
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_checkpoint_the_disk_has_no_room_for_is_one_line_and_the_run_resumes(tiny_model_dir, small_dataset, tmp_path):
     with small_tmpfs(tmp_path / "disk", kib=44 * 1024) as disk:  # room for checkpoint-1, not for checkpoint-2 beside it
         out = disk / "run"
@@ -96,6 +98,7 @@ def test_a_checkpoint_the_disk_has_no_room_for_is_one_line_and_the_run_resumes(t
         assert code == 0 and (out / "final").is_dir(), said
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_resumed_from_another_folder_that_saved_nothing_whole_is_told_a_way_on_that_is_accepted(
         tiny_model_dir, small_dataset, tmp_path):
     first = tmp_path / "a" / "run"

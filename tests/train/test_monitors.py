@@ -78,6 +78,7 @@ def sick(monitor_config, tmp_path_factory):
     return out, result, json.loads((out / HEALTH_FILE).read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_healthy_run_raises_no_alarm_and_logs_norms_and_health_per_group(healthy):
     out, result = healthy
     assert result["alarms"] == {}
@@ -93,6 +94,7 @@ def test_healthy_run_raises_no_alarm_and_logs_norms_and_health_per_group(healthy
     assert [h["step"] for h in result["history"] if "loss" in h and "train_runtime" not in h][-1] == 4  # not stopped early
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_nan_in_a_parameter_raises_a_nonfinite_alarm_naming_it_while_the_guard_skips_the_step(sick):
     out, result, health = sick
     nonfinite = [a for a in health["alarms"] if a["kind"] == "nonfinite"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import pytest
 import torch
 
 from bbuvl.config import LearningRates
@@ -46,6 +47,7 @@ def test_only_float_parameters_on_the_cpu_get_the_fused_kernel():
     assert fused_on_cpu([{"params": []}]) is None
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_bench_prints_both_recipes_with_the_fused_ratio():
     code, out, err = run_bench_in_process(BENCH, ["--steps", "2"])
     assert code == 0, err

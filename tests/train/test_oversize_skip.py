@@ -55,6 +55,7 @@ def with_big_photos(small_dataset, tmp_path, name: str, n: int):
     return path, len(lines)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_end_counts_skipped_validation_photos_and_the_start_names_each_file(tiny_model_dir, small_dataset, tmp_path,
                                                                                  caplog):
     # Before: the start warned twice of "skipped N over-budget photos" without naming data.train or data.val, and the

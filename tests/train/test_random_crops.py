@@ -126,6 +126,7 @@ def _truth_in_picture(record: ImageRecord, region, mirror: bool, picture, contra
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_every_answer_is_in_the_frame_of_the_picture_shown(tmp_path, family):
     """Whole, cropped (the whole photo's window among them) and mirrored, over photo sizes and frames: each answer box
     is the truth the window keeps, mapped into the picture the model is shown, within a unit of rounding (a 109x113

@@ -55,6 +55,7 @@ def test_a_resume_under_another_program_goes_on_says_so_and_records_the_step(run
 
 
 @pytest.mark.parametrize("record", ["without the program", "none"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_an_older_bbuvl_recorded_without_its_program_is_said_resumed_under_another_and_recorded(
         run_config, stopped_at_2, tmp_path, caplog, record):
     # As the bbu-vl of three days before wrote run.json (its config and inputs, no program), or of seven, which wrote

@@ -80,6 +80,7 @@ def test_a_run_killed_past_its_checkpoint_and_resumed_leaves_the_records_of_a_ru
     assert [(x["step"], x["subject"]) for x in health["alarms"]] == [(x["step"], x["subject"]) for x in whole_health["alarms"]]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_stopped_runs_records_past_the_checkpoint_are_cut_and_its_counts_go_on(run_config, tmp_path):
     cfg = run_config("training.max_steps=5", "training.save_steps=3", "training.eval_steps=100", *ALARMS)
     out = Path(cfg.training.output_dir)
@@ -106,6 +107,7 @@ def test_a_stopped_runs_records_past_the_checkpoint_are_cut_and_its_counts_go_on
     assert result["alarms"]["grad_norm"]["first_step"] == 3
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_early_stopping_stops_a_resumed_run_where_one_never_stopped_would(run_config, tmp_path):
     # Every evaluation after the first "fails to improve" by 1e9: patience 2 stops the run at step 3.
     common = ("training.max_steps=6", "training.eval_steps=1", "training.save_steps=2",
@@ -121,6 +123,7 @@ def test_early_stopping_stops_a_resumed_run_where_one_never_stopped_would(run_co
     assert "(step 1)" in resumed["alarms"]["early_stop"]["first"]  # the best evaluation, taken back from checkpoint-2
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_resuming_from_an_older_checkpoint_than_the_newest_cuts_every_record_back_to_it(run_config, tmp_path):
     cfg = run_config("training.max_steps=6", "training.save_steps=2", *ALARMS)
     out = Path(cfg.training.output_dir)

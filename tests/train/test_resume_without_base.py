@@ -39,6 +39,7 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
                                                         load_file(folder / "detection_head.safetensors").items()}
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_full_fine_tune_resumes_from_its_checkpoint_when_its_base_folder_is_gone(run_config, tiny_model_dir, tmp_path):
     # One run started and resumed with its base, two copies of it resumed without: deleted, then a base folder's link
     # whose target was removed or unmounted
@@ -97,6 +98,7 @@ def test_a_resume_into_a_folder_that_does_not_exist_with_its_base_gone_says_both
     assert not (tmp_path / "typo").exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_full_fine_tune_from_a_folder_named_as_a_hub_id_could_be_resumes_when_it_is_gone(run_config, tiny_model_dir,
                                                                                           tmp_path, monkeypatch):
     """configs/demo.yaml's `demo_out/tiny-model` is spelled as a hub id could be (owner/name): its run record, which

@@ -232,6 +232,7 @@ def before_vision_positions(checkpoint: Path) -> None:
     pytest.param(before_vision_positions, "vision_positions.safetensors",
                  "missing: an older bbu-vl wrote this checkpoint without it (its bbuvl.yaml has no model.vision_positions",
                  id="before vision positions")])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_whole_checkpoint_of_an_older_bbuvl_is_refused_as_such_and_no_removal_is_advised(run_config, tmp_path, older,
                                                                                            file, cause):
     from bbuvl.train.trainer import train

@@ -69,6 +69,7 @@ def test_a_deepspeed_config_is_read_before_the_model_loads(run_config, tmp_path)
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_bbuvl_train_says_how_many_faults_its_training_and_validation_photos_hold(run_config, small_dataset, tmp_path):
     """Nothing said whether a run's validation photos could measure faults at all: a set without a faulty photo
     scores no fault recall and no verdict, and the run finished without a word about it."""
@@ -106,6 +107,7 @@ def test_bbuvl_train_says_how_many_faults_its_training_and_validation_photos_hol
     assert "data.val holds no faulty photo, so neither fault recall nor the photo verdict can be measured" in out, out
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_an_empty_teacher_pool_the_config_names_is_refused_before_anything_is_written(run_config, tmp_path):
     """An empty data.teachers trained without a single teacher photo, saying nothing, where a misspelt one is refused;
     one no teacher is drawn from (data.teacher_ratio 0) is not read for teachers."""

@@ -67,6 +67,7 @@ def _event_writers() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if type(t).__name__ == "_AsyncWriterThread" and t.is_alive()]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_started_from_python_holds_its_folder_and_is_seen_reading_its_model_until_it_ends(run_config):
     cfg = run_config("training.max_steps=2", "data.val=null")
     run, model = Path(cfg.training.output_dir), Path(cfg.model.path)
@@ -108,6 +109,7 @@ def test_a_grpo_run_started_from_python_is_refused_a_folder_another_process_writ
     assert list(run.iterdir()) == []
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_stopped_by_a_ctrl_c_leaves_no_tensorboard_writer_running_and_lets_go_of_its_folder(run_config):
     cfg = run_config("training.max_steps=4", "data.val=null")
     run = Path(cfg.training.output_dir)

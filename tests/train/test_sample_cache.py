@@ -46,6 +46,7 @@ def test_the_cache_drops_the_least_recently_used_samples_to_stay_within_its_budg
         SampleCache(-1)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_every_draw_of_a_cached_dataset_is_the_sample_it_would_encode_anew(run_config):
     """Teachers, crops and mirrors drawn per epoch: the cache keys on all of them, so each epoch's samples are the
     uncached dataset's, byte for byte, and a draw seen before is not encoded again."""
@@ -67,6 +68,7 @@ def test_every_draw_of_a_cached_dataset_is_the_sample_it_would_encode_anew(run_c
 # (4, 2), as the shipped configs accumulate, draws the same sixteen samples as (8, 1) and checks the same cache and
 # weights: (8, 1) runs with the slow tests
 @pytest.mark.parametrize("steps, accumulation", [pytest.param(8, 1, marks=pytest.mark.slow), (4, 2)])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_training_with_the_cache_ends_with_the_same_weights(run_config, tmp_path, steps, accumulation):
     """Sixteen draws of eight photos (eight steps of two, or four of two micro-batches of two, as the shipped configs
     accumulate): the second epoch is read from the cache, and the weights after it are those of the run that encoded

@@ -6,6 +6,7 @@ import json
 import logging
 
 from PIL import Image
+import pytest
 
 from bbuvl.train.run_inputs import read_run_inputs
 
@@ -28,6 +29,7 @@ def notes(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if "under one frame pixel" in r.getMessage()]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_screws_a_large_photo_shrinks_under_a_pixel_and_writes_as_one_box_are_named(run_config, tmp_path, caplog):
     # Four screws of 4 px, 6 px apart, on a 4000x3000 photo (data check and training take them: no two are one
     # object); a 224x168 photo of the same screws keeps them whole.

@@ -35,6 +35,7 @@ def started(run_config, start: Path, caplog, *overrides: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if SAID in r.getMessage()]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_from_an_export_at_another_frame_says_once_that_its_own_frame_wins(run_config, exported, caplog):
     said = started(run_config, exported, caplog, "model.min_pixels=3136", "model.max_pixels=200704")
     assert len(said) == 1, said
@@ -43,12 +44,14 @@ def test_a_run_from_an_export_at_another_frame_says_once_that_its_own_frame_wins
     assert "set model.min_pixels: 12544 and model.max_pixels: 50176" in said[0]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_from_a_checkpoint_at_another_frame_says_so_naming_its_contract(run_config, trained_checkpoint, caplog):
     said = started(run_config, trained_checkpoint, caplog, "model.max_pixels=100352")
     assert len(said) == 1 and str(trained_checkpoint / "coordinate_contract.json") in said[0], said
     assert "this run trains at 12544..100352" in said[0]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_in_the_frame_its_start_learnt_or_from_a_base_model_says_nothing(run_config, exported, tiny_model_dir,
                                                                              tmp_path, caplog):
     assert started(run_config, exported, caplog) == []

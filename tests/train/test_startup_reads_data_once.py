@@ -35,6 +35,7 @@ def _count_parses(event: str, args: tuple) -> None:
 sys.addaudithook(_count_parses)  # hooks cannot be removed: it counts only while _WATCHED names files
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_each_data_file_is_parsed_once_from_the_first_check_to_the_first_step(run_config, small_dataset, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(small_dataset, data)

@@ -50,6 +50,7 @@ def test_a_trainable_parameter_outside_the_groups_is_a_startup_error(run_config)
         assign_groups(run.model)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_zero_lr_groups_stay_frozen_and_logged_loss_is_the_weighted_sum(run_config):
     cfg = run_config("training.lr.vision=0", "training.lr.merger=0")
     start = AtStart()
@@ -73,6 +74,7 @@ def test_zero_lr_groups_stay_frozen_and_logged_loss_is_the_weighted_sum(run_conf
     assert llm_changed
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_nan_loss_is_skipped_logged_dumped_and_training_goes_on(run_config, tmp_path):
     cfg = run_config("training.max_steps=4")
     result = train(cfg, progress=False, callbacks=[PoisonHeadOnce(step=2)])
@@ -99,6 +101,7 @@ class _NanGradientAt(TrainerCallback):
             lambda g: g * float("nan") if self.state.global_step + 1 == self.step else g)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_step_the_guard_skips_is_logged_non_finite_though_its_loss_was_finite(run_config):
     # The guard's verdict, which sees the gradients (reduced over the ranks), decides how a step is logged: a step with
     # a finite loss and NaN gradients was logged as taken, with its loss, as a step non-finite on one rank alone was
@@ -142,6 +145,7 @@ def test_resume_continues_the_loss_curve_exactly(stopped_at_3):
 # 2: base.yaml's accumulation, each step closed over its micro-batches; it checks what 1 checks (the window's sums carried
 # by the checkpoint), and failed on the code before they were, as 1 did: 1 runs with the slow tests
 @pytest.mark.parametrize("accumulation", [pytest.param(1, marks=pytest.mark.slow), 2])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_resume_inside_a_logging_window_logs_every_term_as_a_run_never_stopped(run_config, tmp_path, accumulation):
     # Logged every 2 steps, resumed from step 3: step 4's window holds step 3, trained before the stop.
     whole, resumed = (_losses(r["history"]) for r in whole_and_resumed(
@@ -177,6 +181,7 @@ def test_the_speeds_a_resumed_run_ends_with_are_of_the_steps_it_trained_and_name
     assert "train_steps_per_second" not in idle and "train_samples_per_second" not in idle
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_lora_trains_only_adapters_and_head_and_merge_keeps_logits(run_config, tmp_path):
     cfg = run_config("model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8", "training.max_steps=3")
     run = build_run(cfg)
@@ -222,6 +227,7 @@ def test_a_lora_run_names_each_rate_it_leaves_nothing_to_train_and_its_adapters_
     assert learning == ({"llm", "vision"} if vision else {"llm"})
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_detection_freeze_epochs_holds_the_head(run_config):
     cfg = run_config("training.max_steps=-1", "training.num_epochs=1", "training.detection_freeze_epochs=1")
     start = AtStart()
@@ -234,6 +240,7 @@ def test_detection_freeze_epochs_holds_the_head(run_config):
     assert all("loss_bbox" not in h for h in _losses(result["history"]))
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_fractional_detection_freeze_holds_the_head_for_that_share_of_an_epochs_steps(run_config, caplog):
     # 8 photos in batches of 2: 4 steps an epoch, so half an epoch is 2 steps (it held the head for the whole epoch)
     cfg = run_config("training.max_steps=-1", "training.num_epochs=1", "training.detection_freeze_epochs=0.5")
@@ -293,6 +300,7 @@ def test_the_run_warns_when_generate_mode_would_cut_its_longest_answer(run_confi
             f"inference.max_new_tokens ({max(lengths)})") in caplog.text
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_gradient_checkpointing_recomputes_the_llm_layers_and_a_run_trains(run_config):
     from bbuvl.model.shared_prefix import checkpointed
     from bbuvl.model.vlm import core_model
@@ -343,6 +351,7 @@ def test_fault_weight_weighs_the_training_labels_the_hierarchy_file_marks_as_fau
     assert any("no training label is a fault" in r.getMessage() and "no_faults.json" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_samples_the_collator_drops_are_counted_where_training_runs_also_with_loader_workers(run_config):
     """Each loader worker holds its own copy of the collator: the run's count comes from the batches themselves.
 
@@ -388,6 +397,7 @@ def test_bf16_where_nothing_computes_in_it_is_a_startup_error_naming_the_keys(ru
         dry_run(run_config("training.bf16=true", "training.use_cpu=false"))
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_final_save_killed_half_way_leaves_none_of_its_files_in_the_next_runs_final(run_config, tmp_path):
     # What a run killed while saving final/ leaves in its staging folder: here a part the next run does not have.
     staging = tmp_path / "run" / ".final.saving"
@@ -401,6 +411,7 @@ def test_a_final_save_killed_half_way_leaves_none_of_its_files_in_the_next_runs_
     assert not staging.exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_lora_checkpoint_finds_its_base_from_any_folder_and_names_it_when_it_is_gone(run_config, tiny_model_dir,
                                                                                       tmp_path, monkeypatch):
     shutil.copytree(tiny_model_dir, tmp_path / "base")
@@ -419,6 +430,7 @@ def test_a_lora_checkpoint_finds_its_base_from_any_folder_and_names_it_when_it_i
 
 
 @pytest.mark.parametrize("name", [".final.saving", ".final.old"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_link_where_final_is_staged_is_removed_as_a_link_and_the_run_saves_its_final(run_config, tmp_path, name):
     """A link named like the staging folder of final/ failed the run once it had trained every step ("Cannot call
     rmtree on a symbolic link", naming no path), with no final/ saved, and again at every resume."""
@@ -434,6 +446,7 @@ def test_a_link_where_final_is_staged_is_removed_as_a_link_and_the_run_saves_its
     assert [p.name for p in kept.iterdir()] == ["notes.txt"]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_each_groups_learning_rate_is_logged_beside_hfs_first_groups(run_config):
     # Before: learning_rate alone, the first group's (vision's): an llm rate three times it appeared nowhere
     result = train(run_config("training.lr.vision=1e-3", "training.lr.llm=3e-3", "training.max_steps=2",

@@ -69,6 +69,7 @@ def _run_or_kill(command: list[str], env: dict, timeout: float) -> subprocess.Co
     return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_step_non_finite_on_one_rank_is_skipped_and_logged_non_finite_on_every_rank(run):
     out, ended = run
     # Before: inf boxes on one rank left the caption and proposal layers without a gradient there, and DDP waited for

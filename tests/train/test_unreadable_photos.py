@@ -25,6 +25,7 @@ def _run_on_copy(run_config, small_dataset, tmp_path, cut: list[int], steps: int
     return cfg, data, records
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_photo_cut_short_is_replaced_by_another_sample_and_named_by_its_line(run_config, small_dataset, tmp_path):
     # 8 photos at batch 2: 5 steps draw every one of them
     cfg, data, records = _run_on_copy(run_config, small_dataset, tmp_path, cut=[1], steps=5)

@@ -79,6 +79,7 @@ def test_bfloat16_weights_are_averaged_in_float32(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(resumed.average, average.average))
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_final_holds_the_average_and_each_checkpoint_the_live_weights_beside_it(run_config, tmp_path):
     cfg = run_config("training.ema_decay=0.5", "training.max_steps=4", "training.save_steps=4", "data.val=null")
     final = _weights(train(cfg, progress=False)["final"])
@@ -90,6 +91,7 @@ def test_final_holds_the_average_and_each_checkpoint_the_live_weights_beside_it(
     assert all(torch.equal(final[n], live[n]) for n in final if n not in saved)  # nothing else moved
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_resumed_run_ends_with_the_average_of_one_that_never_stopped(run_config, tmp_path):
     whole, resumed = (_weights(r["final"]) for r in whole_and_resumed(
         run_config, tmp_path, "training.ema_decay=0.6", "training.max_steps=6", "training.save_steps=3", "data.val=null"))
@@ -110,6 +112,7 @@ def stopped_at_2(tiny_model_dir, small_dataset, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_checkpoint_saved_without_its_average_is_refused_by_name(run_config, stopped_at_2, tmp_path):
     cfg = run_config(*STOPPED_AT_2)
     shutil.copytree(stopped_at_2, tmp_path / "run", symlinks=True)
