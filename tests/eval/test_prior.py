@@ -161,3 +161,18 @@ def test_a_part_under_a_thousandth_of_the_photos_side_leaves_a_prior_of_zero_not
     prior = best_constant_box(records)
     assert prior.ap50_agnostic == 0.0 and prior.ap50 == 0.0
     assert prior.box[2] - prior.box[0] > 1e-3 and prior.box[3] - prior.box[1] > 1e-3
+
+
+def test_the_search_scores_each_candidate_the_same_whatever_its_chunk():
+    """`_search_ap50` holds candidates x photos per array, so its chunk shrinks with the photos (256 rows of 16,000
+    photos held ~180 MB, bench/eval_memory.py): a candidate's AP50 is its own row's, one row at a time or 256."""
+    from bbuvl.eval.prior import _CHUNK_CELLS, _search_ap50
+
+    index = _TruthIndex(random_records(3, n=80))
+    boxes = np.random.default_rng(3).uniform(0, 0.5, (300, 2))
+    boxes = np.concatenate([boxes, boxes + np.random.default_rng(4).uniform(0.05, 0.5, (300, 2))], axis=1)
+    whole = _search_ap50(index, boxes)
+    assert (whole > 0).sum() > 10  # candidates that find something, not a row of zeros compared
+    assert np.array_equal(_search_ap50(index, boxes, chunk=1), whole)
+    assert np.array_equal(_search_ap50(index, boxes, chunk=7), whole)
+    assert _CHUNK_CELLS // 16_000 < 256

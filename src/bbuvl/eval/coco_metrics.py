@@ -84,32 +84,74 @@ def coco_detections(
     return dets
 
 
-def run_cocoeval(gt: dict[str, Any], dets: list[dict[str, Any]]) -> COCOeval_faster:
-    """Evaluate, accumulate and summarise (quietly); returns the evaluator with `eval` and `stats` filled."""
+@dataclass
+class CocoRun:
+    """What one COCO evaluation leaves for the numbers: its 12 stats, `eval` (precision [T, R, K, A, M], recall
+    [T, K, A, M], scores) and the params they are indexed by; not the evaluator, whose indexes and copies of every
+    box were held through the next evaluation."""
+
+    stats: np.ndarray
+    eval: dict[str, Any]
+    params: Any
+
+
+def run_cocoeval(gt: dict[str, Any], dets: list[dict[str, Any]], one_class: bool = False) -> CocoRun:
+    """Evaluate, accumulate and summarise (quietly); `one_class`: every label as one class, for class-agnostic AP.
+
+    Relabelling (rather than COCOeval's useCats=0) keeps boxes whose label the ground truth never uses: useCats=0
+    still drops them, yet a box is a box whatever it is called.
+    """
+    one = {"category_id": 1} if one_class else {}
     annotations = [
-        {**d, "id": i, "area": d["bbox"][2] * d["bbox"][3], "iscrowd": 0} for i, d in enumerate(dets, start=1)
+        {**d, "id": i, "area": d["bbox"][2] * d["bbox"][3], "iscrowd": 0, **one} for i, d in enumerate(dets, start=1)
     ]
     # Fresh annotation dicts: the evaluator writes flags into them, and gt is evaluated twice (aware, agnostic).
-    gt_copy = {**gt, "annotations": [dict(a) for a in gt["annotations"]]}
-    coco_gt = COCO(gt_copy, print_function=_quiet)
-    coco_dt = COCO({"images": gt["images"], "categories": gt["categories"], "annotations": annotations},
+    categories = [{"id": 1, "name": "object", "supercategory": "object"}] if one_class else gt["categories"]
+    coco_gt = COCO({"images": gt["images"], "categories": categories,
+                    "annotations": [{**a, **one} for a in gt["annotations"]]}, print_function=_quiet)
+    coco_dt = COCO({"images": gt["images"], "categories": categories, "annotations": annotations},
                    print_function=_quiet)
     ev = COCOeval_faster(coco_gt, coco_dt, "bbox", print_function=_quiet)
-    ev.evaluate()
-    ev.accumulate()
+    evaluate_by_category(ev)
     ev.summarize()
-    return ev
+    return CocoRun(ev.stats, ev.eval, ev.params)
 
 
-def _one_class(gt: dict[str, Any], dets: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Ground truth and detections with every label made one class, for class-agnostic AP.
+def evaluate_by_category(ev: COCOeval_faster) -> int:
+    """`ev.evaluate()` and `ev.accumulate()` one category at a time, each over the photos that hold it: the same
+    `ev.eval` to the bit, without a result for every photo and category pair at once. Returns how many photo and
+    category pairs it evaluated.
 
-    Relabelling (rather than COCOeval's useCats=0) keeps boxes whose label the ground truth never
-    uses: useCats=0 still drops them, yet a box is a box whatever it is called.
-    """
-    one = [{"id": 1, "name": "object", "supercategory": "object"}]
-    gt1 = {"images": gt["images"], "categories": one, "annotations": [{**a, "category_id": 1} for a in gt["annotations"]]}
-    return gt1, [{**d, "category_id": 1} for d in dets]
+    COCOeval evaluates every photo for every category, most of them empty, and held ~1 KB in C++ per pair: 16,000
+    photos of 19 labels peaked at 670 MB for the class-aware pass alone (bench/eval_memory.py). A pair with no box
+    on either side adds nothing to its category's counts, and a category's detections are ranked in photo order
+    either way, so its precision, recall and scores are the whole evaluation's."""
+    p = ev.params
+    img_ids, cat_ids = sorted(p.imgIds), sorted(set(p.catIds))
+    held: dict[int, set[int]] = {c: set() for c in cat_ids}
+    for coco in (ev.cocoGt, ev.cocoDt):
+        for a in coco.dataset["annotations"]:
+            if a["category_id"] in held:
+                held[a["category_id"]].add(a["image_id"])
+    T, R, A, M = len(p.iouThrs), len(p.recThrs), len(p.areaRng), len(p.maxDets)
+    precision = -np.ones((T, R, len(cat_ids), A, M))
+    scores = -np.ones((T, R, len(cat_ids), A, M))
+    recall = -np.ones((T, len(cat_ids), A, M))
+    date, pairs = "", 0
+    for k, c in enumerate(cat_ids):
+        if not held[c]:
+            continue  # neither side holds it: undefined (-1), as COCOeval leaves it
+        p.catIds, p.imgIds = [c], [i for i in img_ids if i in held[c]]
+        pairs += len(p.imgIds)
+        ev.evaluate()
+        ev.accumulate()
+        precision[:, :, k], scores[:, :, k] = ev.eval["precision"][:, :, 0], ev.eval["scores"][:, :, 0]
+        recall[:, k], date = ev.eval["recall"][:, 0], ev.eval["date"]
+        ev.ious = {}  # this category's, of no use past its accumulation
+    p.catIds, p.imgIds = cat_ids, img_ids
+    ev.eval = {"params": p, "counts": [T, R, len(cat_ids), A, M], "date": date, "precision": precision,
+               "scores": scores, "recall": recall}
+    return pairs
 
 
 def _quiet(*_: Any) -> None:
@@ -142,7 +184,7 @@ def coco_evaluate(
         return CocoResult(dict(empty), dict(empty), per_category, {})
 
     aware = run_cocoeval(gt, dets)
-    agnostic = run_cocoeval(*_one_class(gt, dets))
+    agnostic = run_cocoeval(gt, dets, one_class=True)
     summary = {name: _value(v) for name, v in zip(STAT_NAMES, aware.stats)}
     agnostic_summary = {name: _value(v) for name, v in zip(STAT_NAMES, agnostic.stats)}
     names = {c["id"]: c["name"] for c in gt["categories"]}
@@ -185,7 +227,7 @@ def _category_stats(precision: np.ndarray, recall: np.ndarray, k: int, iou_thrs:
     }
 
 
-def _curves(aware: COCOeval_faster, agnostic: COCOeval_faster, names: list[str]) -> dict[str, Any]:
+def _curves(aware: CocoRun, agnostic: CocoRun, names: list[str]) -> dict[str, Any]:
     """Interpolated precision at each of COCO's 101 recall points, at IoU 0.5 and 0.75, all areas, 100 dets."""
     out: dict[str, Any] = {"recall": [float(r) for r in aware.params.recThrs]}
     for iou in CURVE_IOUS:

@@ -43,6 +43,7 @@ RECALL_POINTS = np.linspace(0.0, 1.0, 101)  # COCO's recall thresholds
 _PRUNE_IOU = 0.45
 MIN_SIDE = 1e-3  # the shortest side, in parts of the photo's, a constant box may have
 _ROWS = 64  # bands of box centre height the index sorts ground truth into
+_CHUNK_CELLS = 1 << 20  # candidate x photo cells a chunk of the search holds (8 MB per float64 array)
 _COCO_MAX_AREA = 1e5**2  # COCO's "all" area range ends here; beyond it `_coco_ap50` hands over to COCO itself
 
 
@@ -144,9 +145,12 @@ def in_eval_order(records: list[ImageRecord]) -> list[ImageRecord]:
 
 
 def _search_ap50(index: _TruthIndex, boxes: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """`constant_box_ap50` on an index built once."""
+    """`constant_box_ap50` on an index built once, `chunk` candidates at a time at most."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     n, g = index.n, len(index.gt)
+    # A chunk's cumulative counts, recall and precision are candidates x photos each: 256 rows of 16,000 photos held
+    # ~180 MB of them at once, the peak of `bbuvl eval` on its own (bench/eval_memory.py). Rows are independent.
+    chunk = max(1, min(chunk, _CHUNK_CELLS // max(n, 1)))
     out = np.empty(len(boxes))
     for c0 in range(0, len(boxes), chunk):
         part = boxes[c0:c0 + chunk]

@@ -20,7 +20,7 @@ from faster_coco_eval import COCO, COCOeval_faster
 
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.schema import ImageRecord
-from bbuvl.eval.coco_metrics import coco_detections, coco_ground_truth
+from bbuvl.eval.coco_metrics import coco_detections, coco_ground_truth, evaluate_by_category
 
 # (name, lower, upper) in vision tokens covered at the frame; an object below one token is "sub-token".
 TOKEN_BUCKETS: tuple[tuple[str, float, float], ...] = (
@@ -66,8 +66,7 @@ def _evaluate(gt: dict[str, Any], dets: list[dict[str, Any]]) -> COCOeval_faster
     ev.params.iouThrs = np.array([0.5])
     ev.params.areaRng = ranges
     ev.params.areaRngLbl = names
-    ev.evaluate()
-    ev.accumulate()
+    evaluate_by_category(ev)
     return ev
 
 
