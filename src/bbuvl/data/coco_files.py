@@ -200,6 +200,7 @@ def _import_held(annotations: str | Path, images_dir: str | Path, out: Path, val
              "exif": {"rotated": rotated, "annotated_on_raw": on_raw, "assumed_displayed": assumed},
              "resolution_differs": rescaled, "size_from_photo": sized, "boxes_from_segmentation": len(derived),
              "same_photo": {"folded": folded, "other_boxes": other_boxes}, "near_copies": len(near)}
+    placer.flush()  # the photos on the disk before a file that names them is
     summary = write_dataset_folder(out, train, val, num_teachers, seed, extra, copies=groups_in(train, kept, together))
     write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
     from_english = {written: (label, n) for (written, label), n in sorted(english.items())}

@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from bbuvl.atomic import atomic_path
+from bbuvl.atomic import atomic_path, sync_files
 from bbuvl.data.images import file_digest
 from bbuvl.data.names import fit_name, name_key, portable_part
 from bbuvl.data.text import file_name_key
@@ -46,6 +46,7 @@ class ImagePlacer:
         # name_key of a dataset-relative name -> that name and the digest of the bytes placed there: `A.jpg` and
         # `a.jpg` are one file on Windows and macOS, so a second photo never takes the first's name in another case.
         self.claimed: dict[str, tuple[Path, str]] = {}
+        self.copied: list[Path] = []  # copies not yet known to be on the disk (`flush`)
 
     def place(self, src: Path, preferred: Path, digest: str | None = None) -> Path:
         """Put `src` into the dataset; returns its dataset-relative name (the same one for the same bytes). `digest`:
@@ -73,5 +74,13 @@ class ImagePlacer:
                 return
             except OSError:  # another filesystem: fall back to a copy
                 pass
-        with atomic_path(dst) as tmp:  # a killed import leaves no half-copied photo under a real name
+        # A killed import leaves no half-copied photo under a real name; the disk is waited on once for them all
+        # (`flush`), not once a photo.
+        with atomic_path(dst, sync=False) as tmp:
             shutil.copy2(src, tmp)
+        self.copied.append(dst)
+
+    def flush(self) -> None:
+        """Put every photo copied so far on the disk, at once: call it before a file that names them is written."""
+        sync_files(self.copied)
+        self.copied = []
