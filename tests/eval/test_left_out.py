@@ -71,3 +71,29 @@ def test_the_photos_are_matched_once_whatever_their_number(tmp_path, monkeypatch
         per_category_left_out(read_ground_truth(gt), gt, read_predictions(pred), pred, 1, Faults.load())
         counts.append(len(evaluated))
     assert counts == [1, 1]
+
+
+def test_a_photo_past_100_detections_one_with_only_invented_boxes_and_ties_leave_out_as_afresh(tmp_path):
+    """The left-out scores are ranked once over the photos' matches (eval/left_out.py, `_Ranked`), no longer handed to
+    faster-coco-eval's accumulation again for each photo (bench/jackknife.py): COCO keeps a photo's first 100
+    detections, ranks ties in photo order and counts a photo's ground truth alone; each set scores as afresh."""
+    gt, pred = _write(tmp_path, 9, seed=3)
+    records = read_ground_truth(gt)
+    # 130 screws in photo 0, each found: COCO ranks the photo's first 100 detections alone, so 30 are missed
+    screws = [[x, y, x + 12, y + 12] for x in range(0, 300, 23) for y in range(0, 230, 23)][:130]
+    records[0] = records[0].model_copy(update={"objects": [*records[0].objects,
+                                                           *(ObjectAnn(bbox_2d=b, desc=LABELS[0]) for b in screws)]})
+    write_dataset(gt, records)
+    lines = [json.loads(t) for t in pred.read_text(encoding="utf-8").splitlines()]
+    lines[0]["objects"] += [{"bbox_2d": b, "label": LABELS[0], "score": round(0.95 - 0.005 * k, 3)}
+                            for k, b in enumerate(screws)]
+    lines[3]["objects"] = [{"bbox_2d": [200, 150, 260, 200], "label": LABELS[2], "score": 0.9}]  # invented alone
+    pred.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    records, found, faults = read_ground_truth(gt), read_predictions(pred), Faults.load()
+    assert sum(o["label"] == LABELS[0] for o in found[0].objects) > 100
+    left_out = per_category_left_out(records, gt, found, pred, 1, faults)
+    for i, scores in enumerate(left_out):
+        afresh = evaluate_predictions(records[:i] + records[i + 1:], gt, found, pred, level=1, faults=faults)
+        assert scores == {c: {k: m[k] for k in ("AP", "AP50", "gt", "pred")}
+                          for c, m in afresh.metrics["per_category"].items()}, f"photo {i} left out"
+    assert len({s["螺丝连接点"]["AP"] for s in left_out}) > 3  # the photos move the screws' AP, not one value compared
