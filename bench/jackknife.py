@@ -13,7 +13,9 @@ accumulation handed every other photo's matches for each photo left out. "ranked
 out once, each category's detections ranked once and a photo's own dropped from the ranking, only the categories it
 holds accumulated again. `--afresh`: `evaluate_predictions` on each set (quadratic in the photos, the way before
 eval/left_out.py). Checks every way gives the same numbers, and prints the times, their ratios and how each grows
-with the photos. Run it with OMP_NUM_THREADS=1.
+with the photos. Then times what `choose-tiles` scored twice for the chosen scale, once for the choice and again for
+its refinement (eval/tile_choice.py, `scores_of`: the whole evaluation and the left-out scores of one prediction
+file), which it now scores once. Run it with OMP_NUM_THREADS=1.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from bbuvl.data.faults import Faults
 from bbuvl.eval import left_out
 from bbuvl.eval.left_out import per_category_left_out
 from bbuvl.eval.metrics import evaluate_predictions
+from bbuvl.eval.tile_choice import scores_of
 
 KEYS = ("AP", "AP50", "gt", "pred")
 
@@ -115,6 +118,13 @@ def main() -> None:
         print(f"{n:>6} {old_s:>17.2f} {new_s:>14.2f} {old_s / new_s:>6.1f}x{fresh}{grows}")
         before = (n, old_s, new_s)
     print("numbers: identical" + (" (and to scoring afresh)" if args.afresh else ""))
+    n = sizes[-1]
+    records, lines = make_data(n, args.boxes, args.seed)
+    # The constant-box prior is searched once a process for the same photos (eval/metrics.py), by the first candidate
+    evaluate_predictions(records, GT_PATH, lines, None, level=1, faults=faults)
+    _, once = timed(lambda: scores_of(records, GT_PATH, None, lines, faults))
+    print(f"choose-tiles with --refine, scoring the chosen scale's predictions on {n} photos (CPU s): "
+          f"before 2 x {once:.2f} = {2 * once:.2f}, now {once:.2f}")
 
 
 if __name__ == "__main__":

@@ -345,6 +345,33 @@ def test_choose_tiles_scores_each_whole_pass_category_with_and_without_the_tiles
     assert again.exit_code == 0 and ChosenTileScale.load(ckpt).refine_scores == [] and "refine" not in again.output
 
 
+
+def test_the_refinement_reads_the_chosen_scales_scores_from_the_choice_and_scores_only_the_refined_predictions(
+        trained_checkpoint, wide_val, tmp_path, monkeypatch):
+    """choose_refine scored the chosen scale's predictions a second time, on all the photos and each left out, after
+    the choice had (`scores_of`; bench/jackknife.py): the left-out scores are now made once a prediction file, and the
+    spreads are those of scoring both files afresh."""
+    from faster_coco_eval import COCOeval_faster
+
+    from bbuvl.eval.left_out import per_category_left_out
+
+    left_out_runs = []
+    original = COCOeval_faster.evaluate
+    monkeypatch.setattr(COCOeval_faster, "evaluate",
+                        lambda self: (left_out_runs.append(1) if self.separate_eval else None) or original(self))
+    ckpt = _whole_above(trained_checkpoint, tmp_path)
+    result = run("-c", str(ckpt), "--gt", str(wide_val), "-o", str(tmp_path / "cands"), "--factors", "1")
+    assert result.exit_code == 0, result.output
+    chosen = ChosenTileScale.load(ckpt)
+    assert chosen.refine_scores and len(left_out_runs) == 2  # the scale's file and its refined one; 3 before
+    monkeypatch.undo()
+    records, faults = read_records(wide_val), Predictor.load(ckpt, device="cpu").faults
+    base, every = prediction_file(tmp_path / "cands", chosen.scale), refined_file(tmp_path / "cands", chosen.scale, True)
+    left = [per_category_left_out(records, wide_val, read_predictions(p), p, 1, faults) for p in (base, every)]
+    for r in chosen.refine_scores:
+        assert r.spread == jackknife_spread([s[r.category]["AP50"] if r.category in s else None for s in left[1]],
+                                            [s[r.category]["AP50"] if r.category in s else None for s in left[0]])
+
 def test_a_category_s_objects_from_the_refined_prediction_are_what_refining_it_alone_predicts(trained_checkpoint):
     from dataclasses import replace
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from bbuvl.atomic import name_or_temporary, write_text_atomic
+from bbuvl.data.faults import Faults
 from bbuvl.data.jsonfile import jsonl_lines
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.scale import SCALE_DECIMALS
@@ -41,6 +42,8 @@ from bbuvl.infer.tile_scale import REFINE_WITHIN, WITHIN, Candidate, ChosenTileS
 from bbuvl.infer.tiles import TilePlan, first_regions, grid_shape
 from bbuvl.paths import real_path
 
+# The per-category scores of one prediction file on all the photos, and with each left out in turn (`scores_of`)
+Scores = tuple[dict[str, dict], list[dict[str, dict]]]
 FACTORS = (0.5, 0.75, 1.0, 1.25)  # of the training scale: 2x2, 3x3, 4x4 and 5x5 for a photo 4x the frame's side
 METRICS = ("AP50", "AP")
 
@@ -150,10 +153,11 @@ def _predict_at(predictor: Predictor, paths: list[str], mode: str, scale: float,
 
 
 def choose_refine(predictor: Predictor, gt: Path, out: Path, scale: float, mode: str, metric: str,
-                  within: float = REFINE_WITHIN) -> list[RefineScore]:
+                  within: float = REFINE_WITHIN, base: Scores | None = None) -> list[RefineScore]:
     """Predict `gt`'s photos at `scale` once more with every category the whole pass answers for refined by the tiles,
     score each such category (`metric` at the category level) with and without, and keep those that gain more than
-    `within` jackknife standard errors; the predictions with the kept ones refined go to `refined_file`."""
+    `within` jackknife standard errors; the predictions with the kept ones refined go to `refined_file`. `base`: the
+    scores of `prediction_file(out, scale)` (`scores_of`) where the caller has them, not computed again."""
     records = read_ground_truth(gt)
     held = {label_at_level(o.desc, 1) for r in records for o in r.objects}
     candidates = [c for c in whole_categories(predictor, records[0].size, scale) if c in held]
@@ -166,16 +170,12 @@ def choose_refine(predictor: Predictor, gt: Path, out: Path, scale: float, mode:
     base_file = prediction_file(out, scale)
     base_lines, refined_lines = read_predictions(base_file), read_predictions(every)
 
-    def per_category(photos: list, pred: Path, found: list) -> dict:
-        found_metrics = evaluate_predictions(photos, gt, found, pred, level=1, faults=predictor.faults).metrics
-        return found_metrics["per_category"] or {}
-
     def value(scores: dict, category: str) -> float | None:
         return (scores.get(category) or {}).get(metric)
 
-    all_base, all_refined = per_category(records, base_file, base_lines), per_category(records, every, refined_lines)
-    left_out = list(zip(*(per_category_left_out(records, gt, found, pred, 1, predictor.faults)
-                          for pred, found in ((base_file, base_lines), (every, refined_lines))))) if len(records) > 1 else []
+    all_base, base_left_out = base if base is not None else scores_of(records, gt, base_file, base_lines, predictor.faults)
+    all_refined, refined_left_out = scores_of(records, gt, every, refined_lines, predictor.faults)
+    left_out = list(zip(base_left_out, refined_left_out))
     scores = []
     for c in candidates:
         without, refined = value(all_base, c), value(all_refined, c)
@@ -191,6 +191,16 @@ def choose_refine(predictor: Predictor, gt: Path, out: Path, scale: float, mode:
         _write_lines(refined_file(out, scale), [with_categories(predictor, b, r, kept, options)
                                                 for b, r in zip(raw_base, lines)])
     return scores
+
+
+def scores_of(records: list, gt: Path, pred: Path, lines: list, faults: Faults) -> Scores:
+    """The per-category scores at the category level of predictions `lines` (read from `pred`) on all the photos, and
+    with each left out in turn (none for one photo): what a candidate scale's score and spread, and the refinement's,
+    are read from. The chosen scale's are scored once, for the choice and for its refinement."""
+    per_category = evaluate_predictions(records, gt, lines, pred, level=1, faults=faults).metrics["per_category"] or {}
+    # Each photo left out in turn, from one evaluation: n evaluations afresh were quadratic in the photos
+    left_out = per_category_left_out(records, gt, lines, pred, 1, faults) if len(records) > 1 else []
+    return per_category, left_out
 
 
 def best_candidate(candidates: Sequence[Candidate], train_scale: float, within: float = WITHIN) -> Candidate:
@@ -252,6 +262,7 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
     scored_on = judged_tiled(tiled_categories(predictor, records[0].size), judged)
     out.mkdir(parents=True, exist_ok=True)
     scored: dict[tuple, tuple[float | None, int, list[float | None]]] = {}
+    found_at: dict[float, Scores] = {}  # the scores of each scale predicted, for the chosen one's refinement
     replicates: dict[float, list[float | None]] = {}  # each scale's score with each photo left out in turn
     candidates: list[Candidate] = []
     try:
@@ -265,17 +276,11 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
                 lines = _predict_at(predictor, paths, mode, scale, [])
                 pred = prediction_file(out, scale)
                 _write_lines(pred, lines)
-                lines_read = read_predictions(pred)
-
-                def score(photos: list) -> float | None:
-                    found = evaluate_predictions(photos, gt, lines_read, pred, level=1, faults=predictor.faults)
-                    return category_score(found.metrics["per_category"] or {}, metric, scored_on)
-
+                found = scores_of(records, gt, pred, read_predictions(pred), predictor.faults)
                 passes = sum(len(first_regions(r.size, plan, predictor.contract)) for r in records)
-                # Each photo left out in turn, from one evaluation: n evaluations afresh were quadratic in the photos
-                left_out = [category_score(found, metric, scored_on) for found in per_category_left_out(
-                    records, gt, lines_read, pred, 1, predictor.faults)] if len(records) > 1 else []
-                scored[key] = (score(records), passes, left_out)
+                scored[key] = (category_score(found[0], metric, scored_on), passes,
+                               [category_score(f, metric, scored_on) for f in found[1]])
+                found_at[scale] = found
             value, passes, left_out = scored[key]
             replicates[scale] = left_out
             counts = Counter(f"{c}x{r}" for c, r in grids)
@@ -290,7 +295,8 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
         # The best is the first scale tried among those cutting the same grids (both prefer the factor nearest 1), so
         # its predictions are on file.
         best = best_candidate(candidates, own, within)
-        refined = choose_refine(predictor, gt, out, best.scale, mode, metric, refine_within) if refine else []
+        refined = (choose_refine(predictor, gt, out, best.scale, mode, metric, refine_within, found_at.get(best.scale))
+                   if refine else [])
     finally:
         predictor.tile_refine = original_refine
     notes = [] if best.score is not None else [
