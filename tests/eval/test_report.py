@@ -503,6 +503,41 @@ def test_a_predicted_label_the_hierarchy_cannot_judge_is_framed_and_marked_in_th
     assert not (np.asarray(picture.convert("RGB")).reshape(-1, 3) == MAGENTA).all(axis=1).any()
 
 
+
+def test_a_fault_under_min_score_that_sends_its_photo_to_review_is_drawn_framed(tmp_path):
+    # --min-score leaves a box out of the error counts, not out of the verdict (eval/metrics.py `_score_faults`): the
+    # photo went to review on a fault at 0.4 under --min-score 0.5, and its picture showed no fault at all.
+    import json
+
+    import numpy as np
+
+    from bbuvl.eval.report import judged_objects
+    from bbuvl.infer.verdict import VerdictThresholds
+
+    ok, wrong = "螺丝连接点/BBU安装螺丝/连接正确", "螺丝连接点/BBU安装螺丝/连接错误"
+    Image.new("RGB", (64, 48), (60, 60, 60)).save(tmp_path / "p.png")
+    gt, pred = tmp_path / "val.jsonl", tmp_path / "pred.jsonl"
+    gt.write_text(json.dumps({"images": ["p.png"], "width": 64, "height": 48,
+                              "objects": [{"bbox_2d": [10, 10, 30, 30], "desc": ok}]}, ensure_ascii=False) + "\n",
+                  encoding="utf-8")
+    objects = [{"bbox_2d": [10, 10, 30, 30], "label": ok, "score": 0.9},
+               {"bbox_2d": [34, 20, 50, 40], "label": wrong, "score": 0.4},
+               {"bbox_2d": [2, 2, 8, 8], "label": wrong, "score": 0.1}]  # below review too: counted nowhere, not drawn
+    pred.write_text(json.dumps({"image": "p.png", "width": 64, "height": 48, "raw": None, "error": None,
+                                "objects": objects}, ensure_ascii=False) + "\n", encoding="utf-8")
+    evaluation = evaluate_predictions(read_records(gt), gt, read_predictions(pred), pred, min_score=0.5,
+                                      thresholds=VerdictThresholds(0.3, 0.6))
+    assert evaluation.faults.photo_verdicts == ["review"] and evaluation.faults.photos_to_check(1) == [0]
+    assert [o["score"] for o in evaluation.images[0].objects] == [0.9]  # the error counts read the one box
+    f = evaluation.faults
+    assert [o["score"] for o in judged_objects(evaluation.images[0], f.judged_with, f.photo_judged_by[0])] == [0.9, 0.4]
+    report = write_report(evaluation, tmp_path / "report", NO_CJK, worst=1)
+    (png,) = (report.parent / FAULTS_DIR).glob("*_p.png")
+    picture = Image.open(png).convert("RGB")
+    right = np.asarray(picture.crop((picture.width // 2, 0, picture.width, picture.height)))
+    assert (right.reshape(-1, 3) == MAGENTA).all(axis=1).sum() > 0
+
+
 def test_a_state_written_right_to_left_keeps_its_true_to_predicted_order_in_the_page(tmp_path):
     # "תקין→שבור 1" (true → predicted) is one right-to-left run to a browser: it showed "שבור→תקין", the states the
     # other way round, read as the model calling a broken part intact. Each state is isolated now.

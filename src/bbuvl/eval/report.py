@@ -32,6 +32,7 @@ from PIL import Image
 
 from bbuvl.atomic import atomic_folder, save_atomic, write_bytes_atomic, write_text_atomic
 from bbuvl.clock import local_time
+from bbuvl.data.faults import Faults
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.text import spell_controls
 from bbuvl.eval.draw import (CAPTION_CHARS, FAULT_LEGEND, LabelNamer, compare_picture, drawable, file_stem,
@@ -41,6 +42,7 @@ from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.metrics import Evaluation, ImageResult
 from bbuvl.eval.predictions import predictions_manifest
 from bbuvl.eval.size_buckets import SizeResult
+from bbuvl.infer.verdict import VerdictThresholds, at_review, unjudged_at_review
 from bbuvl.outputs import Claim, output_path
 from bbuvl.paths import real_path
 
@@ -151,10 +153,12 @@ def _write_report(evaluation: Evaluation, out_dir: Path, faults_dir: Path, worst
             return uri
         # titled by why there are no boxes, where the line says: "prediction (0)" over a photo whose line was an error
         # read as one where the model found nothing, in the photos to check as in the worst
-        picture, problem = compare_picture(result.record, result.image_path, result.objects, result.match, font, name,
-                                           prediction_title=prediction_title(result.prediction),
+        judged_by = faults.photo_judged_by[index[id(result)]]
+        picture, problem = compare_picture(result.record, result.image_path,
+                                           judged_objects(result, faults.judged_with, judged_by), result.match, font,
+                                           name, prediction_title=prediction_title(result.prediction),
                                            faults=faults.judged_with,  # an unreadable photo is named on its placeholder
-                                           verdict=faults.photo_judged_by[index[id(result)]])
+                                           verdict=judged_by)
         if problem is not None:
             unreadable.append(problem)
             problems[id(result)] = problem
@@ -358,6 +362,19 @@ def _faults_html(evaluation: Evaluation, curve: Image.Image, pictures: list[tupl
             f"<div><h3>State given kind</h3>{states}</div></div>"
             f"<img alt='fault precision-recall' src='{_data_uri(curve, 'PNG')}'>"
             f"<h3>Photos with a missed fault first, then clean photos flagged</h3>{items}")
+
+
+def judged_objects(result: ImageResult, faults: Faults, judged_by: VerdictThresholds) -> list[dict[str, Any]]:
+    """The predicted boxes a photo's picture shows: those the error counts read (`--min-score` and above, in their
+    outcome colours) and, after them, those below it that its verdict counts (a fault or a label the hierarchy cannot
+    judge, scoring at least `judged_by`'s review threshold: infer/verdict.py), which the verdict reads whatever
+    `--min-score` is. Left out, a photo sent to review by a fault at 0.4 under --min-score 0.5 showed none."""
+    if result.prediction is None or len(result.objects) == len(result.prediction.objects):
+        return result.objects
+    kept = {id(o) for o in result.objects}
+    below = [o for o in result.prediction.objects if id(o) not in kept and (
+        at_review(o["label"], o["score"], faults, judged_by) or unjudged_at_review(o["label"], o["score"], faults, judged_by))]
+    return result.objects + below if below else result.objects
 
 
 def _shown(shown: int, of: int, what: str, none: str) -> str:
