@@ -397,6 +397,19 @@ def test_a_box_whose_label_the_hierarchy_cannot_read_sends_its_photo_to_review_o
     assert any("the hierarchy cannot judge" in n for n in m.notes) == (verdict == "review")
 
 
+
+@pytest.mark.parametrize("score, verdict", [(0.299994, "pass"), (0.299996, "review"), (0.5999996, "fail")])
+def test_a_fault_scored_past_the_digits_a_line_writes_is_judged_as_predict_judges_it(score, verdict):
+    # A line of another tool's (or edited by hand) with a fault at 0.299996: eval passed the photo and counted the
+    # fault missed, where predict's verdict (`judge`), the report's frame (`at_review`) and an unjudgeable box of the
+    # same score read it as 0.3, at review
+    objects = [pred(NEAR1, A_BAD, score)]
+    m = fault_metrics([photo((BOX1, A_BAD))], [objects], FAULTS, T)
+    expected = judge([(o["bbox_2d"], o["label"], o["score"]) for o in objects], FAULTS, T)
+    assert m.photo_verdicts == [expected.verdict] == [verdict]
+    assert m.photo_scores == [expected.score]
+    assert m.photo_missed == [int(verdict == "pass")]
+
 def test_thresholds_are_chosen_with_an_unjudgeable_box_flagging_its_photo_at_its_own_score():
     # Before: such a photo was flagged at every threshold, its box's score 0.01 counting as if it were 1
     truth, scores = [True, True, False, False], [0.8, None, 0.2, None]

@@ -211,8 +211,11 @@ def fault_metrics(records: Sequence[ImageRecord], predictions: Sequence[Sequence
     n = len(records)
     # Labels first: only a judged part's box is read (a record's fields cost an attribute lookup each).
     gt = _Judged.of([[(o.bbox_2d, 1.0, d) for o in r.objects if ids(d := o.desc)[1] >= 0] for r in records], ids)
-    pred = _Judged.of([[(o["bbox_2d"], o["score"], o["label"]) for o in objs if ids(o["label"])[1] >= 0]
-                       for objs in predictions], ids)
+    # Each score as a line of `bbuvl predict` writes it (infer/verdict.py `judge`, `at_review`): a line of another
+    # tool's scoring a fault 0.2999996 passed its photo at review 0.3 here, where predict's verdict, the report's
+    # frame and the unjudgeable boxes' score below read 0.3.
+    pred = _Judged.of([[(o["bbox_2d"], round(float(o["score"]), SCORE_DIGITS), o["label"]) for o in objs
+                        if ids(o["label"])[1] >= 0] for objs in predictions], ids)
     fault_match, kind_match = _match(gt, pred, iou)
 
     is_fault = pred.fault >= 0
