@@ -147,6 +147,38 @@ def test_the_checkpoints_tiled_thresholds_judge_tiled_photos_alone(trained_check
     assert p.options().framed().tiled == VerdictThresholds(0.3, 0.6)
 
 
+
+def test_a_chosen_pair_beside_a_run_config_setting_one_tiled_threshold_judges_each_framing(trained_checkpoint, photos,
+                                                                                         tmp_path):
+    # `verdict_review_tiled: 0.3` alone (its fail the config's 0.5) with a one-pass pair chosen at fail 0.2: the tiled
+    # fail fell back to the chosen 0.2, a pair out of order, and every predict, serve and eval of it stopped on it.
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app as cli
+    from bbuvl.config import dump_config, load_config
+    from bbuvl.eval.judging import verdict_setup
+    from bbuvl.infer.verdict import FramedThresholds, checkpoint_verdict
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    cfg = load_config(ckpt / "bbuvl.yaml", ["inference.verdict_review_tiled=0.3"])
+    assert (cfg.inference.verdict_fail, cfg.inference.verdict_fail_tiled) == (0.5, None)
+    (ckpt / "bbuvl.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    ChosenThresholds(VerdictThresholds(0.1, 0.2), 0.8, 0.9, 0.8, 0.9, 10, 4, sorted(Faults.load().labels),
+                     "val.jsonl").save(ckpt)
+    judged = FramedThresholds(VerdictThresholds(0.1, 0.2), VerdictThresholds(0.3, 0.5))
+    assert checkpoint_verdict(ckpt)[0] == judged
+    assert Predictor.load(ckpt, device="cpu").options("head").framed() == judged
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(photos[0], folder)
+    out = tmp_path / "pred.jsonl"
+    r = CliRunner().invoke(cli, ["predict", "-c", str(ckpt), "-i", str(folder), "-o", str(out), "--mode", "head",
+                                 "--device", "cpu", "--tiles", "2x2"], env={"COLUMNS": "400"})
+    assert r.exit_code == 0, r.output
+    assert "the 1 photos predicted through tiles or zoom: review ≥ 0.3, fail ≥ 0.5" in r.output
+    assert verdict_setup(out).thresholds == judged
+
 def test_predict_says_when_the_checkpoints_thresholds_were_chosen_in_another_mode(trained_checkpoint, tmp_path):
     from typer.testing import CliRunner
 

@@ -429,6 +429,12 @@ def with_chosen(inference: Any, chosen: ChosenThresholds | None, chosen_tiled: C
     update: dict[str, float] = {}
     if chosen is not None and chosen.applies(mode):
         update |= {"verdict_review": chosen.thresholds.review, "verdict_fail": chosen.thresholds.fail}
+        if inference.verdict_review_tiled is not None or inference.verdict_fail_tiled is not None:
+            # The run config's tiled pair, its unset key the config's own one-pass value, as the config was checked:
+            # left to fall back to the chosen pair, `verdict_review_tiled: 0.3` beside a chosen fail of 0.00039 was a
+            # pair out of order, and every predict, serve and eval of the checkpoint stopped on it.
+            own = config_thresholds(inference, tiled=True)
+            update |= {"verdict_review_tiled": own.review, "verdict_fail_tiled": own.fail}
     if chosen_tiled is not None and chosen_tiled.applies(mode):
         update |= {"verdict_review_tiled": chosen_tiled.thresholds.review,
                    "verdict_fail_tiled": chosen_tiled.thresholds.fail}
