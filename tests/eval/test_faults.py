@@ -218,6 +218,15 @@ def test_a_fail_threshold_out_of_reach_never_claims_to_fail_none_when_a_photo_sc
                      "verdict (2 of 5 right, precision 33%); 3 photo(s) whose best fault scores 1 fail at any threshold"]
 
 
+
+def test_the_notes_give_a_threshold_set_out_of_reach_in_the_digits_it_is_written_with():
+    # "review is set at the lowest fault score, 0.0551" of a review written as 0.05513: given to predict as that, the
+    # photo that set it passed
+    t, _, _, notes = choose_thresholds([True, True, False], [0.05513, None, 0.71234], 1.0, 0.9)
+    assert t.review == 0.05513 and any(n.endswith("review is set at the lowest fault score, 0.05513") for n in notes)
+    t, _, _, notes = choose_thresholds([True, True, True, False, False], [0.71234, 0.61234, 0.2, 0.81234, 0.3], 0.6, 0.9)
+    assert t.fail == 0.61234 and any("fail is set at 0.61234, where the fewest" in n for n in notes)
+
 def test_photos_to_check_put_missed_faults_first_then_clean_photos_flagged():
     records = [photo((BOX1, A_OK)), photo((BOX1, A_BAD)), photo((BOX1, A_BAD), (BOX2, B_BAD)), photo((BOX1, A_OK)),
                photo((BOX1, A_OK)), photo((BOX1, A_BAD))]
@@ -335,7 +344,7 @@ def _choose_score_by_score(truth, scores, target_recall, target_precision, unusa
         reachable = float((t & ((r >= 0) | anyway)).sum() / t.sum())
         notes.append(f"no threshold flags {target_recall:.0%} of the faulty photos (a fault is predicted in, or no "
                      f"usable answer came back for, {reachable:.0%} of them): review is set at the lowest fault score, "
-                     f"{review:.3g}")
+                     f"{review:g}")
     recall = float((t & ((r >= review) | anyway)).sum() / t.sum())
     fail, precision = next(((float(c), float(t[s >= c].mean())) for c in candidates[::-1]
                             if c >= review and t[s >= c].mean() >= target_precision), (1.0, None))
@@ -346,7 +355,7 @@ def _choose_score_by_score(truth, scores, target_recall, target_precision, unusa
         certain = bool((s >= 1.0).any())
         if best is not None and (right[best] > int((~t).sum()) or certain):
             fail, precision = best, float(t[s >= best].mean())
-            notes.append(f"no threshold fails photos at precision {target_precision:.0%}: fail is set at {best:.3g}, "
+            notes.append(f"no threshold fails photos at precision {target_precision:.0%}: fail is set at {best:g}, "
                          f"where the fewest photos get a wrong verdict ({right[best]} of {len(t)} right, precision "
                          f"{precision:.0%})" + (f"; {int((s >= 1.0).sum())} photo(s) whose best fault scores 1 fail at "
                                                 "any threshold" if certain else ""))

@@ -117,6 +117,21 @@ def test_photos_predicted_through_tiles_get_thresholds_of_their_own(files, tmp_p
         ChosenThresholds.load(ckpt, tiled=True)
 
 
+
+def test_the_thresholds_chosen_are_said_in_the_digits_they_were_written_with(files, tmp_path):
+    # Said at 3 significant digits, review 0.40127 read "review 0.401": given to predict as --verdict-review, the photo
+    # that set it passed where eval had sent it to review.
+    gt, pred, ckpt = files
+    scores = {"0.9": 0.90123, "0.4": 0.40127, "0.6": 0.60041, "0.8": 0.80017}
+    text = pred.read_text(encoding="utf-8")
+    for was, now in scores.items():
+        text = text.replace(f'"score": {was}}}', f'"score": {now}}}')
+    pred.write_text(text, encoding="utf-8")
+    output = " ".join(run(gt, pred, tmp_path / "m1.json", "--choose-thresholds", "--target-recall", "1",
+                          "--target-precision", "1").split())
+    assert ChosenThresholds.load(ckpt).thresholds == VerdictThresholds(0.40127, 0.90123)
+    assert "review 0.40127, fail 0.90123 (flag" in output
+
 def test_choosing_needs_the_checkpoint_that_made_the_predictions(files, tmp_path):
     gt, pred, ckpt = files
     (pred.with_name(pred.name + ".predict.json")).unlink()

@@ -171,7 +171,7 @@ def choose_tiles(
         console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
     if verdict is not None:
         console.print(f"verdict thresholds of photos cut into tiles ({verdict.photos}, {verdict.faulty_photos} faulty): "
-                      f"review {verdict.thresholds.review:.3g}, fail {verdict.thresholds.fail:.3g} (flag "
+                      f"review {verdict.thresholds.review:g}, fail {verdict.thresholds.fail:g} (flag "
                       f"{_num(verdict.recall)} of the faulty photos, {_num(verdict.precision)} of failed photos faulty); "
                       "written to "
                       f"{escape(str(checkpoint / TILED_THRESHOLDS_FILE))}", soft_wrap=True)

@@ -221,8 +221,8 @@ def evaluate(
     print_faults(evaluation.faults, judged.source)
     for c, path in zip(chosen, written):
         which = "photos predicted through tiles or zoom" if c.tiled else "photos predicted in one pass"
-        console.print(f"[green]verdict thresholds[/] ({which}, {c.photos}): review {c.thresholds.review:.3g}, fail "
-                      f"{c.thresholds.fail:.3g} (flag {_num(c.recall)} of the faulty photos, {_num(c.precision)} of failed "
+        console.print(f"[green]verdict thresholds[/] ({which}, {c.photos}): review {c.thresholds.review:g}, fail "
+                      f"{c.thresholds.fail:g} (flag {_num(c.recall)} of the faulty photos, {_num(c.precision)} of failed "
                       f"photos faulty) written to {escape(str(path))}; measured on the photos they were chosen on",
                       soft_wrap=True)
     for note in replaced:

@@ -491,7 +491,7 @@ def choose_thresholds(truth: Sequence[bool], scores: Sequence[float | None], tar
         reachable = float((t & ((r >= 0) | anyway)).sum() / t.sum())
         notes.append(f"no threshold flags {target_recall:.0%} of the faulty photos (a fault is predicted in, or no "
                      f"usable answer came back for, {reachable:.0%} of them): review is set at the lowest fault score, "
-                     f"{review:.3g}")
+                     f"{review:g}")
     recall = float((t & ((r >= review) | anyway)).sum() / t.sum())
     fail, precision = 1.0, None
     above = at.score >= review
@@ -508,7 +508,7 @@ def choose_thresholds(truth: Sequence[bool], scores: Sequence[float | None], tar
         certain = bool((s >= 1.0).any())
         if right[k] > int((~t).sum()) or certain:
             fail, precision = best, float(t[s >= best].mean())
-            notes.append(f"no threshold fails photos at precision {target_precision:.0%}: fail is set at {best:.3g}, "
+            notes.append(f"no threshold fails photos at precision {target_precision:.0%}: fail is set at {best:g}, "
                          f"where the fewest photos get a wrong verdict ({right[k]} of {len(t)} right, precision "
                          f"{precision:.0%})" + (f"; {int((s >= 1.0).sum())} photo(s) whose best fault scores 1 fail at "
                                                 "any threshold" if certain else ""))
