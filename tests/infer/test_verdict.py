@@ -165,6 +165,15 @@ def test_a_fault_a_platform_spells_with_full_width_separators_fails_its_photo(la
     assert judge([(BOX, label, 0.9)], FAULTS, T).verdict == "fail"
 
 
+@pytest.mark.parametrize("english", ["air baffle/not installed/", "air baffle//not installed", "/air baffle/not installed",
+                                     "screw or connection point/BBU mounting screw/wrong/"])
+def test_a_fault_in_english_with_an_empty_part_fails_its_photo_as_the_same_fault_in_chinese_does(english):
+    # The token map drops empty parts of a label in the hierarchy's language, so '挡风板/未安装/' failed its photo;
+    # its English gloss so written was read as no label, and sent the photo to review
+    chinese = FAULTS.hierarchy.from_english("/".join(p for p in english.split("/") if p))
+    assert FAULTS.is_fault(english) and FAULTS.canonical(english) == chinese
+    assert judge([(BOX, english, 0.9)], FAULTS, T).verdict == "fail" == judge([(BOX, chinese + "/", 0.9)], FAULTS, T).verdict
+
 @pytest.mark.parametrize("label", ["bbu基带处理单元/华", "标签贴纸", "screw or connection point/BBU mounting screw/correct",
                                    "bbu基带处理单元/华为/连接错误",
                                    # a category without faults alone: read as no category, its photo went to review

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from bbuvl.data.labels import Hierarchy, TokenMap
-from bbuvl.data.text import SEP, clean_label, label_key
+from bbuvl.data.text import SEP, clean_label, label_key, label_parts
 
 # The verdict's thresholds a checkpoint carries once `bbuvl eval --choose-thresholds` chose them (infer/verdict.py
 # reads and writes it); named here, below both, so that copying a checkpoint (model/checkpoint.py) keeps it.
@@ -92,6 +92,11 @@ class Faults:
                 found = self.hierarchy.canonical(self.token_map.map_path(label))
             if found is None:  # a dataset in English (`data convert --lang en`): its faults are the same faults
                 found = self.hierarchy.from_english(label)
+            if found is None and (parts := SEP.join(label_parts(label))) != label:
+                # ... its empty parts dropped, as the token map drops them from a label in the hierarchy's language:
+                # a fault so written in its names failed its photo, and in its English glosses (a trailing `/`, `//`)
+                # sent it to review as a label not read
+                found = self.hierarchy.from_english(parts)
             self._canonical[label] = found
         return self._canonical[label]
 
