@@ -179,6 +179,34 @@ def test_a_chosen_pair_beside_a_run_config_setting_one_tiled_threshold_judges_ea
     assert "the 1 photos predicted through tiles or zoom: review ≥ 0.3, fail ≥ 0.5" in r.output
     assert verdict_setup(out).thresholds == judged
 
+
+def test_the_score_threshold_keeps_a_box_whose_written_score_is_at_it(trained_checkpoint, photos, tmp_path):
+    # The threshold compared the unrounded score: a fault scoring 0.000386, written 0.00039, was dropped at
+    # --score-threshold 0.00039, and its photo passed where it failed at --verdict-fail 0.00039 without the threshold.
+    from safetensors.torch import load_file, save_file
+
+    from bbuvl.infer.verdict import SCORE_DIGITS
+    from bbuvl.model.identity import record_digests
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    # A 2-step head scores every part about 4e-6, written 0: its objectness raised by e^8 puts them at 5 decimals
+    state = load_file(ckpt / "detection_head.safetensors")
+    bias = next(k for k in state if k.endswith("objectness_head.bias"))
+    state[bias] = state[bias] + 8.0
+    save_file(state, ckpt / "detection_head.safetensors", metadata={"format": "pt"})
+    record_digests(ckpt)
+    p = Predictor.load(ckpt, device="cpu")
+    p.faults = every_label_a_fault(tmp_path)
+    # each photo alone, as it is predicted below: a batch of another size moves a score in its last bits
+    raw = [(photo, d.score) for photo in photos for d in p.predict([photo], "head")[0].objects]
+    photo, score = next((photo, s) for photo, s in raw if round(s, SCORE_DIGITS) > s)  # one written above its score
+    written = round(score, SCORE_DIGITS)
+    every = p.predict_lines([photo], "head", score_threshold=0.0)[0]["objects"]
+    line = p.predict_lines([photo], "head", score_threshold=written, verdict_review=written, verdict_fail=written)[0]
+    assert line["objects"] == [o for o in every if o["score"] >= written] and written in [o["score"] for o in every]
+    assert line["verdict"]["verdict"] == "fail" and line["verdict"]["score"] >= written
+
 def test_predict_says_when_the_checkpoints_thresholds_were_chosen_in_another_mode(trained_checkpoint, tmp_path):
     from typer.testing import CliRunner
 
