@@ -2,7 +2,6 @@
 them: it says which ranks it waits for, and when one of them is killed before it predicted its share (its lock let go,
 its lock file still naming it), it stops with an error naming the part files it keeps, instead of merging an output
 that lacks that rank's photos with no rank left to predict them. The same command, re-run in one process, goes on
-import pytest
 from the kept parts."""
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import sys
 import threading
 import time
 
+import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
