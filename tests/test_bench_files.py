@@ -125,6 +125,7 @@ def test_a_missing_checkpoint_is_one_line_before_any_photo_is_rendered(script, a
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_inspection_removes_its_temporary_photos_and_predictions(trained_checkpoint, tmp_path, monkeypatch):
     import tempfile
 

@@ -38,6 +38,7 @@ finally:
 
 @pytest.mark.parametrize("run", ["import runpy; runpy.run_module('bbuvl.cli', run_name='__main__')",
                                  "from bbuvl.entry import main; main()"], ids=["python -m bbuvl.cli", "bbuvl"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_cli_collects_its_garbage_once_at_exit_then_freezes_what_survives(tmp_path, run):
     written = tmp_path / "finalizer.txt"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p),

@@ -27,6 +27,7 @@ def test_train_rejects_a_misspelt_key_before_loading_anything(run_config, tmp_pa
     assert "unknown key 'training.learning_rate'" in result.output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predict_then_eval_writes_lines_metrics_and_report(trained_checkpoint, small_dataset, tmp_path):
     pred = tmp_path / "pred.jsonl"
     r = runner.invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(small_dataset / "val.jsonl"), "-o", str(pred),

@@ -52,6 +52,7 @@ logging.getLogger("bbuvl.serve").info("serving")
 """
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_serves_log_lines_start_with_the_local_time_and_its_offset():
     # Before: '2026-12-01 07:44:58,863 INFO bbuvl.serve: ...', the server's wall clock with no zone
     done = subprocess.run([sys.executable, "-c", SERVE_LOG], env={**os.environ, "TZ": EAST}, capture_output=True,

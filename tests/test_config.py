@@ -379,6 +379,7 @@ def test_config_check_and_a_training_start_refuse_a_batch_that_would_overflow_it
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_file_far_larger_than_any_config_is_refused_without_reading_it_whole(tmp_path):
     """A dataset, a log or /dev/zero given as the config was read whole into memory (/dev/zero: a MemoryError), and
     YAML parses about 50 KB a second (a 100 MB list ran past five minutes)."""
@@ -856,6 +857,7 @@ def test_a_dumped_config_holds_every_key_so_the_keys_a_checkpoints_lacks_are_the
     assert not holds_key(older, "grpo.group_size")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_config_check_notes_a_model_path_the_training_start_refuses(tmp_path):
     """`bbuvl config check configs/base.yaml model.path=QWEN3_VL_FOLDER` said `ok` alone, and `bbuvl train` of the same
     refused it before loading ("model.family is qwen2_5_vl but ... holds a qwen3_vl model"); so was a folder without

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+import pytest
 
 from bbuvl.data.read_cost import read_cost
 
@@ -18,6 +19,7 @@ MODES = {"RGBA": Image.fromarray(np.zeros((2, 2, 4), np.uint8)), "16-bit grey": 
          "32-bit grey": Image.fromarray(np.zeros((2, 2), np.int32), "I"), "float grey": Image.fromarray(np.zeros((2, 2), np.float32), "F")}
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_each_kind_peaks_within_what_the_server_charges_it(tmp_path):
     out = tmp_path / "peaks.json"
     # Its own interpreter: each kind is decoded in a fresh process, whose peak the bench reads.

@@ -83,6 +83,7 @@ run_as_command(work, lambda: "what it had begun is removed")
 """
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_ctrl_c_to_the_process_group_ends_a_command_with_only_its_line_not_its_workers_tracebacks():
     child = subprocess.Popen([sys.executable, "-c", FORKED], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True,

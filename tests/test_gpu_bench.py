@@ -116,6 +116,7 @@ def test_bf16_peaks_name_the_gpu_variant_and_know_no_cpu():
     assert bf16_peak_tflops("CPU (AMD EPYC)") is None and bf16_peak_tflops("Tesla T4") is None
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_llm_flops_equal_what_torch_counts_for_a_text_forward(tiny, tiny_family):
     model, _ = tiny
     shape = ModelShape.of(model)

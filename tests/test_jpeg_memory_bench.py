@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bbuvl.data.read_cost import PIXEL_BYTES
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "jpeg_memory.py"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_progressive_jpeg_holds_what_it_is_charged_and_no_more(tmp_path):
     out = tmp_path / "peaks.json"
     # Its own interpreter: each photo is read in a fresh process, whose peak the bench reads.

@@ -329,6 +329,7 @@ def test_a_killed_writers_forked_worker_does_not_hold_its_output(tmp_path):
         os.kill(worker, signal.SIGKILL)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_forked_worker_that_ends_leaves_its_parent_holding_the_output(tmp_path):
     with claim_outputs("train", {}, folders=[tmp_path / "run"]):
         worker = os.fork()

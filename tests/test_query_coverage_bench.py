@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.bench_runner import run_bench_in_process
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "query_coverage.py"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_bench_counts_every_part_once_per_column_and_no_choice_of_queries_beats_all_proposals(
         trained_checkpoint, small_dataset, tmp_path):
     out = tmp_path / "coverage.jsonl"

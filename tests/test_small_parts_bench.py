@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.bench_runner import run_bench_in_process
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "small_parts.py"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_bench_prints_every_plan_with_its_tokens_beside_the_prior(trained_checkpoint, small_dataset):
     args = ["--checkpoint", str(trained_checkpoint), "--val", str(small_dataset / "val.jsonl"), "--grid", "2x2",
             "--containers", "bbu基带处理单元", "--category", "螺丝连接点"]

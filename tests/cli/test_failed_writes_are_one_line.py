@@ -7,6 +7,7 @@ in bbuvl.atomic.WriteFailed. The limit here is `ulimit -f` (any user); the same 
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
@@ -17,6 +18,7 @@ LIMIT = 768  # more than a lock file or the ledger holds, less than any plot or 
 RERUN = ("attention.png", "data.json")  # a plot and a table: run again, once the limit is lifted
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_each_doctor_commands_last_write_failing_is_one_error_line_and_a_rerun_writes_it(trained_checkpoint,
                                                                                         small_dataset, tmp_path):
     image = small_dataset / "images" / "val_00001.jpg"

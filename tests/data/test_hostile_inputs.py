@@ -360,6 +360,7 @@ def test_an_images_folder_that_is_a_file_or_missing_is_named_before_the_coco_fil
 # --- a line without end -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_line_longer_than_any_dataset_line_is_an_error_of_its_own_and_is_never_held_whole(tmp_path: Path):
     # A file without line breaks was read whole as one line (480 MB of memory for 200 MB of zeros); now a line is read
     # up to MAX_LINE_CHARS, the rest of it is skipped, and the lines after it are still read.

@@ -123,6 +123,7 @@ def test_check_warns_of_a_reencoded_copy_in_train_and_val_naming_both(scenes, tm
     assert f"{copies[0]} at line 1" in found[0].message and "on two lines" in found[0].message
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_convert_keeps_a_reencoded_copy_names_it_and_splits_both_to_one_side(tmp_path):
     export = tmp_path / "export"
     synthesize(export, 8, 0, seed=6, size=(320, 240), fmt="vendor")
@@ -173,6 +174,7 @@ def test_a_truncated_png_is_compared_with_nothing_and_split_and_check_go_on(scen
     assert not any("copy png.png: its pixels" in p.message for p in problems)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_fixed_cameras_many_shots_of_one_view_are_one_group_in_a_pair_or_two_a_photo():
     rng = np.random.default_rng(0)
     view = rng.uniform(40, 200, (8, 8, 3)).astype(np.float32)
@@ -234,6 +236,7 @@ def with_turned_copies(jsonl: Path, out: Path) -> tuple[Path, list[str]]:
 
 
 @pytest.mark.parametrize("copied", ["reencoded", "mirrored and turned"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_split_keeps_a_photos_copies_on_one_side(copied, scenes, tmp_path):
     build = with_copies if copied == "reencoded" else with_turned_copies
     dataset, copies = build(scenes["room"], tmp_path / "data")
@@ -296,6 +299,7 @@ def test_check_warns_of_a_teacher_whose_pixels_are_a_validation_photos_or_its_ow
     assert any(to_val in m for m in own)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_split_refuses_a_training_line_whose_teacher_is_a_near_copy_of_a_photo_it_draws_for_validation(scenes, tmp_path):
     dataset, copies = with_turned_copies(scenes["room"], tmp_path / "data")
     records = read_records(dataset)  # 8 photos, then the first mirrored and turned

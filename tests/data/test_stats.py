@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.schema import ImageRecord, ObjectAnn
 from bbuvl.data.stats import dataset_stats
@@ -69,6 +71,7 @@ def test_stats_of_no_records_are_empty_and_json_serialisable():
     json.dumps(s)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_records_are_counted_as_they_come_and_none_is_kept():
     # `data stats` held every record of its files at once: 280 MB for 20,000 photos of 15 boxes. It reads them as a
     # stream now, so the statistics of a generator must count each record once, and keep none of them.

@@ -54,6 +54,7 @@ def test_check_says_nothing_was_matched_for_a_copy_saved_again_as_taken(room, tm
     assert f"{records[0].image} at {folder / TRAIN} line 1 (seen small and upright, no value differs by" in warned[0]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_split_refusing_a_teacher_that_is_a_darker_copy_of_a_validation_photo_says_its_values_were_matched(room,
                                                                                                          tmp_path):
     folder = tmp_path / "data"

@@ -152,6 +152,7 @@ def _flatten(coords):
 
 
 @given(nested_points)
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_box_is_min_max_of_all_points_whatever_the_nesting(coords):
     data = {"dataList": [{"coordinates": coords, "properties": {"label": "线缆"}}]}
     (obj,) = parse_vendor(data, "h.json").objects

@@ -101,6 +101,7 @@ except KeyboardInterrupt:
 """
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_ctrl_c_twice_to_a_pools_process_group_prints_no_worker_traceback():
     child = subprocess.Popen([sys.executable, "-c", CTRL_C_TWICE], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, start_new_session=True,

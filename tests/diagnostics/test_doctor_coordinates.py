@@ -51,6 +51,7 @@ def test_r2_is_one_for_a_linear_code_and_about_zero_for_noise():
     assert cross_validated_r2(x, np.full(200, 7.0)) == 0.0  # nothing to explain
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_input_embeddings_before_a_number_know_nothing_of_it(predictor, small_dataset):
     batches = dataset_batches(predictor, small_dataset / "train.jsonl", 8, 4).batches
     states, images, values, previous = probe_rows(predictor.model, predictor.tokenizer, batches)
@@ -64,6 +65,7 @@ def test_the_input_embeddings_before_a_number_know_nothing_of_it(predictor, smal
         probe_coordinates(predictor.model, predictor.tokenizer, [])
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_doctor_coordinates_prints_every_layer_and_writes_json(trained_checkpoint, small_dataset, tmp_path):
     out = tmp_path / "coords.json"
     result = CliRunner().invoke(app, ["coordinates", str(trained_checkpoint), "--data", str(small_dataset / "train.jsonl"),

@@ -59,6 +59,7 @@ def test_doctor_model_reads_an_export_in_its_processors_frame_with_its_labels_as
     assert "generate mode only" in _check(report, "detection head").detail
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_doctor_model_with_a_run_config_on_an_export_warns_that_the_run_trains_in_another_frame(exported):
     report = diagnose_model(exported, Config())  # configs' defaults: 3136..1003520 pixels
     warning = _check(report, "processor pixels")
@@ -87,6 +88,7 @@ def test_doctor_model_on_an_export_whose_processor_was_edited_names_the_frame_pr
            "(12544, 50176)" in warning.detail and "model.min_pixels" not in warning.detail, warning.detail
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_doctor_memory_measures_an_export_with_its_own_labels_and_names_the_mode_it_has(exported, small_dataset,
                                                                                         tmp_path):
     photo = next(iter(sorted((small_dataset / "images").rglob("*.*"))))

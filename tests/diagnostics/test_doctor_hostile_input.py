@@ -54,6 +54,7 @@ def test_a_photo_no_model_frame_holds_is_an_error_naming_it(trained_checkpoint, 
 
 
 @pytest.mark.parametrize("size", [(1, 1), (20, 20000 // 200)])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_one_pixel_photo_and_one_at_the_frames_limit_are_looked_at(trained_checkpoint, tmp_path, size):
     photo = tmp_path / "small.png"
     Image.new("RGB", size, (200, 0, 0)).save(photo)
@@ -181,6 +182,7 @@ def test_features_of_a_checkpoint_with_a_nan_weight_is_an_error_not_a_table_of_l
     assert "probe photos with objects" not in said(result)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_landscape_of_a_checkpoint_whose_own_loss_is_nan_is_an_error(trained_checkpoint, small_dataset, tmp_path):
     # Before: "loss at the checkpoint nan; over the grid nan .. nan", a plot of nothing, exit 0
     ckpt = _with_a_nan_weight(trained_checkpoint, tmp_path)

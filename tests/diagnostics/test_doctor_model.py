@@ -100,6 +100,7 @@ def test_a_missing_checkpoint_folder_fails_the_load_check_naming_it_once(tmp_pat
     assert [(c.name, c.status, c.detail) for c in report.checks] == [("load", "fail", f"{missing}: no such checkpoint folder")]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_checkpoint_without_its_chat_template_fails_that_check_naming_the_file_and_runs_the_rest(trained_checkpoint,
                                                                                                   tmp_path):
     broken = tmp_path / "ckpt"
@@ -161,6 +162,7 @@ def test_vision_positions_the_config_does_not_load_fail_the_load_check_naming_th
     assert "".join(f"{copy / 'vision_positions.safetensors'}: the checkpoint holds trained vision positions".split()) in flat
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_another_runs_contract_fails_naming_the_changed_file_and_the_frames_and_the_printed_record_command_runs(
         trained_checkpoint, tmp_path):
     import json

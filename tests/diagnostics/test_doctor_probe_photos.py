@@ -46,6 +46,7 @@ def test_the_probe_takes_the_next_readable_photos_up_to_the_number_asked(predict
     assert probe.photos == 2 and [s.split(": ")[0] for s in probe.skipped] == [f"{dataset}:2"]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_doctor_features_says_how_many_photos_it_looked_at_and_which_it_left_out(trained_checkpoint, damaged, tmp_path):
     dataset, n, records = damaged
     result = runner.invoke(app, ["features", str(trained_checkpoint), "--data", str(dataset), "--samples", str(n),
@@ -77,6 +78,7 @@ def no_parts(small_dataset, tmp_path):
     return gt
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_doctor_features_on_photos_without_parts_says_the_caption_decoder_saw_nothing(trained_checkpoint, no_parts,
                                                                                      tmp_path):
     gt = no_parts

@@ -45,6 +45,7 @@ def test_a_reader_of_the_checkpoint_finds_a_chosen_scale_all_through_a_run(train
 
 
 @pytest.mark.parametrize("scale_before", [None, EARLIER])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_tiled_thresholds_that_cannot_be_chosen_again_are_kept_and_said_so(trained_checkpoint, wide_val, tmp_path,
                                                                           scale_before):
     ckpt = tmp_path / "ckpt"
@@ -74,6 +75,7 @@ def test_tiled_thresholds_that_cannot_be_chosen_again_are_kept_and_said_so(train
     assert (ckpt / TILE_SCALE_FILE).is_file()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_tiled_thresholds_kept_at_their_scale_with_another_refinement_are_said_to_need_choosing_again(
         trained_checkpoint, wide_val, tmp_path):
     # Before: "kept: it was chosen at this scale", where the tiles now refined other categories and the fault scores

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bbuvl.config import Config, dump_config
 from bbuvl.eval.judging import verdict_setup
 from bbuvl.infer.output import Manifest, claim_output, manifest_path
@@ -27,6 +29,7 @@ def keyed(gt, pred, ckpt, tiles: str = "off") -> None:
     pred.write_text(lines, encoding="utf-8")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_checkpoint_retrained_since_the_predictions_gets_no_thresholds_chosen_on_them(files, tmp_path):
     gt, pred, ckpt = files
     keyed(gt, pred, ckpt)

@@ -5,6 +5,8 @@ only a later predict's note said so."""
 
 from __future__ import annotations
 
+import pytest
+
 from bbuvl.infer.output import Manifest, claim_output, manifest_path
 from bbuvl.infer.verdict import THRESHOLDS_FILE, ChosenThresholds
 from tests.eval.test_judging import files as files  # noqa: F401 - the fixture
@@ -20,6 +22,7 @@ def predicted_in(pred, gt, ckpt, mode: str) -> None:
     pred.write_text(lines, encoding="utf-8")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_choosing_in_another_mode_says_whose_thresholds_it_replaces(files, tmp_path):
     gt, pred, ckpt = files
     first = " ".join(run(gt, pred, tmp_path / "m1.json", "--choose-thresholds").split())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
@@ -15,6 +16,7 @@ from bbuvl.paths import real_path
 from tests.locales import gbk_folder
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_eval_of_predictions_in_a_gbk_folder_records_their_path_as_it_is(eval_files, tmp_path):
     pred = shutil.copy(eval_files.pred, gbk_folder(tmp_path) / "p.jsonl")  # its photos named by their full paths
     out = tmp_path / "m.json"

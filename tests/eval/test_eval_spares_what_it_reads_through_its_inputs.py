@@ -17,6 +17,7 @@ from tests.eval.test_judging import files as files  # noqa: F401 - the fixture
 from tests.eval.test_judging import run
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_an_output_inside_the_checkpoint_that_wrote_the_predictions_is_refused_and_the_checkpoint_unchanged(files, tmp_path):
     gt, pred, ckpt = files
     before = identify(ckpt, None).digest

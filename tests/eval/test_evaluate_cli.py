@@ -358,6 +358,7 @@ def test_a_baseline_measured_otherwise_is_refused_naming_both_values(eval_files,
     assert says in " ".join(result.output.split()) and not out.exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_baseline_on_other_ground_truth_is_refused_and_the_same_ground_truth_elsewhere_is_compared(eval_files, tmp_path):
     lines = eval_files.gt.read_text(encoding="utf-8").splitlines(keepends=True)
     other = eval_files.gt.with_name("val_fewer.jsonl")  # beside the photos, so that its records resolve
@@ -417,6 +418,7 @@ def test_a_category_only_predicted_is_named_as_the_reason_for_its_missing_ap(eva
     assert "1 category only predicted, with no object in the ground truth, has no AP (–)" in " ".join(output.split())
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_boxes_beyond_their_photo_are_counted_in_a_note_naming_the_first(eval_files, tmp_path):
     # Boxes written in 0-1000 (another family's frame) scored AP near 0 with no word of why.
     lines = [json.loads(x) for x in eval_files.pred.read_text(encoding="utf-8").splitlines()]
@@ -545,6 +547,7 @@ def test_out_named_like_another_metrics_details_or_a_folder_is_refused_and_the_p
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_labels_the_hierarchy_does_not_know_are_named_for_each_side(eval_files, tmp_path):
     lines = [json.loads(line) for line in eval_files.pred.read_text(encoding="utf-8").splitlines()]
     box = {"bbox_2d": [1, 1, 20, 20], "score": 0.9}
@@ -595,6 +598,7 @@ def test_viz_of_a_file_none_of_whose_photos_is_there_is_an_error_and_draws_nothi
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["theirs.png"]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_baseline_judged_at_other_verdict_thresholds_is_compared_naming_both_pairs(eval_files, tmp_path):
     run_eval(eval_files, tmp_path / "base.json", "--verdict-review", "0.1", "--verdict-fail", "0.2")
     _, output = run_eval(eval_files, tmp_path / "m.json", "--baseline", str(tmp_path / "base.json"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -78,6 +79,7 @@ def test_a_fault_state_added_to_the_hierarchy_is_scored_and_judged_with_no_code_
     assert judge([([10, 10, 50, 50], loose, 0.9)], Faults.load(), t).verdict == "review"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_hierarchy_marking_no_fault_is_used_not_replaced_by_the_shipped_one(tmp_path):
     # A hierarchy marking no fault is falsy: `faults or shipped` once judged these photos by the shipped faults.
     raw = json.loads(DEFAULT_HIERARCHY.read_text(encoding="utf-8"))

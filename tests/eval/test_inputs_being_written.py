@@ -123,6 +123,7 @@ def test_a_predictions_file_a_killed_predict_left_is_scored_with_a_note_that_it_
     assert "is unfinished" in " ".join(viz.output.split())
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_finished_predictions_file_gets_no_note(eval_files, tmp_path):
     pred = tmp_path / "pred.jsonl"
     child = start_predict(eval_files.gt, pred, delay=0.0)

@@ -50,6 +50,7 @@ def run(gt, pred, out, *extra, ok=True):
     return result.output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_chosen_thresholds_go_into_the_checkpoint_and_later_evaluations_judge_with_them(files, tmp_path):
     gt, pred, ckpt = files
     output = run(gt, pred, tmp_path / "m1.json", "--choose-thresholds", "--target-recall", "1", "--target-precision", "1")
@@ -170,6 +171,7 @@ def test_the_faults_come_from_the_checkpoints_hierarchy_unless_one_is_given(file
     assert not verdict_setup(pred, hierarchy=DEFAULT_HIERARCHY).faults.is_fault(OK)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_thresholds_chosen_on_one_modes_predictions_judge_that_mode_alone(files, tmp_path):
     # Chosen on the head's scores, they judged generate mode's too, whose scores are on another scale.
     gt, pred, ckpt = files

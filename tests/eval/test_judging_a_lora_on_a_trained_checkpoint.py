@@ -39,6 +39,7 @@ def predict(ckpt: Path, gt: Path, out: Path, *extra: str) -> None:
     assert code == 0, said
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predictions_of_a_lora_on_a_trained_checkpoint_are_evaluated(lora_on_trained, trained_checkpoint, small_dataset,
                                                                      tmp_path):
     gt, out = small_dataset / "val.jsonl", tmp_path / "p.jsonl"
@@ -53,6 +54,7 @@ def test_predictions_of_a_lora_on_a_trained_checkpoint_are_evaluated(lora_on_tra
     assert "changed" not in said, said
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_manifest_whose_files_do_not_add_up_is_refused_saying_so_and_predicting_again_helps(
         lora_on_trained, small_dataset, tmp_path):
     gt, out = small_dataset / "val.jsonl", tmp_path / "p.jsonl"

@@ -28,6 +28,7 @@ def _write(path, rows) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predictions_in_the_hierarchys_english_glosses_score_as_the_chinese_ground_truth(tmp_path):
     # Before: the fault metrics (through the hierarchy) counted every box right, COCO AP and label accuracy 0 (8 of 8
     # matched boxes "mislabelled"), and no note said why.
@@ -62,6 +63,7 @@ def _records() -> list[ImageRecord]:
     return out
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_constant_box_prior_is_scored_at_the_level_of_the_ap_it_stands_beside(tmp_path):
     # Before: `--level 1` printed the full labels' prior beside the level-1 AP.
     records = _records()

@@ -78,6 +78,7 @@ def test_report_lists_every_category_and_shows_failed_answers(report, evaluation
     assert "抱歉，我无法识别。" in page or "cannot decode image" in page  # a failed photo is among the worst
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_missing_cjk_font_is_announced_in_the_report_and_labels_fall_back_to_english(evaluation, tmp_path):
     page = write_report(evaluation, tmp_path, NO_CJK, worst=1).read_text(encoding="utf-8")
     assert "no CJK font found" in page
@@ -286,6 +287,7 @@ def test_a_caption_or_title_with_a_character_freetype_cannot_lay_out_is_drawn_sp
     assert drawn.getpixel((100, 110)) == GREEN
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_category_named_with_a_leading_underscore_keeps_its_line_in_the_legend(tmp_path):
     # matplotlib leaves such a label out of a legend it finds, and warned that it had none to show.
     import warnings
@@ -313,6 +315,7 @@ def test_a_label_of_100000_characters_is_drawn_cut_short_in_a_moment():
     assert drawable("线缆x" * 33_334, CAPTION_CHARS) == ("线缆x" * 30)[:CAPTION_CHARS - 1] + "…"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_without_a_cjk_font_a_chinese_label_missing_from_the_hierarchy_is_plotted_without_glyph_warnings(tmp_path):
     # Each of its characters printed matplotlib's "Glyph ... missing from font(s)" warning and a line of our code, where
     # the report and the terminal already say once that there is no CJK font.
@@ -342,6 +345,7 @@ def test_a_photo_that_cannot_be_read_gets_a_note_in_the_page_and_the_others_are_
         assert f"<p class='warn'>photo not shown, drawn on a grey placeholder: {html.escape(problem)}</p>" in page
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_page_says_how_many_of_the_photos_to_look_at_it_shows(evaluation, tmp_path):
     # With --worst 0 the page said "No photo has any error." and "No fault missed and no clean photo flagged." over
     # photos with missed parts and missed faults; with 20 of 1,500, nothing said there were more.
@@ -451,6 +455,7 @@ def test_a_fault_label_below_its_photos_review_threshold_is_not_framed_as_a_faul
     assert "on the prediction side only one the photo's verdict counts" in report.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_photo_to_check_whose_prediction_failed_says_so_in_its_picture_and_caption(tmp_path):
     # The photos to check (a missed fault first) showed a photo whose prediction line was an error as "prediction (0)"
     # beside its ground truth's faults, its caption saying only "verdict review · missed 1": read as a photo where the
@@ -538,6 +543,7 @@ def test_a_fault_under_min_score_that_sends_its_photo_to_review_is_drawn_framed(
     assert (right.reshape(-1, 3) == MAGENTA).all(axis=1).sum() > 0
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_state_written_right_to_left_keeps_its_true_to_predicted_order_in_the_page(tmp_path):
     # "תקין→שבור 1" (true → predicted) is one right-to-left run to a browser: it showed "שבור→תקין", the states the
     # other way round, read as the model calling a broken part intact. Each state is isolated now.

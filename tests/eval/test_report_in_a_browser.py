@@ -72,6 +72,7 @@ def test_the_report_shows_every_picture_styled_and_hostile_text_as_text(browser,
         assert text in shown["text"], text
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_label_name_or_reason_put_into_the_page_unescaped_runs_no_script_and_loads_nothing(browser, tmp_path):  # noqa: F811
     from selenium.webdriver.common.by import By
 

@@ -19,6 +19,7 @@ from tests.eval.test_report import NO_CJK
 
 
 @pytest.mark.parametrize("worst", [1, 0])  # --worst 0: no picture to show, and no empty folder nothing vouches for
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_report_moved_elsewhere_is_still_known_as_an_earlier_report_of_evals(eval_files, tmp_path, worst):
     evaluation = evaluate_predictions(read_records(eval_files.gt), eval_files.gt, read_predictions(eval_files.pred),
                                       eval_files.pred)

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
@@ -29,6 +30,7 @@ def eval_command(root: Path, pred: Path) -> list[str]:
             "--out", str(root / "m.json"), "--report", str(root / "report"), "--worst", "20"]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_report_stopped_while_drawing_is_the_previous_one_whole(tmp_path):
     synthesize(tmp_path / "data", 1, 20, seed=2, size=(640, 480), num_teachers=1)
     gt = tmp_path / "data" / "val.jsonl"

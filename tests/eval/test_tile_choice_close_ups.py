@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from bbuvl.cli import app
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_photos_every_candidate_cuts_alike_choose_nothing_and_keep_the_scale_chosen_before(trained_checkpoint,
                                                                                            small_dataset, tmp_path):
     ckpt = tmp_path / "ckpt"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from bbuvl.fewshot.batch import FIELDS, write_rows
 from tests.fewshot.test_hostile_input import invoke, photos
 
@@ -47,6 +49,7 @@ def test_csv_neutralises_tab_and_carriage_return_and_leaves_numbers_and_plain_te
     assert (got["score"], got["second_score"], got["box"]) == ("-0.25", "-0.5", "[1.0, 2.0, 3.0, 4.0]")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_eval_csvs_neutralise_class_names_and_query_paths_that_start_like_a_formula(tmp_path):
     support = photos(tmp_path / "support", {name: 2 for name in FORMULAS})
     query = photos(tmp_path / "query", {name: 1 for name in FORMULAS})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli.fewshot import app
@@ -45,6 +46,7 @@ def test_a_new_cache_on_a_disk_that_takes_nothing_is_said_and_stands_in_empty(tm
     assert len(said) == 1 and "takes no more vectors" in said[0] and cache.get_many(["a"]) == {} and len(cache) == 0
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_classify_with_its_cache_on_a_full_disk_classifies_every_query(part_crops, tmp_path):
     out = tmp_path / "pred.jsonl"
     with small_tmpfs(tmp_path / "disk", kib=64) as disk:

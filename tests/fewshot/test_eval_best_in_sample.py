@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli.fewshot import app
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_best_threshold_is_said_to_be_chosen_on_the_queries_it_is_scored_on(part_crops, tmp_path):
     said = {}
     for thresholds in ("0.3,0.6,0.9", "0.6"):

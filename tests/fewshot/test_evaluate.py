@@ -112,6 +112,7 @@ def test_corrupt_query_and_support_images_are_reported_and_the_rest_evaluated(pa
     assert "broken.png" in output and "0_broken_support.png" in output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_dataset_jsonl_queries_with_margin_and_level(part_crops, tmp_path):
     support = tmp_path / "support"
     from bbuvl.fewshot.crops import write_crops

@@ -155,6 +155,7 @@ def test_a_tiny_backbone_side_past_1024_is_a_usage_error_before_anything_is_buil
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_eval_on_queries_that_are_support_photos_warns_its_numbers_are_inflated(tmp_path):
     support = photos(tmp_path / "support", {"a": 2, "b": 2})
     query = photos(tmp_path / "query", {"a": 1})  # the same bytes as support/a/0.png
@@ -277,6 +278,7 @@ def test_tiny_backbone_overwrite_replaces_only_a_folder_it_wrote_never_someone_e
 
 
 @pytest.mark.parametrize("command", ["classify", "eval"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_an_unreadable_support_photo_is_named_and_left_out_of_every_seeds_draw(tmp_path, command):
     support = photos(tmp_path / "support", {"a": 3, "b": 2})
     (support / "a" / "1.png").write_text("not a photo")

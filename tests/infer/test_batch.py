@@ -147,6 +147,7 @@ def test_a_newline_in_a_photos_name_is_spelled_and_prints_no_line_of_its_own(tra
     assert r"error: x\ndone: 9 predicted, 0 with errors\n.jpg: not an image" in result.output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_tile_option_without_tiles_is_refused_before_the_model_loads(trained_checkpoint, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -7,9 +7,12 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from bbuvl.infer.predictor import Predictor
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_weights_rewritten_in_place_mid_run_change_no_answer(trained_checkpoint, photos, tmp_path):
     folder = shutil.copytree(trained_checkpoint, tmp_path / "final")
     predictor = Predictor.load(folder, device="cpu")

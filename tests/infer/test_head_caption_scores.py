@@ -12,6 +12,7 @@ from PIL import Image
 from bbuvl.infer.modes.head import head_objects
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_caption_scores_objectness_times_the_mean_probability_of_its_tokens(predictor, small_dataset):
     photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")
     options = predictor.options("head", labels_per_box=1, objectness_threshold=0.0, nms_iou=None, part_nms=None,

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_each_box_comes_with_its_two_likeliest_labels_whose_shares_of_its_objectness_sum_to_at_most_one(
         predictor, small_dataset):
     photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")

@@ -9,6 +9,7 @@ from bbuvl.model.vlm import core_model
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_name_mode_reads_a_photos_prompt_once_whatever_the_chunks_of_its_boxes(predictor, photos):
     visual = core_model(predictor.model.vlm).model.visual
     calls = []

@@ -12,6 +12,7 @@ from bbuvl.infer.predictor import Predictor
 from tests.nan_head import nan_for_portraits
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_head_giving_nan_boxes_is_the_photos_error_not_nan_boxes(trained_checkpoint):
     predictor = Predictor.load(trained_checkpoint, device="cpu")
     with torch.no_grad():  # the load refuses a file of NaN weights; a model diverged in memory is not read from one
@@ -33,6 +34,7 @@ def three_photos(tmp_path) -> list[str]:
 
 
 @pytest.mark.parametrize("mode", ["head", "name"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_one_photo_of_a_batch_with_nan_boxes_fails_alone(predictor, three_photos, mode):
     hook, passes = nan_for_portraits(predictor.model.detection_head)
     try:
@@ -74,6 +76,7 @@ def test_a_tiled_photo_one_of_whose_regions_gets_nan_boxes_is_its_error(predicto
     assert line["objects"] == []
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_bbuvl_predict_with_a_batch_size_writes_the_other_photos_lines_as_alone(trained_checkpoint, tmp_path):
     import json
 

@@ -71,6 +71,7 @@ def test_a_photo_with_no_memory_to_decode_it_is_its_error_line_and_the_run_goes_
 
 
 @linux_only
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_tiles_of_a_huge_photo_hold_neither_a_copy_of_it_nor_every_crop_at_once():
     photo = Image.new("RGB", (4000, 3000), (90, 120, 150))  # 48 MB held as Pillow's 4 bytes a pixel
     contract = CoordinateContract(min_pixels=3136, max_pixels=448 * 336)

@@ -31,6 +31,7 @@ def resumed(result) -> str:
     return text
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predict_refuses_to_resume_with_another_hierarchy_whose_faults_judge_the_verdicts(predicted, tmp_path):
     from bbuvl.data.labels import DEFAULT_HIERARCHY
 
@@ -149,6 +150,7 @@ def evaluated(run: dict[str, Path], gt: Path, tmp_path: Path) -> object:
     return invoke(["eval", "--pred", run["out"], "--gt", gt, "--out", tmp_path / "m.json"])
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_eval_refuses_predictions_made_on_other_photos_of_the_same_names_and_sizes(predicted, tmp_path):
     run = fresh(predicted, tmp_path)
     other = other_photos_of_the_same_names(run["data"], tmp_path / "other")
@@ -182,6 +184,7 @@ def test_eval_compares_the_photos_on_disk_when_the_manifest_records_no_digest_an
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_category_named_twice_resumes_the_run_that_named_it_once(predicted, tmp_path):
     run = fresh(predicted, tmp_path)
     started = again(run, "--zoom-into", "螺丝连接点", "--overwrite")
@@ -192,6 +195,7 @@ def test_a_category_named_twice_resumes_the_run_that_named_it_once(predicted, tm
     assert run["out"].read_bytes() == before
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_kept_line_eval_would_not_read_is_predicted_again_and_named(predicted, tmp_path):
     """A hand-edited line (a box of strings, a width of text) was kept by the resume as done, and `bbuvl eval` named it
     later: each is predicted again, and named."""
@@ -222,6 +226,7 @@ def test_a_kept_line_eval_would_not_read_is_predicted_again_and_named(predicted,
     (lambda text: text.replace('"height": ', '"height": 1, "height": ', 1),
      'invalid JSON: key "height" appears twice in one object'),
 ], ids=["an integer of 4,400 digits", "a key named twice"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_kept_line_eval_reads_as_an_error_is_named_when_predicted_again(predicted, tmp_path, edit, says):
     """A line holding an integer past 4,300 digits was predicted again as if a kill had cut it, and named nowhere; a
     key named twice was kept with its last value, where eval refuses the line."""
@@ -235,6 +240,7 @@ def test_a_kept_line_eval_reads_as_an_error_is_named_when_predicted_again(predic
     assert f"note: {run['out']}:1: " in text and says in text, text
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predict_names_the_dataset_line_of_each_photo_it_could_not_read(trained_checkpoint, small_dataset, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(small_dataset / "images", data / "images")

@@ -89,6 +89,7 @@ def test_a_sharded_run_resumed_under_another_rank_count_counts_the_killed_runs_p
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["pred.jsonl", "pred.jsonl.predict.json"]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_ranks_started_together_with_other_settings_are_never_merged_into_one_file(trained_checkpoint, small_dataset,
                                                                                     tmp_path, monkeypatch):
     # Before: ranks that both found --out free (torchrun starts them together) wrote their parts under their own

@@ -18,6 +18,7 @@ from bbuvl.infer.predictor import Predictor
 from bbuvl.model.vlm import core_model
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_contract_and_prompt_come_from_the_checkpoint(predictor, trained_checkpoint):
     assert predictor.contract == CoordinateContract.load(trained_checkpoint)
     assert predictor.contract.min_pixels == 12544 and predictor.contract.max_pixels == 50176

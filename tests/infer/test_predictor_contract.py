@@ -34,6 +34,7 @@ def _spy(monkeypatch, name: str) -> list:
     return calls
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_generate_mode_maps_model_frame_boxes_through_the_contract(predictor, photos, monkeypatch):
     # The tiny checkpoint's answers are not JSON yet: every answer parses to one known model-frame box.
     monkeypatch.setattr(generate_mode, "parse_detections",
@@ -59,6 +60,7 @@ def test_from_unit_scales_each_side_by_the_stored_size():
     assert CoordinateContract().from_unit([0.0, 0.25, 0.5, 1.0], (640, 480)) == [0.0, 120.0, 320.0, 480.0]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_prediction_shrinks_photos_to_the_training_token_budget(trained_checkpoint, photos, tmp_path):
     """A checkpoint trained with a vision-token budget sees every photo at the size training gave it."""
     import shutil

@@ -285,6 +285,7 @@ def test_the_whole_photo_and_the_tiles_are_predicted_apart_and_answered_in_regio
                                                                          ("tile", 200, 400)]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_tile_queries_run_fewer_of_the_heads_queries_in_each_tile_and_all_in_the_whole_photo(predictor, small_dataset):
     photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")
     every = dict(objectness_threshold=0.0, nms_iou=None, part_nms=None, labels_per_box=1, score_threshold=0.0)
@@ -513,6 +514,7 @@ def test_a_photo_at_the_aspect_limit_is_predicted_through_tiles(predictor, size,
 
 
 @pytest.mark.parametrize("mode", ["head", "generate"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_tiled_photos_regions_are_read_at_most_region_batch_at_a_time(predictor, small_dataset, mode):
     photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")
     rows: list[int] = []  # the photos each forward pass reads, as the vision tower sees them (one grid_thw row each)
@@ -558,6 +560,7 @@ def test_a_grid_is_spelt_one_way_whatever_way_it_was_typed(predictor, typed):
 
 
 @pytest.mark.parametrize("mode", ["head", "generate"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_on_the_cpu_a_tiled_photos_regions_go_in_one_pass_with_the_same_lines_as_in_batch_size_chunks(
         predictor, small_dataset, mode):
     path = str(next((small_dataset / "images").rglob("*.jpg")))

@@ -78,11 +78,13 @@ def test_cxcywh_to_xyxy_on_a_known_box():
 
 
 @given(boxes_list)
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_box_area_matches_python(boxes):
     assert torch.allclose(box_area(t(boxes)), t([py_area(b) for b in boxes]))
 
 
 @given(boxes_list, boxes_list)
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_iou_is_in_unit_interval_and_matches_python(a, b):
     iou = box_iou(t(a), t(b))
     assert iou.shape == (len(a), len(b))
@@ -107,6 +109,7 @@ def test_giou_matches_python(a, b):
 
 
 @given(boxes_list)
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_giou_of_a_box_with_itself_is_one(boxes):
     assert torch.allclose(generalized_box_iou(t(boxes), t(boxes)).diag(), torch.ones(len(boxes), dtype=torch.float64))
 
@@ -126,6 +129,7 @@ def test_nms_matches_greedy_python_reference(boxes, thr, data):
 
 @settings(max_examples=60)
 @given(boxes_list, st.data())
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_nms_per_class_only_suppresses_within_a_class(boxes, data):
     n = len(boxes)
     scores = data.draw(st.lists(st.floats(0, 1), min_size=n, max_size=n, unique=True))

@@ -134,6 +134,7 @@ def test_the_batch_marks_every_coordinate_of_the_students_answer(run_config, col
         assert ((boxes >= 0) & (boxes <= 1)).all()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_logs_the_term_saves_the_readout_and_prediction_never_reads_it(run_config, tmp_path):
     out = tmp_path / "run"
     result = train(run_config("loss.coordinate_regression=1.0", "detection.enabled=false", "training.max_steps=3",

@@ -100,6 +100,7 @@ def test_token_embedding_is_referenced_not_registered():
     assert all(v.shape[0] != VOCAB for v in head.state_dict().values())
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_head_for_the_3b_model_has_no_vocabulary_sized_matrix():
     emb = nn.Embedding(151936, 2048, device="meta")  # the 3B's embedding; meta: no 1.2 GB allocation
     head = DetectionHead(2048, emb, DetectionConfig(), bos_token_id=151644, eos_token_id=151645, pad_token_id=151643)

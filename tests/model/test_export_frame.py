@@ -153,6 +153,7 @@ def test_bbuvl_predict_on_the_export_frames_every_photo_as_on_the_checkpoint(tin
     assert [(name, a) for name, a, _ in grids] == [(name, b) for name, _, b in grids]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_an_export_frame_file_that_is_no_frame_is_refused_naming_it(tiny_vlm, tmp_path):
     from bbuvl.model.checkpoint import EXPORT_FRAME_FILE, read_model_folder
 

@@ -77,6 +77,7 @@ def test_packed_logits_equal_samples_run_alone_in_full_attention_families(family
     assert max(diffs) <= TOLERANCE, f"{family}: packed logits differ from single by {diffs}"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_qwen3_5_packed_samples_read_each_other_through_linear_attention(tmp_path_factory):
     # Gated DeltaNet's recurrent state and causal convolution run along the whole row: the first sample is alone
     # at the row's start, every later one sees its predecessors. This is why families.py says packs_isolated=False.

@@ -59,6 +59,7 @@ def batch(loaded):
     return processor(images=_images(), text=[_two_image_chat(processor)], return_tensors="pt")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_loader_returns_the_image_only_processor_and_an_eval_model(loaded):
     model, processor = loaded
     assert isinstance(processor, Qwen2_5_VLImageOnlyProcessor)

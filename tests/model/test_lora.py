@@ -23,6 +23,7 @@ def adapted(vlm) -> set[str]:
     return {name.rsplit(".", 1)[-1] for name, module in vlm.named_modules() if hasattr(module, "lora_A")}
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_lora_adapts_exactly_the_named_linear_layers_of_the_language_model(tiny_dir):
     vlm, _ = load_model_and_processor(str(tiny_dir))
     wrapped = apply_lora(vlm, LoraConfig(r=2, alpha=4, target_modules=["q_proj", "v_proj"]))
@@ -60,6 +61,7 @@ def test_vision_lora_adapts_every_linear_layer_of_the_vision_blocks_in_every_fam
                                              for name in vision_adapted)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_shipped_qwen3_5_config_adapts_the_token_mixing_of_every_language_model_layer(tmp_path):
     # Its q/k/v/o_proj are in the full-attention layers alone (one in four in Qwen3.5's checkpoints, one in two in
     # the tiny one): with those names only, LoRA left the Gated DeltaNet layers' token mixing frozen.

@@ -90,6 +90,7 @@ def test_the_same_base_copied_again_loads_and_a_checkpoint_without_a_fingerprint
     load_model(run / "final")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_resuming_a_run_without_a_record_onto_a_replaced_base_is_refused(copied, tmp_path):
     from bbuvl.train.run_record import CHECKPOINT_RECORD
 

@@ -201,6 +201,7 @@ def test_tiny_overwrite_replaces_a_folder_an_earlier_version_recorded_without_it
 
 
 @pytest.mark.usefixtures("one_thread")
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_tiny_overwrite_takes_a_file_managers_metadata_along_and_refuses_an_editors_backup(tmp_path):
     # A folder opened in Finder or Explorer was refused for good, naming .DS_Store
     out = tmp_path / "M"

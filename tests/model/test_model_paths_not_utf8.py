@@ -27,6 +27,7 @@ def tiny_folder(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_model_in_a_gbk_folder_is_refused_for_its_path_not_blamed_on_its_tokenizer_json(tiny_folder, tmp_path):
     copy = shutil.copytree(tiny_folder, gbk_folder(tmp_path) / "ck")
     with pytest.raises(CheckpointError) as refused:

@@ -25,6 +25,7 @@ def test_sample_lengths_cut_where_text_positions_restart():
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", pytest.param("qwen3_vl", marks=pytest.mark.slow)])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_packed_logits_and_padded_logits_equal_the_dense_mask_path(family, tmp_path_factory):
     model, processor = _loaded(family, tmp_path_factory)
     tok = processor.tokenizer

@@ -47,6 +47,7 @@ def test_the_prefix_is_the_system_prompt_and_stops_before_any_image(run_and_batc
     assert (at != at[0]).any() or batch.mm_token_type_ids[:, prefix].any() or batch.mm_token_type_ids[:, prefix + 1].any()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_loss_terms_and_every_gradient_equal_the_full_pass(run_and_batch):
     run, batch = run_and_batch
     model = run.model
@@ -94,6 +95,7 @@ def test_no_prefix_for_one_row_packed_rows_or_rows_that_start_differently(run_an
     assert shared_prefix_length(padded) == 0
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_gradient_checkpointing_reads_every_row_whole(run_and_batch):
     run, batch = run_and_batch
     core = core_model(run.model.vlm)

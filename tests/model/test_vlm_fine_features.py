@@ -112,6 +112,7 @@ def test_the_model_with_finer_levels_starts_exactly_at_the_model_without(run_con
 
 
 @pytest.mark.parametrize("level", ["fine", "pixels", "pixels and context"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_finer_levels_round_trip_through_a_checkpoint(run_config, two_shapes, tmp_path, level):
     run = _fine_run(run_config, two_shapes, level)
     _nudge_fine(run.model)

@@ -84,6 +84,7 @@ def test_a_photo_named_like_a_hashed_tile_name_never_stops_the_run():
     assert lookalike.name("train/b", "ds/b.png") == first and lookalike.name("train/b", "ds/b.jpg") != hashed
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_tiling_again_with_another_grid_leaves_no_tile_of_the_first(tmp_path):
     ds = tmp_path / "ds"
     synthesize(ds, 3, 1, seed=0, size=(160, 120))
@@ -110,6 +111,7 @@ def test_tiling_a_second_jsonl_into_the_folder_of_its_photos_is_refused_and_keep
     assert photos_on_disk(dataset.parent) == before and (dataset.parent / "train.jsonl").read_bytes() == other.read_bytes()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_converting_another_export_into_the_same_folder_keeps_none_of_the_first(tmp_path):
     synthesize(tmp_path / "v1", 3, 1, seed=1, size=(160, 120), fmt="vendor")
     synthesize(tmp_path / "v2", 2, 0, seed=2, size=(160, 120), fmt="vendor")

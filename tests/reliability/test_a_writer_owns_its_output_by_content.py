@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from PIL import Image
+import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
@@ -67,6 +68,7 @@ def test_a_failed_eval_claims_nothing_and_a_file_put_there_later_is_kept(tmp_pat
     assert out.read_text(encoding="utf-8") == '{"my": "notes"}\n'
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_an_output_swapped_for_a_link_or_another_file_of_the_same_size_is_not_the_commands(tmp_path):
     val, pred = eval_inputs(tmp_path)
     out = tmp_path / "m.json"
@@ -94,6 +96,7 @@ def test_a_retouched_photo_in_a_synth_folder_is_kept(tmp_path):
     assert photo.read_bytes() == retouched
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_an_output_reached_through_a_link_is_the_file_it_names_and_the_link_stays(tmp_path):
     val, pred = eval_inputs(tmp_path)
     run3 = tmp_path / "run3.json"

@@ -83,6 +83,7 @@ def test_predict_refuses_to_resume_lines_another_program_wrote(predicted, tmp_pa
     assert out.read_bytes() == before
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_manifest_written_before_manifests_named_their_program_resumes_as_before(predicted, tmp_path):
     out, manifest = copy_of(predicted, tmp_path)
     data = json.loads(manifest.read_text(encoding="utf-8"))

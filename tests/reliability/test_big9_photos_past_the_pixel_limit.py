@@ -53,6 +53,7 @@ def assert_same_boxes(a: list, b: list, tolerance: float = 2.0) -> None:
 
 
 @pytest.mark.parametrize("tiles", [None, "2x2"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predict_gives_the_boxes_and_regions_of_the_photo_decoded_in_full(engine, big, monkeypatch, tiles):  # noqa: F811
     path, _ = big
     options = {"tiles": tiles} if tiles else {}
@@ -164,6 +165,7 @@ def test_data_convert_writes_a_turned_one_at_its_decodes_size_with_its_boxes_sca
     assert read.objects[0].bbox_2d == [v / 2 for v in full.objects[0].bbox_2d] == [50.0, 100.0, 350.0, 450.0]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_data_tile_cuts_the_tiles_of_the_photo_decoded_in_full(big, tmp_path, monkeypatch):
     photo, objects = big
     dataset = tmp_path / "train.jsonl"
@@ -271,6 +273,7 @@ def block_photo(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_few_shot_support_crops_and_served_crops_are_cut_where_their_boxes_lie(tmp_path, monkeypatch):
     from bbuvl.data.images import load_image
     from bbuvl.fewshot.backbones import load_backbone

@@ -145,6 +145,7 @@ def test_an_encoding_cut_inside_the_prompt_is_refused(encoder):
     assert torch.equal(enc.input_ids, encoder.encode(turns).input_ids)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_data_check_is_near_linear_in_objects_per_photo(tmp_path):
     import time
 

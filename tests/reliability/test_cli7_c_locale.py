@@ -5,7 +5,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_c_locale_without_utf8_mode_gets_the_labels_escaped_not_a_traceback(small_dataset):
     env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "COLUMNS": "200"}
     env.pop("PYTHONIOENCODING", None)

@@ -26,6 +26,7 @@ def run_child(**env: str) -> str:
     return done.stdout.splitlines()[-1]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_hugging_face_progress_bars_are_off_when_stderr_is_a_log_not_a_terminal():
     assert run_child() == "True"
 

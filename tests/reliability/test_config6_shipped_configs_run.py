@@ -42,6 +42,7 @@ def user_try(name: str, model: Path, data: Path, out: Path, *extra: str):
         f"data.teachers={data / 'teachers.jsonl'}", f"training.output_dir={out}", "training.max_steps=2", *extra])
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_shipped_bf16_is_refused_on_a_machine_without_it_naming_the_key(tiny_of, small_dataset, tmp_path):
     cfg = user_try("base.yaml", tiny_of("qwen2_5_vl"), small_dataset, tmp_path / "run")
     try:

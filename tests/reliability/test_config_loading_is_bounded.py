@@ -39,6 +39,7 @@ def test_a_self_referencing_anchor_is_a_config_error_not_a_recursion_error(tmp_p
 
 
 @pytest.mark.parametrize("text", ["[" * 5000 + "]" * 5000, "a:\n" + "".join(" " * i + f"k{i}:\n" for i in range(1, 60))])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_nesting_deeper_than_the_limit_is_a_config_error(tmp_path, text):
     with pytest.raises(ConfigError, match="nested more than 32 levels deep"):
         load_config(config(tmp_path, text))

@@ -61,6 +61,7 @@ def start_and_kill(args: list[str]) -> list[int]:
 
 
 @pytest.mark.parametrize("command", ["convert", "synth"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_killed_command_leaves_no_worker_behind_and_its_rerun_writes_the_folder(tmp_path: Path, command: str):
     out = tmp_path / "out [1]"
     if command == "convert":

@@ -84,6 +84,7 @@ def test_split_of_a_tiled_dataset_keeps_each_photos_tiles_on_one_side(tmp_path: 
     assert code == 0 and "a tile of photo" not in said, said
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_check_warns_of_one_photos_tiles_in_train_and_val(tmp_path: Path):
     synthesize(tmp_path / "ds", 4, 1, seed=3, size=(160, 120), num_teachers=1)
     assert run("tile", tmp_path / "ds", tmp_path / "tiles", "--teachers", "1")[0] == 0

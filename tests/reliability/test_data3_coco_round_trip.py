@@ -33,6 +33,7 @@ def _dataset(tmp_path: Path, kind: str) -> Path:
 
 
 @pytest.mark.parametrize("kind", ["as rendered", "tiles", "own labels"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_export_import_export_writes_the_same_file(tmp_path: Path, kind: str):
     dataset = _dataset(tmp_path, kind)
     first = dataset.parent / "coco.json"  # beside the photos: file_name is the dataset's own images/...

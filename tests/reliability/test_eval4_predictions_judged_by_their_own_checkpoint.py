@@ -117,6 +117,7 @@ def test_weights_trained_again_in_place_at_the_same_size_are_found_and_explicit_
     assert any("changed since" in n and "model.safetensors" in n for n in details["notes"])
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_thresholds_chosen_since_the_predictions_are_named_not_refused(run):
     ChosenThresholds(VerdictThresholds(0.2, 0.6), 0.9, 0.9, 1.0, 1.0, 2, 1, ["x"], "val.jsonl", mode="head").save(
         run["ckpt"])
@@ -130,6 +131,7 @@ def test_thresholds_chosen_since_the_predictions_are_named_not_refused(run):
     assert r.exit_code == 0 and "chosen since" not in text(r), r.output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_tiled_photos_thresholds_chosen_since_are_named_only_where_a_photo_was_predicted_through_tiles(run):
     # Before: "verdict_thresholds_tiled.json was chosen since ... the verdicts their lines hold were judged without it"
     # over predictions made in one pass, which that file judges none of.

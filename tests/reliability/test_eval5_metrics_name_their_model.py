@@ -153,6 +153,7 @@ def test_ground_truth_edited_since_the_baseline_is_refused_unless_asked_and_then
             and "compared as --baseline-other-gt asks" in said)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_another_ground_truth_file_is_refused_naming_both_and_other_settings_are_not_given_up(run):
     metrics(run, run["pred"], "base.json")
     fewer = run["gt"].with_name("val_fewer.jsonl")
@@ -166,6 +167,7 @@ def test_another_ground_truth_file_is_refused_naming_both_and_other_settings_are
     assert "give --baseline-other-gt" not in text(r)  # it would not help
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_baseline_written_before_the_model_was_recorded_still_compares_with_a_note(run):
     base, _ = metrics(run, run["pred"], "base.json")
     del base["settings"]["predictions"]
@@ -181,6 +183,7 @@ def test_baseline_other_gt_without_a_baseline_is_refused(run):
     assert r.exit_code == 2 and "--baseline-other-gt applies only with --baseline" in text(r)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_baseline_of_an_unfinished_predict_names_the_photos_it_left_without_a_line(run):
     cut = run["pred"].with_name("cut.jsonl")  # what a predict killed after its first photo leaves
     cut.write_text(run["pred"].read_text(encoding="utf-8").splitlines(keepends=True)[0], encoding="utf-8")

@@ -28,6 +28,7 @@ sys.addaudithook(_count_opens)  # hooks cannot be removed: it counts only while 
 
 
 @pytest.mark.parametrize("given", [("--verdict-review", "0.3"), ("--verdict-fail", "0.9")])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_checkpoint_copied_back_whole_is_hashed_once_with_one_verdict_option(run, tmp_path, given):
     spare = tmp_path / "spare"
     shutil.copytree(run["ckpt"], spare)

@@ -40,6 +40,7 @@ def test_a_photo_changed_since_predict_is_named_as_changed_and_the_command_named
     assert r.exit_code == 0, r.output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predictions_read_through_a_link_are_judged_and_drawn_by_the_manifest_beside_the_file(run, tmp_path):
     import json
     import os

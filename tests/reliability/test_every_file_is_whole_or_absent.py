@@ -60,6 +60,7 @@ def test_synth_on_a_full_disk_stops_naming_the_photo_and_leaves_no_cut_short_pho
         assert not [p.name for p in (disk / "ds").rglob("*") if ".tmp" in p.name]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_convert_on_a_full_disk_is_one_clean_error_naming_a_file_and_leaves_no_cut_short_photo(tmp_path):
     synthesize(tmp_path / "vendor", 12, 0, seed=0, size=(320, 240), fmt="vendor")
     with small_tmpfs(tmp_path / "disk", kib=96) as disk:

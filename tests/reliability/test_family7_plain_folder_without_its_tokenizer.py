@@ -18,6 +18,7 @@ from bbuvl.tiny.model import build_tiny_model
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predict_on_a_plain_folder_without_tokenizer_files_names_them_not_a_token_mismatch(tmp_path):
     folder = build_tiny_model(tmp_path / "Qwen3-VL copy", family="qwen3_vl")
     (folder / "tokenizer.json").unlink()

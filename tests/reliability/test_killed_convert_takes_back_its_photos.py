@@ -43,6 +43,7 @@ def _kill_after_photos(out: Path, photos: Path) -> None:
 
 @pytest.mark.parametrize("before", ["nothing", "another export's dataset"])
 @pytest.mark.parametrize("typed", [[], ["--overwrite"]])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_convert_killed_between_its_photos_and_its_jsonl_is_redone_by_the_next_run(tmp_path: Path, before, typed):
     export, other, out = tmp_path / "export", tmp_path / "other", tmp_path / "out [1]"
     synthesize(export, 3, 0, seed=1, size=(160, 120), fmt="vendor")

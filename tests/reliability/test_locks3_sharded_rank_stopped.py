@@ -77,6 +77,7 @@ def test_rank_0_names_the_rank_it_waits_for_and_stops_keeping_the_parts_when_tha
     assert not list(tmp_path.glob("p.jsonl.rank*")) and "1 predicted" in again.output, again.output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_rank_0_merges_nothing_when_a_rank_ended_by_an_error_with_its_part_begun(trained_checkpoint, small_dataset,
                                                                                  tmp_path):
     out = tmp_path / "p.jsonl"

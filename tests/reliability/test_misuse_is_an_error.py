@@ -255,6 +255,7 @@ def headless_checkpoint(tiny_model_dir, tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("mode", ["head", "name"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predict_in_a_head_mode_on_a_headless_checkpoint_is_refused_before_any_photo(headless_checkpoint, tmp_path, mode):
     photos = tmp_path / "photos"
     photos.mkdir()

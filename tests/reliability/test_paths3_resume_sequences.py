@@ -30,6 +30,7 @@ def test_a_run_without_its_record_resumes_from_the_folder_it_trained_in_with_its
     assert (out / "checkpoint-2").is_dir() and Path(final).is_dir()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_resume_from_another_folder_whose_relative_data_is_other_data_names_both_files(
         run_config, small_dataset, tmp_path, monkeypatch):
     """The same relative config resumed from another folder holding its own data/train.jsonl was refused as

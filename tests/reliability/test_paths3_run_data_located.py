@@ -90,6 +90,7 @@ def as_older_checkpoint(checkpoint: Path, trained_in: Path) -> Path:
     return saved
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_checkpoint_with_relative_data_paths_says_which_file_it_reads_from_another_folder(
         two_folders, small_dataset, tmp_path, monkeypatch, caplog):
     """A checkpoint trained before runs recorded where their data was keeps its paths as typed: still read from the

@@ -69,6 +69,7 @@ def test_predict_writes_one_line_per_name_given_and_eval_pairs_each(trained_chec
     assert "line 1: link1.png" in output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_eval_refuses_a_copy_of_the_photos_at_another_size(trained_checkpoint, tmp_path):
     data = tmp_path / "data"
     photo(data / "images" / "a.png", (255, 0, 0))

@@ -83,6 +83,7 @@ def test_teachers_of_a_relative_run_path_are_read_from_the_training_folder_and_n
     assert not (tmp_path / "p.jsonl").exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_hierarchy_of_a_relative_run_path_is_named_by_predict_and_eval_from_another_folder(
         relative_checkpoint, small_dataset, tmp_path, monkeypatch):
     there = run("predict", "-c", relative_checkpoint, "-i", small_dataset / "val.jsonl", "-o", tmp_path / "there.jsonl",

@@ -103,6 +103,7 @@ def test_rank_0_waits_for_a_rank_still_writing_its_part_and_merges_its_lines(tra
     assert not part.exists() and "no rank's part" not in text, text
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_rank_0_alone_says_how_many_photos_its_output_lacks(trained_checkpoint, small_dataset, tmp_path):
     out = tmp_path / "p.jsonl"
     done = CliRunner().invoke(app, command(trained_checkpoint, small_dataset, out),

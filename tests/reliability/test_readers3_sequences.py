@@ -128,6 +128,7 @@ def test_predict_overwrite_of_the_predictions_another_process_reads_is_refused_a
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_model_tiny_overwrite_of_a_model_folder_being_read_is_refused_and_goes_on_once_the_reader_is_killed(tmp_path):
     from tests.test_outputs_readers import _reader
 

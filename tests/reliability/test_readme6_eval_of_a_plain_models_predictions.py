@@ -17,6 +17,7 @@ def run(*args: object) -> tuple[int, str]:
     return result.exit_code, " ".join(result.output.split())
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_eval_of_a_plain_folders_predictions_says_it_saved_no_frame_not_that_it_is_gone(small_dataset, tmp_path):
     model = build_tiny_model(tmp_path / "base", seed=0, family="qwen2_5_vl")
     labels = tmp_path / "labels.json"

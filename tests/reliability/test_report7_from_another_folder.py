@@ -7,11 +7,13 @@ import html
 import re
 import shutil
 
+import pytest
 from typer.testing import CliRunner
 
 from tests.eval.test_judging import app, files  # noqa: F401 - 4 photos predicted by a checkpoint, and eval's app
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_report_made_from_another_folder_names_real_paths_and_its_links_hold_once_moved(files, tmp_path,  # noqa: F811
                                                                                       monkeypatch):
     gt, pred, ckpt = files

@@ -54,6 +54,7 @@ def current_rss() -> int:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads and resets the peak in /proc/self (Linux)")
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_report_holds_its_pictures_encoded_not_as_pixels(tmp_path):
     evaluation = photos_evaluation(tmp_path, 10)
     write_report(evaluation, tmp_path / "warm", NO_CJK, worst=0)  # fonts and matplotlib loaded once

@@ -38,6 +38,7 @@ def reward_module(tmp_path, monkeypatch):
     sys.modules.pop("rl3_unweighted", None)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_user_function_without_its_weight_is_said_unused_and_its_edits_do_not_block_a_resume(grpo_config,
                                                                                                   reward_module, tmp_path):
     reward_module("len(answer) / 10")

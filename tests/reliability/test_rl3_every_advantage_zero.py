@@ -43,6 +43,7 @@ def test_a_budget_that_holds_no_object_learns_nothing_divides_by_nothing_and_say
     assert all(torch.equal(start[k], end[k]) for k in start)  # a zero gradient moved nothing
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_free_rollouts_all_cut_before_they_parse_are_said_to_be_cut(grpo_config, caplog):
     """Without the grammar a short budget leaves no answer `[]` but text that does not parse, each earning 0."""
     cfg = grpo_config("grpo.constrained=false", "grpo.max_new_tokens=3", "grpo.rewards.user=0",

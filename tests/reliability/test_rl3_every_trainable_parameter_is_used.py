@@ -27,6 +27,7 @@ class _Unused(TrainerCallback):
             self.names = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_grpo_from_a_checkpoint_with_a_coordinate_read_out_trains_only_what_its_loss_uses(run_config, small_dataset,
                                                                                          tmp_path):
     start = train(run_config("loss.coordinate_regression=4", "training.max_steps=1", "data.val=null",

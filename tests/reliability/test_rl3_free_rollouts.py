@@ -31,6 +31,7 @@ def test_free_rollouts_of_a_barely_trained_model_train_to_the_end(grpo_config):
     assert all(h["answer_length"] > 10 for h in _logged(history))  # long free answers: many chances to write one
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_no_free_rollout_holds_a_vision_token(grpo_config, trained_checkpoint, small_dataset):
     cfg = grpo_config("grpo.constrained=false", "grpo.group_size=8")
     predictor = Predictor.load(trained_checkpoint, device="cpu")

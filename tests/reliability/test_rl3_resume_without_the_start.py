@@ -50,6 +50,7 @@ def test_a_run_without_a_kl_term_resumes_from_its_checkpoint_exactly_when_its_st
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_with_a_kl_term_is_refused_naming_the_start_and_why_and_its_folder_is_kept(stopped_without_its_start,
                                                                                          tmp_path):
     cfg = stopped_without_its_start("grpo.beta=0.1")  # trained with it

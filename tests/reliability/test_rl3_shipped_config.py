@@ -15,6 +15,7 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "grpo.yaml"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_shipped_config_tried_for_fewer_steps_than_it_logs_every_says_no_reward_will_be_logged(
         trained_checkpoint, small_dataset, tmp_path, caplog):
     cfg = load_config(SHIPPED, [

@@ -15,6 +15,7 @@ from tests.train.test_run_inputs import _tree
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore")]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_checkpoint_of_a_run_on_other_data_put_in_place_of_the_runs_own_is_refused(grpo_config, small_dataset,
                                                                                        tmp_path):
     data = shutil.copytree(small_dataset, tmp_path / "data")

@@ -52,6 +52,7 @@ def test_a_resume_without_run_json_and_with_other_data_is_refused_naming_it(fini
     assert _tree(tmp_path / "grpo") == before
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_resume_without_run_json_and_another_start_is_refused_and_moved_data_resumes(finished, tmp_path):
     cfg = finished()
     ckpt = tmp_path / "grpo" / "checkpoint-2"

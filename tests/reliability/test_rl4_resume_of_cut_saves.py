@@ -46,6 +46,7 @@ def test_a_resume_whose_saves_were_all_cut_says_to_start_over_and_that_start_run
     assert (tmp_path / "grpo" / "checkpoint-2" / "trainer_state.json").is_file()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_resume_from_a_cut_save_names_the_newest_checkpoint_beside_it_that_resumes(cfg, tmp_path):
     cut = tmp_path / "grpo" / "checkpoint-2"
     (cut / "trainer_state.json").unlink()  # the save killed before HF wrote it, last

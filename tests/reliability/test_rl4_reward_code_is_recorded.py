@@ -85,6 +85,7 @@ def test_a_resume_with_edited_reward_code_is_refused_naming_it(grpo_config, size
     assert _tree(tmp_path / "grpo") == before
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_reward_that_is_a_callable_object_is_recorded_by_its_modules_file(grpo_config, reward_module, code, tmp_path):
     """inspect finds no source file for an object with __call__: its code went unrecorded, and edited, it resumed."""
     module = code / "rl4_rewards.py"

@@ -51,6 +51,7 @@ def test_hidden_files_and_folders_are_no_photos_of_the_run(tmp_path):
     assert photo_names(folder, skipped) == ["IMG_1.jpg", "sub/IMG_2.jpg"] and not skipped
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predict_names_what_it_leaves_out_and_predicts_the_rest(trained_checkpoint, tmp_path):
     folder = photos(tmp_path / "site", "a.jpg", "IMG_1.heic", "IMG_2.heic")
     out = tmp_path / "pred.jsonl"

@@ -21,6 +21,7 @@ def test_lang_on_a_trained_checkpoint_is_refused(trained_checkpoint, small_datas
     assert "Loading weights" not in text and not (tmp_path / "pred.jsonl").exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_lang_on_a_plain_model_folder_is_taken(tiny_model_dir, small_dataset, tmp_path):
     out = tmp_path / "pred.jsonl"
     r = invoke(["predict", "-c", tiny_model_dir, "--labels", small_dataset / "labels.json", "--lang", "en",

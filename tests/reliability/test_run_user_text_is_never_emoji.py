@@ -19,6 +19,7 @@ def test_an_option_is_named_as_typed(trained_checkpoint, small_dataset, tmp_path
                     "--device", "cuda:abc"]), "--device cuda:abc: not a device name")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_photo_is_named_as_typed(trained_checkpoint, small_dataset, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -30,6 +31,7 @@ def test_a_photo_is_named_as_typed(trained_checkpoint, small_dataset, tmp_path):
     assert "error: site:x:1.jpg: not an image" in " ".join(r.output.split()), r.output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_label_is_shown_as_typed(tmp_path):
     Image.new("RGB", (64, 48), (90, 90, 90)).save(tmp_path / "a.png")
     box = [4.0, 4.0, 30.0, 30.0]

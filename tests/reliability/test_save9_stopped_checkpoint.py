@@ -70,6 +70,7 @@ def test_a_sigterm_or_sighup_while_bbuvl_train_saves_a_checkpoint_leaves_it_whol
         assert checkpoint_problem(folder) is None and (folder / "trainer_state.json").is_file(), folder
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_ctrl_c_while_final_is_saved_leaves_no_half_final_beside_the_previous_one(run_config, tmp_path, monkeypatch):
     import transformers.modeling_utils as hf
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import socket
 
+import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app as cli
@@ -61,6 +62,7 @@ def test_a_port_taken_between_bind_and_listen_is_named_as_another_servers():
         theirs.close()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_checkpoint_served_as_dot_from_inside_it_is_named_by_its_folder_in_every_answer(
         trained_checkpoint, photos, keys, monkeypatch):
     from bbuvl.serve.app import create_app

@@ -14,6 +14,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 WARNING = "Windows opens"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_predict_warns_once_naming_its_longest_written_path(trained_checkpoint, small_dataset, tmp_path):
     argv = ["predict", "-c", trained_checkpoint, "-i", small_dataset / "val.jsonl", "--mode", "head", "--device", "cpu"]
     deep = tmp_path / ("机房" * 40) / ("x" * 100)

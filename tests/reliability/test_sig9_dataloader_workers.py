@@ -63,6 +63,7 @@ def only_the_line(err: str) -> bool:
     return len(lines) == 1 and "terminated (SIGTERM)" in lines[0]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_group_sigterm_ends_a_command_feeding_from_dataloader_workers_with_only_its_line():
     status, err = stop_group([sys.executable, "-c", FEEDER], "feeding", timeout=60)
     assert status == 143, err

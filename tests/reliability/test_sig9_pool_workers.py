@@ -11,9 +11,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 CHILD = "import sys, bbuvl.entry; sys.argv = ['bbuvl', *sys.argv[1:]]; bbuvl.entry.main()"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_group_sigterm_ends_data_synth_with_workers_with_only_its_line_and_its_folder_removed(tmp_path):
     out = tmp_path / "synth"
     child = subprocess.Popen(

@@ -16,6 +16,7 @@ from tests.reliability.test_cli7_signals import long_synth
 
 @pytest.mark.parametrize("signum, status, said", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
                                                    (signal.SIGINT, 130, "interrupted (Ctrl-C)")])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_signal_repeated_while_the_command_cleans_up_leaves_nothing_half_removed(tmp_path, signum, status, said):
     out = tmp_path / "synth"
     child = long_synth(out, stdout=subprocess.DEVNULL)

@@ -52,6 +52,7 @@ def _run(tmp_path: Path, monkeypatch, capsys, **env: str) -> tuple[int, str]:
     return int(code), capsys.readouterr().out
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_run_ends_with_its_skips_counted_by_reason(tmp_path, monkeypatch, capsys):
     code, out = _run(tmp_path, monkeypatch, capsys)
     assert code == 0, out

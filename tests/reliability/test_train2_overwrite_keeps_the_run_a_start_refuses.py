@@ -13,6 +13,7 @@ from bbuvl.train.trainer import train
 
 
 @pytest.mark.usefixtures("one_thread")
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_overwrite_with_a_model_of_another_family_than_named_is_refused_and_keeps_the_run(run_config,
                                                                                        trained_checkpoint, tmp_path):
     run = tmp_path / "run"

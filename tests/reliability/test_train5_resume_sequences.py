@@ -75,6 +75,7 @@ def test_a_resume_after_a_data_file_or_the_hierarchy_was_edited_in_place_is_refu
     assert _tree(tmp_path / "run") == before
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_lora_resume_from_another_folder_than_its_relative_base_says_where_it_looked(run_config, tiny_model_dir,
                                                                                      tmp_path, monkeypatch):
     """'model.path base: no such folder ... put the base back there' read as if the base were gone, where the same

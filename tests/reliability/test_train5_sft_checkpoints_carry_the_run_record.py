@@ -54,6 +54,7 @@ def test_a_resume_without_run_json_and_data_edited_in_place_is_refused_naming_th
     assert (out / RUN_RECORD).is_file() and (out / "checkpoint-2" / CHECKPOINT_RECORD).is_file()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_resume_without_any_record_still_compares_the_checkpoints_config(started, tmp_path):
     """A run from before records, neither run.json nor the copy: its checkpoint's bbuvl.yaml speaks for it."""
     out = tmp_path / "run"

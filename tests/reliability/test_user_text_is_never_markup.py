@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import yaml
 from PIL import Image
 from typer.testing import CliRunner
@@ -43,6 +44,7 @@ def test_data_check_and_stats_print_markup_like_labels_verbatim(tmp_path):
     assert_labels_shown_verbatim(CliRunner().invoke(app, ["data", "stats", str(root / "train.jsonl")]))
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_eval_prints_markup_like_labels_verbatim_and_writes_its_metrics(tmp_path):
     root = dataset(tmp_path / "ds")
     rows = [json.loads(line) for line in (root / "val.jsonl").read_text(encoding="utf-8").splitlines()]

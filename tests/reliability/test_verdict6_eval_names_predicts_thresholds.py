@@ -54,6 +54,7 @@ def test_eval_says_nothing_of_predicts_thresholds_when_predict_judged_by_the_che
     assert "given to predict" not in said
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_pair_given_to_predict_equal_to_the_run_configs_beside_a_chosen_pair_is_named(trained_checkpoint,
                                                                                       small_dataset, tmp_path):
     # Told apart from none given by its values alone, it was taken for none: the lines judged at 0.25 / 0.5, eval at the
@@ -64,6 +65,7 @@ def test_a_pair_given_to_predict_equal_to_the_run_configs_beside_a_chosen_pair_i
     assert metrics["faults"]["thresholds"] == {"review": 0.1, "fail": 0.2}
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_lone_threshold_given_to_predict_is_named_beside_the_chosen_one_it_was_paired_with(trained_checkpoint,
                                                                                             small_dataset, tmp_path):
     # Predict paired --verdict-review 0.05 with the chosen fail 0.2; the note said the run config's 0.5, and eval given

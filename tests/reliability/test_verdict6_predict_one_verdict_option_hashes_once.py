@@ -49,6 +49,7 @@ def copied_back(trained_checkpoint, tmp_path) -> Path:
 
 @pytest.mark.parametrize("given, said", [(("--verdict-review", "0.3"), "review at a fault score ≥ 0.3, fail ≥ 0.6"),
                                          (("--verdict-review", "0.55"), "review at a fault score ≥ 0.55, fail ≥ 0.6")])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_checkpoint_copied_back_whole_is_hashed_once_with_one_verdict_option(copied_back, small_dataset, tmp_path,
                                                                               given, said):
     weights = str(copied_back / "model.safetensors")

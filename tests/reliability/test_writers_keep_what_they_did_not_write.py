@@ -76,6 +76,7 @@ def test_a_second_run_on_the_same_out_refuses_naming_the_first_runs_pid(tmp_path
     assert sorted(images_in(out)) == sorted(PATHS) and len(images_in(out)) == len(PATHS)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_killed_at_random_points_then_rerun_has_every_image_exactly_once(tmp_path):
     out = tmp_path / "pred.jsonl"
     rng = random.Random(0)

@@ -96,6 +96,7 @@ def test_per_token_advantages_equal_per_answer_ones_when_every_token_of_an_answe
     assert g3[0, 1] == 0 and g3[0, 0] == g1[0, 0]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_rollouts_drawn_with_parts_credit_each_token_with_its_parts_advantage(trained_checkpoint, small_dataset):
     from bbuvl.config import GrpoConfig
     from bbuvl.data.labels import Hierarchy

@@ -66,6 +66,7 @@ def test_rollouts_of_a_cropped_photo_are_scored_against_the_boxes_the_window_kee
         assert all(0 <= x1 < x2 <= 224 and 0 <= y1 < y2 <= 168 for (x1, y1, x2, y2), _ in truth)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_pixels_a_rollout_sees_are_mirrored_with_its_truth(grpo_config, trained_checkpoint):
     cfg = grpo_config()
     predictor = Predictor.load(trained_checkpoint, device="cpu")

@@ -51,6 +51,7 @@ def previous_run(one_step_run, tmp_path):
     # Before: the run ended with exit code 3 and no word of where.
     ("exits", "exitsraised"),
 ])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_user_reward_that_gives_no_number_is_refused_at_the_start_and_overwrite_keeps_the_previous_run(
         grpo_config, tmp_path, previous_run, name, says):
     """A reward function returning NaN or a list was first called at the first step, once --overwrite had removed
@@ -60,6 +61,7 @@ def test_a_user_reward_that_gives_no_number_is_refused_at_the_start_and_overwrit
     assert "Traceback" not in said and _tree(tmp_path / "grpo") == previous_run
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_refused_grpo_start_with_overwrite_keeps_the_previous_run(grpo_config, tmp_path, previous_run):
     """GRPO read its photos, validation file and rewards once --overwrite had removed the previous run: a typo in
     data.val or a frame it cannot train in cost that run and started none."""

@@ -14,6 +14,7 @@ from bbuvl.tiny.model import build_tiny_model
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_grpo_predictor_reads_regions_as_predict_does_on_its_device(small_dataset, tmp_path):
     model = build_tiny_model(tmp_path / "model", seed=0)
     cfg = load_config(None, [

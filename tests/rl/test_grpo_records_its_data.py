@@ -16,6 +16,7 @@ from tests.rl.test_grpo_trainer import grpo_config  # noqa: F401 - the fixture
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_grpo_run_from_a_plain_folder_records_its_data_files_where_they_were(grpo_config, tiny_model_dir,
                                                                                small_dataset, tmp_path, monkeypatch):
     work = tmp_path / "work"

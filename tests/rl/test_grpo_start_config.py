@@ -26,6 +26,7 @@ def _train(cfg, tmp_path, *overrides: str) -> tuple[int, str]:
     (("model.attn_implementation=flash_attention_2",), "model.attn_implementation flash_attention_2 needs a CUDA GPU"),
     (("model.lora.enabled=true", "model.lora.bits=4"), "4-bit loading (QLoRA) needs a CUDA GPU"),
 ])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_grpo_refuses_attention_and_quantisation_this_machine_cannot_run_as_sft_does(grpo_config, run_config, tmp_path,
                                                                                      overrides, says):
     # They were accepted without a word: sdpa and full-precision LoRA trained, and final/bbuvl.yaml recorded bits 4.
@@ -38,6 +39,7 @@ def test_grpo_refuses_attention_and_quantisation_this_machine_cannot_run_as_sft_
     assert code == 2 and says in sft_said, sft_said
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_grpo_loads_the_attention_its_config_names_and_records_it(grpo_config, trained_checkpoint):
     assert load_config(trained_checkpoint / "bbuvl.yaml").model.attn_implementation == "sdpa"
     run = build_grpo_run(grpo_config("model.attn_implementation=eager"))
@@ -88,6 +90,7 @@ def test_grpo_names_each_key_of_its_config_that_the_checkpoint_keeps_its_own_val
     assert "the checkpoint's" not in " ".join(r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_grpo_lora_run_names_each_rate_it_leaves_nothing_to_train_as_sft_does(grpo_config, caplog):
     # Said by SFT's start and by `bbuvl config check`, and by GRPO's start nowhere
     with caplog.at_level("WARNING", logger="bbuvl.rl.trainer"):

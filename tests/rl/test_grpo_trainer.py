@@ -266,6 +266,7 @@ def test_grpo_names_the_settings_it_reads_nothing_from(grpo_config, small_datase
     assert "data.val" not in said
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_grpo_measures_the_reward_on_data_val_every_eval_steps_as_heldout_reward_does(scored_run, small_dataset):
     from bbuvl.data.labels import Hierarchy
     from bbuvl.rl.evaluate import heldout_reward

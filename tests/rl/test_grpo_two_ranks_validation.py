@@ -8,6 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from bbuvl.config import dump_config, load_config
 from bbuvl.data.schema import read_records
 from tests.launch import free_port, grpo_overrides, launch_command
@@ -33,6 +35,7 @@ def _truth(record) -> str:
     return json.dumps(sorted([list(o.bbox_2d), o.desc] for o in record.objects))
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_each_validation_photo_is_answered_on_one_rank_once_a_pass(tiny_model_dir, small_dataset, tmp_path):
     (tmp_path / "code").mkdir()
     (tmp_path / "code" / "recording_rewards.py").write_text(RECORDING, encoding="utf-8")

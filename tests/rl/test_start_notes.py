@@ -185,6 +185,7 @@ def test_config_check_says_what_a_grpo_start_from_a_lora_checkpoint_says_of_its_
     assert f"note: model.lora.r=8 (override): {started[1]}" in said, said
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_config_check_refuses_the_frame_a_grpo_start_from_a_checkpoint_refuses_and_notes_the_keys_it_keeps(
         trained_checkpoint, small_dataset, tmp_path, caplog):
     from bbuvl.config import ConfigError

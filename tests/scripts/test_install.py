@@ -62,6 +62,7 @@ def test_torch_pin_is_the_constraints_line() -> None:
     assert install.torch_pin() == pins[0]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_no_index_reaches_uv(pip_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """PIP_NO_INDEX (pip: wheel folders only, never an index) is uv's --no-index; uv resolved from pypi.org before."""
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
@@ -177,6 +178,7 @@ def test_too_old_a_python_is_told_at_once_what_to_run(tmp_path: Path) -> None:
     assert "PYTHON=python3.99 make install" in done.stderr
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_help_prints_the_usage_and_an_option_it_lacks_installs_nothing(tmp_path: Path) -> None:
     """`install.py --help` took '--help' for the extras: it installed uv, then handed uv `.[--help]`, which uv could not
     parse, and pip was next. The Python here is too old for the copy's pyproject, so an install would stop at once,
@@ -208,6 +210,7 @@ def test_a_venv_without_pip_gets_one_from_ensurepip_and_keeps_what_it_holds(tmp_
 
 
 @pytest.mark.parametrize("holds", [False, True])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_venv_ensurepip_cannot_mend_is_created_again_only_when_it_holds_nothing(tmp_path: Path, holds: bool) -> None:
     """Without pip and without ensurepip (a Python built without it), an empty venv is for make to create again (exit
     1); one holding packages is left, and the check says what it holds and how to create it again by hand (exit 2)."""
@@ -239,5 +242,6 @@ def site_packages(venv: Path) -> Path:
     return next((venv / "lib").glob("python3*/site-packages"))
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_venv_running_the_tests_passes_the_check() -> None:
     assert install.venv_problem() is None

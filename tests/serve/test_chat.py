@@ -114,6 +114,7 @@ def test_openais_store_and_metadata_are_taken(chat_server, photos):
     assert len(r.json()["choices"]) == 1
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_chat_routes_bbuvl_block_says_what_detect_says_of_the_judging(engine, keys, photos):
     # /v1/detect said "tiled": true of a photo predicted through tiles (judged by the tiled photos' thresholds) and
     # "cut": true of an answer the budget cut; the chat route's `bbuvl` block carried the verdict alone.

@@ -2,8 +2,11 @@
 request, so a file removed or rewritten mid-run changes no answer (the key file is read so too, docs/serving.md)."""
 
 from __future__ import annotations
+import pytest
 
 
+
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_hierarchy_file_removed_while_serving_changes_no_answer(trained_checkpoint, keys, photos, tmp_path):
     from bbuvl.data.labels import DEFAULT_HIERARCHY
     from bbuvl.infer.predictor import Predictor
@@ -24,6 +27,7 @@ def test_a_hierarchy_file_removed_while_serving_changes_no_answer(trained_checkp
         assert r.json()["objects"] and all(isinstance(o["fault"], bool) for o in r.json()["objects"])
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_weights_copied_over_in_place_while_serving_change_no_answer(trained_checkpoint, keys, photos, tmp_path):
     import os
     import shutil

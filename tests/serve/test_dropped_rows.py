@@ -8,6 +8,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from tests.serve.conftest import running
 from tests.serve.test_waiting import detect_request, metric, wait_for
 
@@ -19,6 +21,7 @@ def counter(client, name: str) -> float:
     return float(line.split()[-1]) if line else 0.0
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_photo_whose_client_left_leaves_its_batch_and_the_saved_passes_are_counted(engine, keys, photos):
     from bbuvl.serve.app import ServeSettings, create_app
     from bbuvl.serve.engine import Engine

@@ -67,6 +67,7 @@ def test_a_support_link_swapped_to_another_folder_serves_that_folders_classes(se
 
 
 @pytest.mark.parametrize("away", ["moved", "deleted"])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_support_folder_moved_away_or_deleted_keeps_its_set_served_until_it_is_back(served, photos, crops, tmp_path,
                                                                                       away):
     client, rescorer, folder, _ = served
@@ -99,6 +100,7 @@ def test_a_support_folder_made_unreadable_keeps_its_set_served(served, photos):
     wait_for(rescorer, lambda s: s["stale"] is None, "the folder readable again stayed stale")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_support_folder_another_bbuvl_command_writes_is_served_once_it_is_done(served, photos, crops):
     from tests.reliability.faults import held_elsewhere
 

@@ -101,6 +101,7 @@ def chunked_upload(port: int, pieces: list[bytes], end: bytes = b"0\r\n\r\n") ->
     return int(head_out.split()[1]), json.loads(body)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_body_without_a_length_whose_last_piece_passes_the_limit_is_a_413_not_a_500(serve):
     client = serve(max_body_mb=0.01)  # 10,485 bytes
     for pieces in ([b"0" * 16_000], [b"0" * 10_000, b"0" * 1_000]):  # all at once; the limit passed by the last piece
@@ -112,6 +113,7 @@ def test_a_body_without_a_length_whose_last_piece_passes_the_limit_is_a_413_not_
     assert 'bbuvl_requests_total{route="/v1/detect",status="413"} 2.0' in metrics and "internal_error" not in metrics
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_body_the_protocol_refuses_while_its_refused_rest_is_read_away_is_counted_as_that_answer(serve):
     client = serve(max_body_mb=0.01)
     # past the limit with its first chunk, then a chunk size that is no hex number while the rest is read away
@@ -181,6 +183,7 @@ def test_bbuvl_serve_refuses_a_bound_on_bodies_below_one_body_before_loading(tra
     assert r.exit_code == 2 and "--max-bodies-mb" in said and "50 MiB is less than one body may be" in said, r.output
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_multipart_photo_reaches_the_decoder_as_a_view_of_the_body_not_a_copy():
     from bbuvl.serve.bodies import _multipart_image
     from bbuvl.serve.images import decode_upload

@@ -128,6 +128,7 @@ def _bad_gateway(request: bytes, status: int, head: dict, body: bytes) -> tuple[
     return 502, {"Content-Type": "text/html"}, b"<html><body><h1>502 Bad Gateway</h1><hr>nginx</body></html>"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_proxys_html_error_page_is_shown_by_its_status_not_as_a_parse_error(browser, serve, photos):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -198,6 +199,7 @@ def test_a_photo_past_the_body_limit_shows_the_limit_and_the_option_that_raises_
     assert "`bbuvl serve --max-body-mb N` (N in MiB)" in said, said
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_photo_the_browser_cannot_show_still_gets_its_findings_listed(browser, serve, photos, tmp_path):
     from PIL import Image
     from selenium.webdriver.common.by import By
@@ -425,6 +427,7 @@ def _turned_photo(path, fmt: str, orientation: int):
 
 @pytest.mark.parametrize(("name", "fmt", "orientation"), [("turned.webp", "WEBP", 6), ("turned8.webp", "WEBP", 8),
                                                           ("turned.jpg", "JPEG", 6)])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_boxes_are_drawn_on_the_photo_turned_as_the_server_turned_it(browser, serve, tmp_path, name, fmt,
                                                                          orientation):
     # The server turns a photo upright by its EXIF orientation and answers boxes in that frame; Chromium ignores a
@@ -462,6 +465,7 @@ def test_the_boxes_are_drawn_on_the_photo_turned_as_the_server_turned_it(browser
     assert red == expected and sum(expected) == 1, (red, expected)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_without_a_font_for_chinese_the_page_shows_each_label_by_its_gloss_and_says_so(browser, serve, photos):
     # Reports fall back to English glosses without a CJK font, with a warning; the page drew every label as a row of
     # blank boxes, on the picture and in the list, when neither the browser nor the server (/font/cjk) had one.

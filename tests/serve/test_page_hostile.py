@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.serve.page_proxy import Proxy
 from tests.serve.test_page import browser  # noqa: F401 - the headless Chromium fixture
 
@@ -26,6 +28,7 @@ def _hostile(request: bytes, status: int, head: dict, body: bytes) -> tuple[int,
     return status, head, body
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_hostile_labels_reason_and_file_name_are_shown_as_text_and_never_run(browser, serve, photos, tmp_path):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

@@ -59,6 +59,7 @@ def test_a_jpeg_claiming_far_more_pixels_than_its_bytes_hold_is_a_400_naming_it(
     assert "a 1500x1500 JPEG holds at least" in r.json()["error"]["message"]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_real_progressive_photo_whose_coefficients_pass_the_limit_is_answered_in_its_stored_pixels(server):
     # 4.32 M pixels and 1.62 M of coefficients: past the limit whole, decoded at half its size within it
     r = server.request("POST", "/v1/detect", progressive_photo((2400, 1800)), JPEG)

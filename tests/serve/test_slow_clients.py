@@ -49,6 +49,7 @@ def upload_head(length: int) -> str:
             f"Content-Length: {length}\r\n\r\n")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_stalled_upload_gets_408_after_the_read_timeout_and_others_are_answered_meanwhile(serve, photos):
     client = serve(read_timeout_s=1.5)
     data = photos[0].read_bytes()
@@ -96,6 +97,7 @@ def test_a_body_over_the_limit_sent_slowly_is_still_413_not_408(serve):
     assert status == 413 and body["error"]["kind"] == "body_too_large", body
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_connection_trickling_its_headers_gets_408_and_is_closed_after_the_read_timeout(serve):
     client = serve(read_timeout_s=1.0)
     s = raw(client.port, "GET /readyz HTTP/1.1\r\nHost: x\r\n")
@@ -133,6 +135,7 @@ def test_a_408_is_logged_with_the_time_from_its_requests_first_byte(serve, caplo
     assert len(logged_ms(caplog, 408)) == 2 and all(900 < ms < 5000 for ms in logged_ms(caplog, 408)), caplog.text
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_an_idle_connection_is_closed_after_the_read_timeout_without_an_answer(serve):
     client = serve(read_timeout_s=1.0)
     s = socket.create_connection(("127.0.0.1", client.port), timeout=5)
@@ -141,6 +144,7 @@ def test_an_idle_connection_is_closed_after_the_read_timeout_without_an_answer(s
     s.close()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_kept_alive_connection_gets_a_fresh_deadline_per_request(serve):
     import http.client
 
@@ -327,6 +331,7 @@ def test_a_body_trickled_under_the_floor_gets_408_while_a_slow_one_above_it_comp
     assert status == 200 and body["objects"], body
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_connection_answered_before_its_body_came_is_closed_once_the_rest_comes_under_the_floor(serve):
     client = serve(read_timeout_s=1.0, min_body_rate_kib=4.0)
     s = raw(client.port, upload_head(1_000_000).replace(f"Authorization: Bearer {API_KEY}\r\n", ""), b"\x89PNG")

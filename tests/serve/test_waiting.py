@@ -209,6 +209,7 @@ def test_places_in_the_queue_held_by_clients_that_left_are_given_to_the_next(eng
         assert "bbuvl_batch_size_count 2.0" in metric(client, "bbuvl_batch_size_count")  # the gone ones never computed
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_pixels_held_by_photos_whose_clients_left_are_given_to_the_next(engine, keys, photos):
     from bbuvl.serve.app import ServeSettings, create_app
 

@@ -22,6 +22,7 @@ def tiff(side: int, dtype: type, channels: int = 0) -> bytes:
 @pytest.mark.parametrize(("dtype", "channels", "over", "under", "kind", "cost"),
                          [(np.uint16, 0, 1600, 1500, "16-bit", 2), (np.float32, 0, 1600, 1200, "float", 3),
                           (np.uint8, 4, 1400, 1000, "transparency", 3)])
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_wide_image_is_limited_by_what_it_costs_to_read(serve, dtype, channels, over, under, kind, cost):
     client = serve()
     limit = 100 * 50_176  # the test checkpoint's pixel limit: 100 x its contract's max_pixels

@@ -44,6 +44,7 @@ def test_parts_of_a_faulty_photo_are_wrong_at_the_part_rate():
     assert 0.22 <= wrong / states <= 0.4
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_rate_zero_draws_no_fault_and_rate_one_draws_every_part_wrong():
     for s in range(20):
         assert _faults(render_scene(s, SIZE, faults=FaultRate(0.0))[1]) == 0

@@ -53,6 +53,7 @@ def test_wide_framing_renders_byte_identical_photos_and_folders_to_before(tmp_pa
     assert folder_digest(tmp_path / "d") == WIDE_FOLDER_SHA256
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_closeup_parts_are_at_least_40_px_in_a_448x336_photo(closeups):
     w, h = CLOSE_SIZE
     sides = []
@@ -96,6 +97,7 @@ def test_a_closeup_of_a_wide_thin_photo_shows_parts_that_fit_its_height():
     assert widths and max(widths) <= h
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_mixed_framing_takes_each_photo_from_the_wide_or_the_closeup_rendering():
     seen = set()
     for i in range(8):

@@ -51,12 +51,14 @@ def scenes() -> list[tuple[np.ndarray, list]]:
 # --- determinism ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_same_seed_writes_byte_identical_files_whatever_the_number_of_workers(jsonl_set, tmp_path):
     synthesize(tmp_path / "again", 8, 2, seed=3, size=SIZE, num_teachers=3, workers=2)
     assert file_hashes(tmp_path / "again") == file_hashes(jsonl_set)
     assert len(file_hashes(jsonl_set)) == 10 + 5  # photos + train/val/teachers jsonl, labels.json, summary.json
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_vendor_export_is_byte_identical_for_a_seed(tmp_path):
     synthesize(tmp_path / "a", 12, 0, seed=5, size=SIZE, fmt="vendor")
     synthesize(tmp_path / "b", 12, 0, seed=5, size=SIZE, fmt="vendor", workers=2)
@@ -100,6 +102,7 @@ def test_every_record_is_valid_with_boxes_inside_their_photo_and_known_labels(js
     assert summary["images"] == {"train": 8, "val": 2, "teachers": 3} and summary["seed"] == 3
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_forty_photos_show_every_label_of_the_hierarchy(scenes):
     assert set(ALL_LABELS) == set(Hierarchy.load().labels())
     seen = {o.desc for _, objs in scenes for o in objs}

@@ -80,6 +80,7 @@ def test_positions_spread_over_the_whole_photo(photos):
     assert np.histogram2d(centres[:, 0], centres[:, 1], bins=3, range=[[0, 1], [0, 1]])[0].min() > 0
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_each_box_is_the_tight_box_of_its_drawn_pixels_and_their_colour_is_the_class(photos):
     colour = {c.label: np.array(c.rgb) for c in SHAPE_CLASSES}
     for pixels, objs in photos:

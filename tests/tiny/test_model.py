@@ -196,6 +196,7 @@ def test_unknown_family_is_an_error_listing_the_supported_ones(tmp_path):
         build_tiny_model(tmp_path / "bad", family="llava")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_qwen3_5_needs_a_linear_and_a_full_attention_layer(tmp_path):
     with pytest.raises(ValueError, match="at least 2 layers"):
         build_tiny_model(tmp_path / "bad", family="qwen3_5", layers=1)

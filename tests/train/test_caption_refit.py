@@ -118,6 +118,7 @@ def test_a_refit_with_no_covered_object_is_refused_by_name(built):
 
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_refit_with_dropout_fits_the_same_whatever_the_random_state_training_left(run_config, tmp_path):
     # A run killed during its refit and resumed reaches the refit with another global random state (HF restores it
     # only when steps are left): the refit's dropout must not depend on it, nor change it.

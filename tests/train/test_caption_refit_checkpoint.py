@@ -121,6 +121,7 @@ def test_a_refit_never_writes_over_its_own_checkpoint_or_photos(trained_checkpoi
     assert (small_dataset / "train.jsonl").is_file()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_refit_run_from_another_folder_records_where_its_checkpoint_and_photos_were(trained_checkpoint, small_dataset,
                                                                                      tmp_path, monkeypatch):
     from bbuvl.paths import real_path

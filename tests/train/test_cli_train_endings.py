@@ -23,6 +23,7 @@ def common(tiny_model_dir, small_dataset, out) -> list[str]:
             "detection.decoder_layers=1"]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_run_the_non_finite_guard_stops_ends_in_one_error_line(tiny_model_dir, small_dataset, tmp_path):
     out = tmp_path / "run"
     r = CliRunner().invoke(app, ["train", *common(tiny_model_dir, small_dataset, out),

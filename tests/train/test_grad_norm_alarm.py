@@ -59,6 +59,7 @@ def test_the_demo_stage_a_bursts_alarmed_on_every_step_above_the_limit_and_no_lo
     assert _alarm_steps(kept_up, cfg.grad_norm_max, cfg.grad_norm_window)[0] == 24
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_healthy_run_with_bursts_above_the_limit_raises_no_grad_norm_alarm(monitor_config, tmp_path):
     result, norms, losses = _run(monitor_config, tmp_path / "run", "1e-3", 20)
     over = [s for s, v in enumerate(norms["detection"], 1) if v > MonitorConfig().grad_norm_max]

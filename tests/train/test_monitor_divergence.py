@@ -50,6 +50,7 @@ def diverged(tiny_model_dir, small_dataset, tmp_path_factory):
     return out, str(stopped.value)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_diverged_run_writes_health_json_with_the_alarm_of_the_step_that_stopped_it(diverged):
     out, said = diverged
     assert said.startswith("step 3: 2 consecutive steps with non-finite loss or gradients")

@@ -26,6 +26,7 @@ class ReadHealthAtSave(TrainerCallback):
         self.seen[state.global_step] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_health_json_holds_the_alarms_so_far_at_each_save(monitor_config, tmp_path):
     out = tmp_path / "run"
     cfg = monitor_config(out, "training.max_steps=2", "training.save_steps=2", "data.val=null",

@@ -16,6 +16,7 @@ from tests.bench_runner import run_bench_in_process
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "optimizer_step.py"
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_fused_adamw_gives_the_default_update_to_float_rounding(tmp_path):
     from transformers import AutoModelForImageTextToText
 

@@ -68,6 +68,7 @@ def test_a_random_region_has_the_photos_aspect_and_lies_inside_it():
         assert abs((x2 - x1) / (y2 - y1) - 448 / 336) < 0.02
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_cropped_sample_teaches_the_crops_boxes_on_the_crops_pixels(photo_jsonl, encoder, contract, tiny):
     ds = dataset(photo_jsonl, encoder, contract, CropConfig(p=1.0, min_side=0.5, max_side=0.5))
     frame = contract.model_size((448, 336))

@@ -35,6 +35,7 @@ def stopped_run(run_config, stopped_at_2, tmp_path):  # noqa: ANN001, ANN201 - t
     return run_config(*STOPPED_AT_2, f"training.output_dir={tmp_path / 'run'}")
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_resume_under_another_program_goes_on_says_so_and_records_the_step(run_config, stopped_at_2, tmp_path,
                                                                               caplog):
     cfg = stopped_run(run_config, stopped_at_2, tmp_path)

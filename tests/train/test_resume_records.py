@@ -140,6 +140,7 @@ def test_resuming_from_an_older_checkpoint_than_the_newest_cuts_every_record_bac
     assert max(a["step"] for a in health["alarms"]) == 5 and health["summary"]["grad_norm"]["count"] == 20  # steps 2-5
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_resume_from_a_checkpoint_older_than_a_complete_one_is_refused_and_removes_nothing(run_config, tmp_path):
     from bbuvl.train.run_dir import RunDirError
 

@@ -61,6 +61,7 @@ def test_a_full_fine_tune_resumes_from_its_checkpoint_when_its_base_folder_is_go
         assert f"path: {cfg.model.path}\n" in (final / "bbuvl.yaml").read_text("utf-8"), gone
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_lora_run_whose_base_folder_is_gone_names_it_on_resume(run_config, tiny_model_dir, tmp_path):
     cfg = started(run_config, tiny_model_dir, tmp_path, "model.lora.enabled=true", "model.lora.r=4")
     shutil.rmtree(cfg.model.path)
@@ -71,6 +72,7 @@ def test_a_lora_run_whose_base_folder_is_gone_names_it_on_resume(run_config, tin
     assert sorted(p.name for p in Path(cfg.training.output_dir).iterdir()) == before
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_full_fine_tune_whose_base_is_gone_and_whose_only_checkpoint_is_half_saved_names_both(run_config,
                                                                                                tiny_model_dir, tmp_path):
     """A save killed half-way (no trainer_state.json) and a base deleted since: the resume named the base alone."""

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from bbuvl.train.run_health import loss_record
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_checkpoint_saved_while_its_loss_was_nan_is_diverged_by_its_own_trainer_state(diverged_checkpoint, tmp_path):
     record = loss_record(diverged_checkpoint)
     assert record.diverged and record.nonfinite == record.logged[1:] and record.alarms, record

@@ -16,6 +16,7 @@ def _tree(folder):
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_refused_start_with_overwrite_keeps_the_previous_run(run_config, small_dataset, tmp_path):
     """A typo in data.val, a missing photo or a batch over its budget was found once --overwrite had removed the
     previous run: that run was lost and none started."""

@@ -95,6 +95,7 @@ def test_the_cache_with_loader_workers_is_refused_naming_both_keys():
         load_config(None, ["data.sample_cache_mb=-1", "data.num_workers=0"])
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_plan_says_how_many_samples_the_budget_holds_and_whether_the_machine_can(run_config):
     """The estimate is the first sample's bytes per vision token over every photo: for photos of one size, what
     keeping them all takes, but for their answers' few tokens."""

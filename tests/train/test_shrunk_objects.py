@@ -49,6 +49,7 @@ def test_screws_a_large_photo_shrinks_under_a_pixel_and_writes_as_one_box_are_na
     assert f"{train}:1" not in note and f"{train}:3" not in note
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_photos_whose_objects_the_frame_keeps_say_nothing(run_config, tmp_path, caplog):
     train = dataset(tmp_path, [((224, 168), [[10, 10, 14, 14], [16, 10, 20, 14]]), ((4000, 3000), [[0, 0, 400, 300]])])
     with caplog.at_level(logging.WARNING):

@@ -62,6 +62,7 @@ def test_each_data_file_is_parsed_once_from_the_first_check_to_the_first_step(ru
     assert run.train_dataset.truncated and all(m.split(": ", 1)[0] in lines for m in run.train_dataset.truncated)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_hierarchys_faults_are_found_once_for_the_counts_and_the_fault_weight(run_config, tmp_path, monkeypatch):
     """`bbuvl train` found them for the fault counts it prints and again for loss.fault_weight's captions."""
     from typer.testing import CliRunner

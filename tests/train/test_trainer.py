@@ -34,6 +34,7 @@ def _losses(history):
     return [h for h in history if "loss" in h and "train_runtime" not in h]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_every_trainable_parameter_is_in_exactly_one_group(run_config):
     run = build_run(run_config())
     groups = assign_groups(run.model)
@@ -43,6 +44,7 @@ def test_every_trainable_parameter_is_in_exactly_one_group(run_config):
     assert all(groups[g] for g in GROUPS), {g: len(v) for g, v in groups.items()}
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_trainable_parameter_outside_the_groups_is_a_startup_error(run_config):
     run = build_run(run_config())
     run.model.extra_scale = torch.nn.Parameter(torch.ones(1))
@@ -162,6 +164,7 @@ def _end_of_training(history):
     return end
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_speeds_a_resumed_run_ends_with_are_of_the_steps_it_trained_and_name_them(run_config, stopped_at_3,
                                                                                       tmp_path):
     # Stopped at step 3 of 6, resumed: the resumed process timed steps 4-6, two photos each.
@@ -250,6 +253,7 @@ def test_a_fractional_detection_freeze_holds_the_head_for_that_share_of_an_epoch
     assert "detection_freeze_epochs" not in caplog.text
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_detection_freeze_as_long_as_the_run_says_the_head_never_trains(run_config, caplog):
     # max_steps 3, an epoch 4 steps: the config alone cannot tell, so the start says it once the steps are counted
     cfg = run_config("training.max_steps=3", "training.detection_freeze_epochs=0.75")
@@ -279,6 +283,7 @@ def test_the_run_applies_data_max_length(run_config):
         build_run(run_config("data.max_length=60", "data.teacher_ratio=0"))
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_the_run_warns_when_generate_mode_would_cut_its_longest_answer(run_config, caplog):
     """The longest training answer against inference.max_new_tokens: a budget under it is named at start-up."""
     import logging
@@ -314,6 +319,7 @@ def test_gradient_checkpointing_recomputes_the_llm_layers_and_a_run_trains(run_c
     assert losses and all(math.isfinite(v) for v in losses)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_fault_weight_weighs_the_training_labels_the_hierarchy_file_marks_as_faults(run_config, tmp_path, caplog):
     from bbuvl.data.faults import Faults
     from bbuvl.data.layout import data_labels
