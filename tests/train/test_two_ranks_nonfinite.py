@@ -82,6 +82,7 @@ def test_a_step_non_finite_on_one_rank_is_skipped_and_logged_non_finite_on_every
     assert [logged[s]["nan_skipped"] for s in (1, 2, 3, 4)] == [0, 1, 1, 2]
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_health_json_holds_every_ranks_alarms_once(run):
     out, _ = run
     alarms = json.loads((out / "health.json").read_text())["alarms"]
@@ -92,6 +93,7 @@ def test_health_json_holds_every_ranks_alarms_once(run):
     assert any(m.startswith("rank 1: ") for m in memory) and all(m.startswith(("rank 0: ", "rank 1: ")) for m in memory)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_gradient_norms_per_group_are_the_steps_reduced_over_the_ranks(run):
     out, _ = run
     acc = EventAccumulator(str(out / "tb"))
@@ -102,6 +104,7 @@ def test_gradient_norms_per_group_are_the_steps_reduced_over_the_ranks(run):
         assert math.sqrt(sum(gn[g][step] ** 2 for g in GROUPS)) == pytest.approx(logged[step]["grad_norm"], rel=1e-4)
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_an_alarm_every_rank_raises_is_logged_once_and_one_ranks_own_names_it(run):
     out, ended = run
     lines = [line for line in (ended.stdout + ended.stderr).splitlines() if "health alarm [" in line]
