@@ -207,6 +207,33 @@ def test_the_score_threshold_keeps_a_box_whose_written_score_is_at_it(trained_ch
     assert line["objects"] == [o for o in every if o["score"] >= written] and written in [o["score"] for o in every]
     assert line["verdict"]["verdict"] == "fail" and line["verdict"]["score"] >= written
 
+
+def test_a_score_threshold_above_the_review_threshold_is_said_to_hide_faults_from_the_verdict(trained_checkpoint,
+                                                                                               tmp_path):
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+    from bbuvl.infer.verdict import hidden_below_score_threshold
+
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (224, 168), (200, 30, 30)).save(tmp_path / "photos" / "a.png")
+    said = {}
+    for threshold in ("0.3", "0.9"):
+        result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(tmp_path / "photos"),
+                                          "-o", str(tmp_path / f"{threshold}.jsonl"), "--mode", "head", "--device",
+                                          "cpu", "--score-threshold", threshold, "--verdict-review", "0.3",
+                                          "--verdict-fail", "0.5"], env={"COLUMNS": "300"})
+        assert result.exit_code == 0, result.output
+        said[threshold] = " ".join(result.output.split())
+    assert "score threshold" not in said["0.3"] and "score-threshold" not in said["0.3"], said["0.3"]
+    assert ("note: --score-threshold (inference.score_threshold) 0.9 is above the verdict's review threshold 0.3: a "
+            "fault scoring between the two is dropped before its photo is judged") in said["0.9"], said["0.9"]
+    # The lowest review threshold of the framings in use counts: tiled photos reviewed from 0.2 hide more
+    pairs = [VerdictThresholds(0.4, 0.6), VerdictThresholds(0.2, 0.5)]
+    assert "review threshold 0.2:" in hidden_below_score_threshold(0.3, pairs)
+    assert hidden_below_score_threshold(0.2, pairs) is None and hidden_below_score_threshold(0.0, []) is None
+
+
 def test_predict_says_when_the_checkpoints_thresholds_were_chosen_in_another_mode(trained_checkpoint, tmp_path):
     from typer.testing import CliRunner
 

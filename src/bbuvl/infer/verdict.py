@@ -188,6 +188,18 @@ class ChosenThresholds:
                              "--choose-thresholds --overwrite`, or delete the file to use the run config's") from None
 
 
+def hidden_below_score_threshold(score_threshold: float, pairs: Iterable[VerdictThresholds]) -> str | None:
+    """What a score threshold above a review threshold hides from the verdict, in words; None when it hides nothing."""
+    # Boxes under --score-threshold are dropped before the photo is judged: at 0.5 beside review 0.25, a fault scored
+    # 0.3 passed its photo without a word, and thresholds chosen on predictions made at 0 judged it otherwise
+    review = min((p.review for p in pairs), default=1.0)
+    if score_threshold <= review:
+        return None
+    return (f"--score-threshold (inference.score_threshold) {score_threshold:g} is above the verdict's review threshold "
+            f"{review:g}: a fault scoring between the two is dropped before its photo is judged, and the photo can "
+            f"pass; keep the score threshold at {review:g} or below to judge every fault the verdict reads")
+
+
 def hierarchy_judges_none(faults: Faults, labels: Iterable[str]) -> str | None:
     """Why no photo can be sent to review or failed: `faults` marks none of a checkpoint's `labels`, so every verdict
     would be pass whatever is found (a hierarchy of another project given by mistake); None when it marks one."""
