@@ -158,6 +158,23 @@ def test_early_stopping_on_a_metric_that_should_rise():
     assert control.should_training_stop and stopper.best == (2, 0.35)
 
 
+@pytest.mark.parametrize("first", [True, False])
+def test_early_stoppings_warnings_are_said_by_the_first_process_alone(first, tmp_path, caplog):
+    """Each rank runs the callback: under torchrun every rank said the same two warnings."""
+    from transformers import TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path), eval_strategy="no", report_to=[])
+    state, control = TrainerState(), TrainerControl()
+    state.is_world_process_zero = first
+    stopper = EarlyStopping(MonitorConfig(early_stopping_metric="map", early_stopping_patience=2), HealthLog())
+    with caplog.at_level("WARNING", logger="bbuvl.health"):
+        stopper.on_train_begin(args, state, control)
+        stopper.on_evaluate(args, state, control, metrics={"eval_loss": 1.0})
+    said = [r.getMessage() for r in caplog.records if r.name == "bbuvl.health"]
+    assert len(said) == (2 if first else 0), said
+    assert not first or ("no validation set" in said[0] and "not among the evaluation metrics" in said[1]), said
+
+
 @pytest.mark.parametrize("metric", ["eval_lm_student", "eval_grounding", "eval_coordinate", "eval_loss_bbox"])
 def test_early_stopping_on_a_loss_term_named_without_loss_waits_while_it_falls(metric):
     # Before: only a name holding "loss" was lower-better: eval_lm_student falling 3.0, 2.5, 2.0 stopped the run

@@ -487,10 +487,14 @@ class EarlyStopping(CarriedState, TrainerCallback):
         self.best: tuple[int, float] | None = None
         self.waited = 0
         self._warned = False
+        # Every rank runs the callback alike, so each said the same warning: the first process alone says it, as the
+        # alarms are said once (train/monitors.py)
+        self._first = True
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
         self.take_back(state)
-        if args.eval_strategy == "no":
+        self._first = state.is_world_process_zero
+        if args.eval_strategy == "no" and self._first:
             health_log.warning("monitor.early_stopping_metric=%s but there is no validation set (data.val): early stopping is off",
                         self.metric)
 
@@ -500,8 +504,9 @@ class EarlyStopping(CarriedState, TrainerCallback):
                 return float(metrics[key])
         if not self._warned:
             self._warned = True
-            health_log.warning("monitor.early_stopping_metric=%s is not among the evaluation metrics (%s): early stopping is off",
-                        self.metric, ", ".join(sorted(metrics)))
+            if self._first:
+                health_log.warning("monitor.early_stopping_metric=%s is not among the evaluation metrics (%s): early "
+                                   "stopping is off", self.metric, ", ".join(sorted(metrics)))
         return None
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: D102
