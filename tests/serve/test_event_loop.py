@@ -41,23 +41,32 @@ def test_a_multipart_body_of_near_boundaries_holds_up_no_other_client_and_is_ref
     assert max(waits) < 0.5 and took < 1.0, (max(waits), took, len(waits))
 
 
+def live_photos() -> list:
+    """Every uploaded photo (`Photo`) alive in this process; an earlier test's photos left in reference cycles (an
+    exception's frames) are collected first, as they are no waiting ones."""
+    import gc
+
+    from bbuvl.serve.engine import Photo
+
+    gc.collect()
+    return [o for o in gc.get_objects() if type(o) is Photo]
+
+
+def photos_since(earlier: list) -> list:
+    """The photos alive now that are not among `earlier`: another test's server may still hold its own (a request in
+    flight on another thread), and held in `earlier`, none of them can die and hand its id to a new one."""
+    return [o for o in live_photos() if not any(o is e for e in earlier)]
+
+
 @pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_photos_waiting_for_their_batch_do_not_hold_the_uploads_full_pixels(serve):
-    import gc
     import io
 
     from PIL import Image
 
-    from bbuvl.serve.engine import Photo
     from tests.serve.client import multipart
 
-    def alive() -> list[Photo]:
-        gc.collect()  # an earlier test's photos left in reference cycles (an exception's frames) are not waiting ones
-        return [o for o in gc.get_objects() if type(o) is Photo]
-
-    # Photos another test's server still holds (a request of its own in flight on another thread) are not this
-    # server's: held here, none of them can die and hand its id to a waiting one
-    earlier = alive()
+    earlier = live_photos()
     client = serve(max_batch=9, max_wait_ms=120_000)  # eight photos wait for a ninth, or 2 min
     buf = io.BytesIO()
     Image.new("RGB", (2200, 2200), (120, 40, 200)).save(buf, "PNG")  # 4.8 MP, under the pixel limit (5 MP here)
@@ -68,10 +77,7 @@ def test_photos_waiting_for_their_batch_do_not_hold_the_uploads_full_pixels(serv
         t.start()
     deadline = time.monotonic() + 90  # eight 4.8 MP decodes: about a second on an idle machine, 15 s were short of it
 
-    def waiting_now() -> list[Photo]:
-        return [o for o in alive() if not any(o is e for e in earlier)]
-
-    while len(waiting := waiting_now()) < 8:
+    while len(waiting := photos_since(earlier)) < 8:
         assert time.monotonic() < deadline, len(waiting)
         time.sleep(0.1)
     # 14.5 MB of RGB each before, for the few-shot crops a server without --fewshot never cuts: 64 waiting uploads at
@@ -85,23 +91,16 @@ def test_photos_waiting_for_their_batch_do_not_hold_the_uploads_full_pixels(serv
 
 
 def test_an_idle_server_holds_no_photo_it_has_answered(serve, photos):
-    import gc
-
-    from bbuvl.serve.engine import Photo
     from tests.serve.client import multipart
 
-    def alive() -> list[Photo]:
-        gc.collect()
-        return [o for o in gc.get_objects() if type(o) is Photo]
-
-    earlier = alive()  # another test's server may still hold its own
+    earlier = live_photos()
     client = serve(max_batch=4, max_wait_ms=5)
     body, ctype = multipart("image", "a.png", photos[0].read_bytes())
     for _ in range(3):
         assert client.request("POST", "/v1/detect", body, {"Content-Type": ctype}).status == 200
     # The batcher's worker kept its last batch (photo frames and encoded inputs) in its loop's names while it waited
     # for the next request: one photo held by an idle server
-    assert [o for o in alive() if not any(o is e for e in earlier)] == []
+    assert photos_since(earlier) == []
 
 
 OPEN_STRING = b'{"image": "' + b'\\"' * 200_000  # a string never closed, holding 200,000 escaped quotes

@@ -94,8 +94,8 @@ def predict(
     from bbuvl.data.faults import Faults
     from bbuvl.data.named_photos import refuse_named_photos
     from bbuvl.infer.predictor import Predictor, read_teachers, region_batch
-    from bbuvl.infer.verdict import (checkpoint_verdict, hidden_below_score_threshold, hierarchy_judges_none,
-                                     lone_threshold_problem, run_file_missing, verdict_counts)
+    from bbuvl.infer.verdict import (checkpoint_verdict, hierarchy_judges_none, lone_threshold_problem, run_file_missing,
+                                     verdict_counts)
     from bbuvl.infer.tiles import check_containers
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.model.identity import DIGEST_FILE, changed_since_saved, identify
@@ -287,8 +287,7 @@ def predict(
                   + (f", {verdicts['unjudged']} lines without a verdict" if verdicts["unjudged"] else ""), soft_wrap=True)
     for note in predictor.threshold_notes(mode, options.tiles):
         console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
-    judged_by = [thresholds] + ([tiled_thresholds] if verdicts["tiled"] else [])
-    if (note := hidden_below_score_threshold(options.score_threshold, judged_by)) is not None:
+    if (note := options.hidden_faults()) is not None:
         console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
     if stats["predicted"] and stats["unanswered"] == stats["predicted"]:
         # A batch job (a cron, CI) read exit 0 as a run that worked. Answers nothing could be read from are the

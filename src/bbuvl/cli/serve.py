@@ -138,7 +138,6 @@ def serve(
     require_serve_extra()
     from bbuvl.infer.predictor import Predictor
     from bbuvl.infer.tiles import check_containers
-    from bbuvl.infer.verdict import hidden_below_score_threshold
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.outputs import refuse_inputs_being_written
     from bbuvl.serve.app import ServeSettings, bodies_bound_problem, create_app
@@ -204,9 +203,7 @@ def serve(
                   f"{escape(f'http://{shown}:{sock.getsockname()[1]}/')}", soft_wrap=True)
     for note in predictor.threshold_notes(engine.mode, engine.options.tiles):
         console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
-    may_tile = engine.options.tiles != "off" or bool(engine.options.zoom_containers)
-    judged_by = [engine.options.thresholds()] + ([engine.options.thresholds(tiled=True)] if may_tile else [])
-    if (note := hidden_below_score_threshold(engine.options.score_threshold, judged_by)) is not None:
+    if (note := engine.options.hidden_faults()) is not None:
         console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
     if rescorer is not None:
         for note in rescorer.warnings:

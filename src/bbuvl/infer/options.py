@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bbuvl.config import InferenceConfig
 from bbuvl.data.regions import parse_grid
 from bbuvl.infer.tiles import TilePlan
-from bbuvl.infer.verdict import FramedThresholds, VerdictThresholds, config_thresholds, framed_thresholds
+from bbuvl.infer.verdict import (FramedThresholds, VerdictThresholds, config_thresholds, framed_thresholds,
+                                 hidden_below_score_threshold)
 
 
 class PredictOptions(BaseModel):
@@ -77,6 +78,13 @@ class PredictOptions(BaseModel):
     def framed(self) -> FramedThresholds:
         """The verdict's thresholds for each framing (`tiled` None when tiled photos are judged as the others)."""
         return framed_thresholds(self)
+
+    def hidden_faults(self) -> str | None:
+        """What `score_threshold` hides from the verdict of the photos these options predict, in words; None when it
+        hides nothing (`predict` and `serve` say it)."""
+        may_tile = self.tiles != "off" or bool(self.zoom_containers)
+        pairs = [self.thresholds()] + ([self.thresholds(tiled=True)] if may_tile else [])
+        return hidden_below_score_threshold(self.score_threshold, pairs)
 
     def one_pass(self, tile: bool = False) -> "PredictOptions":
         """These options without tiles or zoom: what each region's pass runs with (a tile's with `tile_queries`)."""
