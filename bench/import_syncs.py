@@ -1,7 +1,9 @@
-"""`bbuvl data import-coco`'s waits on the disk, before and after its photos were synced once, side by side in one run.
+"""`bbuvl data import-coco`'s (or `data convert`'s) waits on the disk, before and after its photos were synced once,
+side by side in one run.
 
     .venv/bin/python bench/import_syncs.py                         # 5,000 small photos, 2 rounds
     .venv/bin/python bench/import_syncs.py --photos 1000 --rounds 1 --dir /mnt/disk/scratch
+    .venv/bin/python bench/import_syncs.py --command convert --photos 1000 --dir /mnt/disk/scratch
 
 Writes a COCO file of `--photos` small JPEGs (96x72, two boxes each) under `--dir` (default: the system's temporary
 folder; on a tmpfs an fsync costs nothing, so give a folder on a real disk), then imports it the old way and the new,
@@ -11,6 +13,10 @@ the copies renamed into place without waiting, and one `sync_files` (a syncfs pe
 files name them. Printed for each side: the fsync calls and syncfs calls made in the import (counted by wrapping
 `os.fsync` and atomic.py's `_SYNCFS` in this process), its best wall time, the ratio, and whether both wrote the
 same dataset (every file's bytes, photos included, but summary.json's `source`).
+
+`--command convert`: a platform export of `--photos` synthetic photos (`data synth --format vendor`, 128x96) is
+converted instead. Old: every stored photo written with an fsync of its own (what data/convert.py's `_store_image`
+did); new: renamed into place without waiting, and one `sync_files` before the dataset's files name them.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ from pathlib import Path
 from PIL import Image
 
 import bbuvl.atomic as atomic
+import bbuvl.data.convert as convert
 import bbuvl.data.placement as placement
 from bbuvl.data.coco_files import import_coco
+from bbuvl.synthetic.dataset import synthesize
 
 COUNTS = {"fsync": 0, "syncfs": 0}
 
@@ -86,6 +94,23 @@ def one_import(side: str, coco: Path, out: Path) -> tuple[float, dict[str, int]]
     return time.perf_counter() - t, {k: COUNTS[k] - before[k] for k in COUNTS}
 
 
+def one_convert(side: str, export: Path, out: Path) -> tuple[float, dict[str, int]]:
+    """Convert the platform export `export` into `out` the `side` way; its wall time and the syncs it made."""
+    real = convert.atomic_path, convert.save_atomic, convert.sync_files
+    if side == "old":
+        convert.atomic_path = lambda path, sync=True: real[0](path)  # every photo synced on its own
+        convert.save_atomic = lambda path, save, sync=True: real[1](path, save)
+        convert.sync_files = lambda paths: None
+    shutil.rmtree(out, ignore_errors=True)
+    before = dict(COUNTS)
+    t = time.perf_counter()
+    try:
+        convert.convert_dataset(export, out, convert.ConvertOptions(val_ratio=0.1, teachers=0))
+    finally:
+        convert.atomic_path, convert.save_atomic, convert.sync_files = real
+    return time.perf_counter() - t, {k: COUNTS[k] - before[k] for k in COUNTS}
+
+
 def contents(out: Path) -> dict[str, bytes]:
     """Every file of a dataset folder, summary.json without the path it was imported from."""
     found = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
@@ -100,27 +125,33 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=5000)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--dir", type=Path, default=None, help="where to write the photos and datasets (a real disk)")
+    ap.add_argument("--command", choices=("import-coco", "convert"), default="import-coco")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="import_syncs.", dir=args.dir))
     try:
-        coco = write_coco(root, args.photos)
+        if args.command == "convert":
+            source = root / "export"
+            synthesize(source, args.photos, 0, seed=0, size=(128, 96), fmt="vendor")
+            run = one_convert
+        else:
+            source, run = write_coco(root, args.photos), one_import
         counted()
         times: dict[str, list[float]] = {"old": [], "new": []}
         syncs: dict[str, dict[str, int]] = {}
         for r in range(args.rounds):
             for side in (("old", "new") if r % 2 == 0 else ("new", "old")):
-                seconds, syncs[side] = one_import(side, coco, root / side)
+                seconds, syncs[side] = run(side, source, root / side)
                 times[side].append(seconds)
         same = contents(root / "old") == contents(root / "new")
         old, new = min(times["old"]), min(times["new"])
-        print(f"{args.photos} photos imported, {args.rounds} round(s), in {root}")
+        print(f"{args.photos} photos, data {args.command}, {args.rounds} round(s), in {root}")
         print(f"{'':22s} {'old':>10s} {'new':>10s} {'old / new':>10s}")
         print(f"{'fsync calls':22s} {syncs['old']['fsync']:10d} {syncs['new']['fsync']:10d}")
         print(f"{'syncfs calls':22s} {syncs['old']['syncfs']:10d} {syncs['new']['syncfs']:10d}")
         print(f"{'best wall time, s':22s} {old:10.2f} {new:10.2f} {old / new:10.2f}")
         print(f"same dataset (every file's bytes): {same}")
         if not same:
-            raise SystemExit("the two imports wrote different datasets")
+            raise SystemExit("the two runs wrote different datasets")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -137,23 +137,24 @@ def _syncfs() -> Callable[[int], int] | None:
 _SYNCFS = _syncfs()
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` atomically; returns the path."""
-    with atomic_path(path) as tmp:
+def write_bytes_atomic(path: str | Path, data: bytes, sync: bool = True) -> Path:
+    """Write `data` to `path` atomically; returns the path. `sync`: as `atomic_path`'s."""
+    with atomic_path(path, sync) as tmp:
         with tmp.open("wb") as fh:
             fh.write(data)
     return Path(path)
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
+def write_text_atomic(path: str | Path, text: str, sync: bool = True) -> Path:
     """Write UTF-8 `text` to `path` atomically; returns the path. ValueError naming the file, and what in the text no
     UTF-8 file holds, when the text is not all Unicode (a path of bytes that are not UTF-8, which Python holds as lone
-    surrogates): it was "'utf-8' codec can't encode characters in position 31-34", naming nothing."""
+    surrogates): it was "'utf-8' codec can't encode characters in position 31-34", naming nothing. `sync`: as
+    `atomic_path`'s."""
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError as e:
         raise _not_written(path, e) from None
-    return write_bytes_atomic(path, data)
+    return write_bytes_atomic(path, data, sync)
 
 
 def _not_written(path: str | Path, e: UnicodeEncodeError) -> ValueError:
@@ -462,12 +463,13 @@ def remove_dead_writers_temporaries(path: str | Path) -> list[Path]:
     return removed
 
 
-def save_atomic(path: str | Path, save: Callable[[BinaryIO], object]) -> Path:
+def save_atomic(path: str | Path, save: Callable[[BinaryIO], object], sync: bool = True) -> Path:
     """Write what `save(file)` writes (`lambda fh: image.save(fh, "JPEG")`, a figure's `savefig`; the format named,
-    as a buffer has no file name) to `path` atomically, encoded in memory first; returns the path."""
+    as a buffer has no file name) to `path` atomically, encoded in memory first; returns the path. `sync`: as
+    `atomic_path`'s."""
     buffer = io.BytesIO()
     save(buffer)
-    return write_bytes_atomic(path, buffer.getvalue())
+    return write_bytes_atomic(path, buffer.getvalue(), sync)
 
 
 # The errnos of a write that found no room: a full disk, a used-up quota, a file past the size limit (`ulimit -f`, FAT32's

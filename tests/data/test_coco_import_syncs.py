@@ -84,3 +84,48 @@ def test_a_file_written_unsynced_is_whole_or_absent_and_synced_after(tmp_path):
     sync_files(written)
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["one.bin", "two.bin"]
     assert [p.read_bytes() for p in written] == [b"a/one.bin" * 1000, b"two.bin" * 1000]
+
+
+def _fsyncs_and_syncfs(monkeypatch) -> dict[str, int]:
+    """Count, from here on, this process's fsync calls and atomic.py's syncfs calls."""
+    import bbuvl.atomic as atomic
+
+    counts = {"fsync": 0, "syncfs": 0}
+    real_fsync, real_syncfs = os.fsync, atomic._SYNCFS
+
+    def fsync(fd: int) -> None:
+        counts["fsync"] += 1
+        real_fsync(fd)
+
+    def syncfs(fd: int) -> int:
+        counts["syncfs"] += 1
+        return real_syncfs(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    if real_syncfs is not None:
+        monkeypatch.setattr(atomic, "_SYNCFS", syncfs)
+    return counts
+
+
+def test_synth_and_convert_wait_on_the_disk_once_for_their_photos_not_once_a_photo(tmp_path, monkeypatch):
+    # Each photo (and each vendor annotation) was fsynced on its own: 2 waits a photo for `data synth --format
+    # vendor`, 1 for `data convert`. The count now does not grow with the photos, and every photo is still whole.
+    from bbuvl.data.convert import ConvertOptions, convert_dataset
+    from bbuvl.synthetic.dataset import synthesize
+
+    counts = _fsyncs_and_syncfs(monkeypatch)
+    made = {}
+    for n in (4, 12):
+        before = dict(counts)
+        synthesize(tmp_path / f"export{n}", n, 0, seed=1, size=(128, 96), fmt="vendor")
+        between = dict(counts)
+        convert_dataset(tmp_path / f"export{n}", tmp_path / f"ds{n}", ConvertOptions(val_ratio=0, teachers=0))
+        made[n] = ({k: between[k] - before[k] for k in counts}, {k: counts[k] - between[k] for k in counts})
+        records = read_records(tmp_path / f"ds{n}" / TRAIN)
+        assert len(records) == n
+        for r in records:
+            with Image.open(resolve_image(tmp_path / f"ds{n}" / TRAIN, r.image)) as im:
+                im.load()
+    assert made[4] == made[12], made
+    synth_syncs, convert_syncs = made[12]
+    assert synth_syncs["fsync"] + synth_syncs["syncfs"] <= 2 and convert_syncs["fsync"] + convert_syncs["syncfs"] <= 8

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from PIL import Image
 
-from bbuvl.atomic import WriteFailed, atomic_path, remove_path, save_atomic, write_text_atomic
+from bbuvl.atomic import WriteFailed, atomic_path, remove_path, save_atomic, sync_files, write_text_atomic
 from bbuvl.data.check import duplicate_pairs, folded_copy
 from bbuvl.data.coords import (
     ROTATING_ORIENTATIONS,
@@ -532,17 +532,20 @@ def _fit_box(box: list[float], size: Size, written: list[float]) -> tuple[list[f
 def _store_image(image: Image.Image, source: Path, dest: Path, size: Size, mode: str, orientation: int,
                  stored: Size) -> str:
     """Write the upright RGB photo as JPEG at `size` (atomically: bbuvl/atomic.py); returns the file name. `stored`:
-    the photo's upright size (`image` may be smaller: a JPEG past Pillow's pixel limit)."""
+    the photo's upright size (`image` may be smaller: a JPEG past Pillow's pixel limit).
+
+    Renamed into place without waiting for the disk: the dataset's files are written only after one `sync_files` of
+    every photo stored (`_convert_held`), as `data import-coco` does (bench/import_syncs.py)."""
     if size == stored and _copied_as_is(source, mode, orientation):
         # Already an upright RGB JPEG: copying keeps it bit-exact (no second lossy encode) and is faster.
-        with atomic_path(dest) as tmp:
+        with atomic_path(dest, sync=False) as tmp:
             shutil.copyfile(source, tmp)
     else:
         if size != image.size:
             # Bicubic, as Qwen's image processor resizes: the model sees the same pixels either way.
             image = image.resize(size, Image.Resampling.BICUBIC)
         # no exif= given, so no orientation tag is written
-        save_atomic(dest, lambda fh: image.save(fh, "JPEG", quality=JPEG_QUALITY))
+        save_atomic(dest, lambda fh: image.save(fh, "JPEG", quality=JPEG_QUALITY), sync=False)
     return dest.name
 
 
@@ -702,6 +705,8 @@ def _convert_held(src: Path, out: Path, opts: ConvertOptions, progress: bool) ->
 
     converted = [r for r in results if r.record is not None]
     records = [r.record for r in converted if r.record is not None]
+    # Every photo kept is on the disk before a file that names it is written.
+    sync_files(out / record.image for record in records)
     # A copy a tool re-encoded has other bytes, so it was not folded above: both are kept (which is right is the
     # user's call), each later copy named in errors.jsonl, and all of one photo's copies go to one side of the split.
     together, near = near_copy_entries([r.photo for r in converted], [r.near_print for r in converted], "converted")

@@ -19,7 +19,7 @@ from typing import Callable, Iterator, Literal
 
 from PIL import Image
 
-from bbuvl.atomic import name_or_temporary, save_atomic, write_text_atomic
+from bbuvl.atomic import name_or_temporary, save_atomic, sync_files, write_text_atomic
 from bbuvl.data.coords import orient_box
 from bbuvl.data.faults import Faults
 from bbuvl.data.images import EXIF_ORIENTATION
@@ -92,14 +92,16 @@ def _render_job(job: _Job) -> tuple[ImageRecord, dict]:
     else:
         _save_photo(img, job.out / rel)
     doc = vendor_document(boxes, frame_size, _platform_names(), rng, job.index, shape)
-    write_text_atomic(job.out / ANNOTATIONS / f"{job.name}.json", json.dumps(doc, ensure_ascii=False) + "\n")
+    write_text_atomic(job.out / ANNOTATIONS / f"{job.name}.json", json.dumps(doc, ensure_ascii=False) + "\n",
+                      sync=False)
     return record, meta
 
 
 def _save_photo(image: Image.Image, path: Path, **kwargs: object) -> None:
     """A JPEG written whole under a new inode, or not at all (bbuvl/atomic.py): a full disk leaves no cut-short photo,
-    and a hard link to the previous photo (a snapshot) keeps its bytes."""
-    save_atomic(path, lambda fh: image.save(fh, "JPEG", quality=JPEG_QUALITY, **kwargs))
+    and a hard link to the previous photo (a snapshot) keeps its bytes. Not waited on the disk for: `synthesize` syncs
+    every file it rendered at once, before the dataset's files name them (`sync_files`)."""
+    save_atomic(path, lambda fh: image.save(fh, "JPEG", quality=JPEG_QUALITY, **kwargs), sync=False)
 
 
 def fault_counts(records: list[ImageRecord]) -> dict[str, int]:
@@ -212,6 +214,8 @@ def synthesize(
         if progress is not None:
             progress(done, len(jobs))
     records = [r for r, _ in results]
+    sync_files([job.out / f"{IMAGES}/{job.name}.jpg" for job in jobs]
+               + ([job.out / ANNOTATIONS / f"{job.name}.json" for job in jobs] if fmt == "vendor" else []))
     categories = Counter(o.desc.split(SEP)[0] for r in records for o in r.objects)
     extra = {"generator": "bbuvl data synth", "format": fmt, "seed": seed, "size": list(size), **(about or {}),
              "categories": dict(sorted(categories.items(), key=lambda kv: -kv[1]))}
