@@ -79,3 +79,27 @@ def test_serves_verdict_for_a_photo_is_predicts_under_the_checkpoints_chosen_thr
             assert got["verdict"] == expected[photo.name]["verdict"], photo.name
             assert [o["fault"] for o in got["objects"]] == [engine.predictor.faults.is_fault(o["label"])
                                                            for o in got["objects"]]
+
+
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
+def test_serve_says_at_start_when_the_configs_score_threshold_hides_faults_from_the_verdict(trained_checkpoint,
+                                                                                            tmp_path):
+    # Serve has no --score-threshold: a checkpoint's inference.score_threshold above its review threshold dropped the
+    # faults scored between the two before each photo was judged, and nothing said so (predict says it at its start).
+    from tests.serve.conftest import cli_server
+
+    said = {}
+    for threshold in ("0.0", "0.9"):
+        ckpt = tmp_path / f"ckpt{threshold}"
+        shutil.copytree(trained_checkpoint, ckpt)
+        config = (ckpt / "bbuvl.yaml").read_text(encoding="utf-8")
+        assert "  score_threshold: 0.0\n" in config
+        (ckpt / "bbuvl.yaml").write_text(config.replace("  score_threshold: 0.0\n", f"  score_threshold: {threshold}\n"),
+                                         encoding="utf-8")
+        log = tmp_path / f"serve{threshold}.log"
+        with cli_server(["-c", str(ckpt), "--mode", "head", "--device", "cpu"], log) as (client, _):
+            assert client.request("GET", "/healthz").status == 200
+        said[threshold] = " ".join(log.read_text(encoding="utf-8").split())
+    assert "score_threshold" not in said["0.0"], said["0.0"]
+    assert "(inference.score_threshold) 0.9 is above the verdict's review threshold" in said["0.9"], said["0.9"]
+    assert "a fault scoring between the two is dropped before its photo is judged" in said["0.9"], said["0.9"]
