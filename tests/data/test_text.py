@@ -78,3 +78,15 @@ def test_names_that_differ_only_in_composition_are_shown_apart_and_others_as_the
     assert names_apart("螺丝.jpg", nfc) == ["螺丝.jpg", nfc]  # all composed: nothing to tell apart, shown as they are
     assert show_composition("螺丝\u200b\U0001d15e.jpg") == "'螺丝\\u200b\\U0001d15e.jpg'"  # NFD takes 𝅗𝅥 apart
     assert quote_name("caf\u00e9") == "'caf\u00e9'" and quote_name("cafe\u0301") == "'cafe\\u0301'"
+
+
+def test_a_joiner_that_joins_is_kept_in_the_written_label_and_a_stray_one_dropped():
+    # Every zero-width joiner and non-joiner was dropped: `👩‍🔧` became two pictures, a Persian word lost the break
+    # between its letters. The key still ignores them, so both spellings are one label.
+    mechanic, persian = "\U0001f469\u200d\U0001f527", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
+    heart_on_fire = "\u2764\ufe0f\u200d\U0001f525"
+    for joined in (mechanic, persian, heart_on_fire):
+        assert clean_label(f"标签/{joined}") == f"标签/{joined}"
+        assert label_key(joined) == label_key(joined.replace("\u200d", "").replace("\u200c", ""))
+    for stray in ("螺丝\u200d连接点", "BBU\u200c安装", "\u200d螺丝", "螺丝\u200c", "a\u200db", "标签/\u200c\u0645"):
+        assert "\u200c" not in clean_label(stray) and "\u200d" not in clean_label(stray), stray

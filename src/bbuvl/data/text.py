@@ -4,7 +4,8 @@ Two labels are the same label when their `label_key`s are equal. The key is NFC 
 code point or as letter + combining mark), full-width ASCII folded to half-width (a Chinese input method
 types `／` and `ＢＢＵ` for `/` and `BBU`), invisible characters removed (zero-width space, joiners, word
 joiner, a BOM pasted mid-text) and each `/` part trimmed. The key decides equality only: a label is written
-in its canonical spelling (the hierarchy's, or the cleaned text), never as its key.
+in its canonical spelling (the hierarchy's, or the cleaned text), never as its key; the cleaned text keeps a
+zero-width joiner or non-joiner where it joins (an emoji sequence, a Persian word), and drops it elsewhere.
 
 File names are compared in NFC only, and only after their exact spelling: macOS writes names decomposed (NFD), JSON
 written elsewhere holds them composed, and the two must name one file; but a Linux disk may hold `café.jpg` composed
@@ -29,15 +30,39 @@ FULL_WIDTH_SEP = "\uff0f"  # `／`, what a Chinese input method types for SEP
 _HALF_WIDTH = {**{cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}, 0x3000: 0x20}
 
 
-def drop_invisible(text: str) -> str:
+def drop_invisible(text: str, keep_joiners: bool = False) -> str:
     """`text` without format characters (Unicode category Cf): zero-width space and joiners (U+200B..U+200D),
-    word joiner (U+2060), BOM (U+FEFF), soft hyphen, direction marks. None of them is ever seen, so none is meant."""
-    return text if text.isascii() else "".join(c for c in text if unicodedata.category(c) != "Cf")
+    word joiner (U+2060), BOM (U+FEFF), soft hyphen, direction marks. None of them is ever seen, so none is meant.
+
+    `keep_joiners`: a zero-width joiner or non-joiner between two characters it changes is kept (`_joins`)."""
+    if text.isascii():
+        return text
+    return "".join(c for i, c in enumerate(text)
+                   if unicodedata.category(c) != "Cf" or (keep_joiners and c in _JOINERS and _joins(text, i)))
+
+
+# Zero-width non-joiner and joiner: seen where they stand between letters of a joining script (Persian `می‌خواهم`
+# keeps its letters apart with U+200C) or between emoji (`👩‍🔧` is one picture of a mechanic, two without U+200D).
+_JOINERS = "\u200c\u200d"
+# Scripts whose letters never join: between them a joiner changes nothing and is a paste's stray.
+_NEVER_JOINED = ("CJK ", "HIRAGANA", "KATAKANA", "HANGUL", "BOPOMOFO", "IDEOGRAPHIC", "FULLWIDTH", "HALFWIDTH")
+
+
+def _joins(text: str, i: int) -> bool:
+    """Whether the joiner at `text[i]` stands between two characters it can change: letters, marks or symbols, neither
+    ASCII nor of a script that never joins."""
+    if i == 0 or i == len(text) - 1:
+        return False
+    for c in (text[i - 1], text[i + 1]):
+        if c.isascii() or unicodedata.category(c)[0] not in "LMS" or unicodedata.name(c, "").startswith(_NEVER_JOINED):
+            return False
+    return True
 
 
 def clean_label(text: str) -> str:
-    """A label as it should be written: NFC, no invisible characters, `／` as `/` (it is structure), trimmed."""
-    text = drop_invisible(text).replace(FULL_WIDTH_SEP, SEP)  # dropped before NFC: `e\u200b\u0301` is é
+    """A label as it should be written: NFC, no invisible characters but the joiners that join (`drop_invisible`), `／`
+    as `/` (it is structure), trimmed."""
+    text = drop_invisible(text, keep_joiners=True).replace(FULL_WIDTH_SEP, SEP)  # dropped before NFC: `e\u200b\u0301` is é
     return unicodedata.normalize("NFC", text).strip()
 
 
