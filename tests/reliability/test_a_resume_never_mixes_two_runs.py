@@ -132,6 +132,30 @@ def test_predict_refuses_an_input_whose_photo_was_replaced_under_its_name(predic
     refused(again(run), "the input changed", f"1 photo differ: {first}")
 
 
+def test_predict_refuses_to_resume_teachers_mode_after_a_teacher_photo_was_replaced_under_its_name(predicted,
+                                                                                                     small_dataset,
+                                                                                                     tmp_path):
+    # The teachers JSONL was keyed by its own bytes alone: the photo it names, replaced in place, showed the model
+    # another example between a kill and its resume, and one file held lines predicted beside two teachers.
+    run = fresh(predicted, tmp_path)
+    teachers = run["data"] / "teachers.jsonl"
+    shutil.copy(small_dataset / "teachers.jsonl", teachers)
+    out = tmp_path / "taught.jsonl"
+
+    def teach() -> object:
+        return invoke(["predict", "-c", run["ckpt"], "-i", run["data"] / "val.jsonl", "-o", out, "--mode", "teachers",
+                       "--teachers", teachers, "--max-new-tokens", "4", "--device", "cpu"])
+
+    assert (r := teach()).exit_code == 0, r.output
+    out.write_text(out.read_text(encoding="utf-8").splitlines(keepends=True)[0], encoding="utf-8")  # killed after one
+    first = json.loads(teachers.read_text(encoding="utf-8").splitlines()[0])["images"][0]
+    other = next(p for p in sorted((run["data"] / "images").iterdir()) if p.name != Path(first).name)
+    shutil.copy(other, run["data"] / first)  # the same size: the teacher still loads
+    kept = out.read_bytes()
+    refused(teach(), "holds predictions of another run", "the teachers' photos changed", "--overwrite")
+    assert out.read_bytes() == kept
+
+
 def test_predict_refuses_an_input_file_rewritten_with_other_photos(predicted, small_dataset, tmp_path):
     run = fresh(predicted, tmp_path)
     (run["data"] / "val.jsonl").write_text((small_dataset / "train.jsonl").read_text(encoding="utf-8"), encoding="utf-8")

@@ -359,7 +359,9 @@ def predict_key(job, checkpoint: Path, cfg, given: dict, teachers: Path | None, 
     `files`: the checkpoint's digests taken at this start, not taken again."""
     from bbuvl.data.labels import DEFAULT_HIERARCHY
     from bbuvl.infer.options import PredictOptions
-    from bbuvl.infer.resume_key import ResumeKey, file_key, resume_key
+    from bbuvl.data.schema import resolve_image
+    from bbuvl.infer.predictor import read_teacher_lines
+    from bbuvl.infer.resume_key import ResumeKey, file_key, photos_key, resume_key
     from bbuvl.infer.verdict import checkpoint_verdict
     from bbuvl.model.checkpoint import is_plain_model_folder
 
@@ -376,7 +378,10 @@ def predict_key(job, checkpoint: Path, cfg, given: dict, teachers: Path | None, 
             f"verdict_{which}{suffix}": getattr(pair, which) for suffix, pair in pairs.items()
             for which in ("review", "fail")}), **given)
     options = resolved.model_dump(mode="json", exclude={"batch_rows"})  # batch_rows: batching only
-    options |= {"teachers": file_key(teachers)} if teachers is not None else {}
+    if teachers is not None:  # the teacher photos too, by content: the file names them, the photos are the examples
+        options |= {"teachers": file_key(teachers), "teacher_photos": photos_key(
+            (s.student.image, resolve_image(teachers, s.student.image))
+            for _, s in read_teacher_lines(teachers, cfg.inference.num_teachers))}
     # Each line's verdict judges the faults this file marks: another --hierarchy would judge the rest differently.
     options |= {"hierarchy": file_key(hierarchy or cfg.data.hierarchy or DEFAULT_HIERARCHY)}
     if is_plain_model_folder(checkpoint):

@@ -6,8 +6,8 @@ A line depends on the photo, the model and how it was asked. So the key is:
   or removed changes it; the same photos under another path to the input do not);
 - the checkpoint by content (model/identity.py; a checkpoint retrained in place changes it, a copy does not);
 - the mode and every prediction option (`PredictOptions`, resolved against the checkpoint's defaults), with
-  the files a mode reads beside the checkpoint: the teachers JSONL (teachers mode) and a plain model folder's
-  labels and language;
+  the files a mode reads beside the checkpoint: the teachers JSONL and the photos it shows (teachers mode) and a
+  plain model folder's labels and language;
 - the program: bbu-vl (its version and its files' digest) and the libraries that compute the answer (versions.py):
   an upgrade between a kill and its resume would leave one file holding two programs' lines.
 
@@ -32,6 +32,8 @@ from bbuvl.versions import software, software_differences
 
 # Options recorded as the SHA-256 of a file a run reads (`file_key`): a difference is said as a change of content.
 FILE_OPTIONS = ("teachers", "labels", "hierarchy")
+# Options recorded as one digest over the photos a file names (`photos_key`), and what a change of them is said as.
+PHOTO_OPTIONS = {"teacher_photos": "the teachers' photos changed"}
 # Why a record of a checkpoint's files that does not add up (`ResumeKey.files_add_up`) was written.
 UNSOUND_RECORD = ("written by an older bbuvl, which named a LoRA checkpoint's base model files as the checkpoint's own, "
                   "or edited since: what the checkpoint held then is not known")
@@ -119,6 +121,13 @@ def file_key(path: str | Path | None) -> str | None:
     return file_digest(Path(path), str(path)).sha256
 
 
+def photos_key(photos: Iterable[tuple[str, Path]]) -> str:
+    """One digest over photos a mode shows beside each one predicted (teachers mode's teacher photos), by name and
+    content: the teachers JSONL's own digest says nothing of the photos it names, and one replaced under its name
+    showed the model another example between a kill and its resume."""
+    return combined(photo_digests(photos))
+
+
 def resume_key(photos: list[tuple[str, Path]], checkpoint: Path, base: str | None, mode: str, options: Mapping[str, Any],
                previous: ResumeKey | None = None) -> ResumeKey:
     """The key of a predict run; `previous` (the output's recorded key) spares hashing files unchanged since."""
@@ -141,7 +150,9 @@ def differences(old: ResumeKey, new: ResumeKey) -> list[str]:
         out.append(f"mode '{old.mode}' (now '{new.mode}')")
     for name in sorted(set(old.options) | set(new.options)):
         was, now = old.options.get(name, "<unset>"), new.options.get(name, "<unset>")
-        if was != now and name in FILE_OPTIONS:  # two SHA-256 side by side would say nothing a user can act on
+        if was != now and name in PHOTO_OPTIONS and "<unset>" not in (was, now):
+            out.append(PHOTO_OPTIONS[name])
+        elif was != now and name in FILE_OPTIONS:  # two SHA-256 side by side would say nothing a user can act on
             out.append(f"the {name} file's content changed" if all(isinstance(v, str) and v != "<unset>" for v in (was, now))
                        else f"{name} {_file_option(was)} (now {_file_option(now)})")
         elif was != now:
