@@ -138,11 +138,36 @@ def check_not_special(given: Path) -> None:
 def check_not_bookkeeping(out: Path, given: Path) -> None:
     """Raise OutputConflict when output `out` has a name this module keeps its own records under: the ledger (a
     command wrote its output there, then the ledger over it: "wrote" a file holding no output), a lock file (the next
-    run of the output it locks truncates and removes it) or a writer's temporary (removed as a dead writer's)."""
+    run of the output it locks truncates and removes it) or a writer's temporary (removed as a dead writer's); or the
+    name of the manifest of predictions lying beside it (`manifest_of`)."""
     if _bookkeeping(out.name) or temporary_name().fullmatch(out.name):
         raise OutputConflict(f"{given}: bbuvl keeps its own records under names like this one (the outputs ledger "
                              f"{LEDGER}, lock files .NAME{LOCK_SUFFIX}, temporaries .NAME.PID.*.tmp), and would replace "
                              "or remove what is written there; choose another name")
+    if (predictions := manifest_of(out)) is not None:
+        raise OutputConflict(f"{given}: is the manifest of the predictions in {predictions.name} beside it, which says "
+                             "what made their lines (their input, checkpoint and settings); written over, with "
+                             "--overwrite too, they would be read as another tool's, resumed and judged by no record or "
+                             "by another's. Choose another name")
+
+
+# The name `bbuvl predict` keeps a predictions file's manifest under, after the file's own (infer/output.py).
+PREDICT_MANIFEST_SUFFIX = ".predict.json"
+
+
+def manifest_of(out: Path) -> Path | None:
+    """The predictions file whose manifest `out` is by its name (`P.predict.json` beside `P`, or beside a sharded run's
+    part `P.rank1-of-2`), when that file holds lines; None otherwise. `eval --out b.jsonl.predict.json --overwrite`
+    and `predict -o b.jsonl.predict.json --overwrite` replaced b.jsonl's manifest with metrics or predictions, and
+    b.jsonl was then resumed and judged as a file no run had recorded."""
+    if not out.name.endswith(PREDICT_MANIFEST_SUFFIX) or out.name == PREDICT_MANIFEST_SUFFIX:
+        return None
+    predictions = out.with_name(out.name.removesuffix(PREDICT_MANIFEST_SUFFIX))
+    try:
+        st = os.stat(predictions)
+    except (OSError, ValueError):  # nothing there (or no name a file can have): no lines a manifest speaks for
+        return None
+    return predictions if stat.S_ISREG(st.st_mode) and st.st_size > 0 else None
 
 
 def name_max(path: Path) -> int:

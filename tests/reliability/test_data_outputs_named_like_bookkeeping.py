@@ -27,6 +27,25 @@ def test_an_output_named_like_a_ledger_lock_or_temporary_is_refused_even_with_ov
         assert not (tmp_path / name).exists()
 
 
+def test_an_output_named_as_the_manifest_of_predictions_beside_it_is_refused_even_with_overwrite(small_dataset,
+                                                                                                   tmp_path):
+    # `eval --out b.jsonl.predict.json --overwrite` (and predict's -o, data stats' --json) replaced b.jsonl's manifest:
+    # its lines were then another tool's to predict and eval, resumed and judged by no record of their checkpoint.
+    data = small_dataset / "train.jsonl"
+    lines, manifest = tmp_path / "b.jsonl", tmp_path / "b.jsonl.predict.json"
+    part_manifest = tmp_path / "b.jsonl.rank1-of-2.predict.json"
+    lines.write_text('{"image": "images/a.jpg", "objects": []}\n', encoding="utf-8")
+    (tmp_path / "b.jsonl.rank1-of-2").write_text('{"image": "images/b.jpg", "objects": []}\n', encoding="utf-8")
+    manifest.write_text('{"tool": "bbuvl predict"}\n', encoding="utf-8")
+    for out in (manifest, part_manifest):
+        for command in (["data", "stats", data, "--json", out], ["data", "export-coco", data, out]):
+            code, said = invoke(*command, "--overwrite")
+            assert code == 2 and f"{out}: is the manifest of the predictions in {out.name[:-13]} beside it" in said, said
+    assert manifest.read_text(encoding="utf-8") == '{"tool": "bbuvl predict"}\n' and not part_manifest.exists()
+    lines.write_text("", encoding="utf-8")  # no lines: no manifest to keep, and the name is free
+    assert invoke("data", "stats", data, "--json", manifest, "--overwrite")[0] == 0
+
+
 def test_what_was_written_as_a_lock_file_or_the_ledger_is_no_longer_lost(small_dataset, tmp_path):
     data = small_dataset / "train.jsonl"
     # Before: the COCO file written as `.t.jsonl.lock` was truncated and removed by the next `data teachers` into

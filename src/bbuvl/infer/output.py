@@ -30,14 +30,14 @@ from bbuvl.atomic import write_bytes_atomic, write_text_atomic
 from bbuvl.data.input_paths import NOTHING_THERE, file_kind
 from bbuvl.data.jsonfile import DuplicateKeyError, dumps_json, parse_json, read_json
 from bbuvl.data.schema import DatasetError
-from bbuvl.outputs import OutputConflict
+from bbuvl.outputs import PREDICT_MANIFEST_SUFFIX, OutputConflict
 from bbuvl.outputs import OutputLock as _OutputLock
 from bbuvl.outputs import check_name_room as check_output_name_room
 from bbuvl.infer.prediction_lines import prediction_line
 from bbuvl.infer.resume_key import ResumeKey, differences
 from bbuvl.paths import real_path
 
-MANIFEST_SUFFIX = ".predict.json"
+MANIFEST_SUFFIX = PREDICT_MANIFEST_SUFFIX  # bbuvl/outputs.py refuses it as any command's output beside its file
 TOOL = "bbuvl predict"
 # Who writes a predictions file with no manifest beside it: predict has written one since manifests came in, and the
 # bbu-vl before them wrote the same lines without one, so such a file may well be predict's own.
