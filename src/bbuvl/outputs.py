@@ -964,6 +964,12 @@ def _overwrite_takes(out: Path, own: Callable[[str], bool]) -> tuple[Callable[[s
     return (lambda name: name in chosen or own(name)), chosen
 
 
+def strangers_in(folder: Path, own: Callable[[str], bool]) -> list[str]:
+    """What in `folder` a command did not write, by the names it writes there (`own`, relative to the folder), sorted:
+    ledger, lock files and a file manager's records left out. A folder missing or empty holds none."""
+    return _strangers(folder, folder, own) if folder.is_dir() and not folder.is_symlink() else []
+
+
 def _strangers(under: Path, folder: Path, own: Callable[[str], bool]) -> list[str]:
     """What under `under` is not the command's own, relative to `folder`, sorted: a folder holding none of its files
     whole ('inner/'), else the strangers inside it (its own `train/` is not named for one file added there)."""

@@ -127,8 +127,17 @@ def test_viz_run_again_into_its_own_folder_replaces_its_pictures_and_keeps_other
     (out / "notes.txt").write_text("mine\n", encoding="utf-8")  # no longer what viz wrote: --overwrite, and kept
     result = runner.invoke(app, ["viz", str(gt), str(out), "--limit", "1", "--overwrite"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["0000_p0.png", "0001_p1.png", "notes.txt"]
+    # The first run's 0001_p1.png stayed beside this run's 0000_p0.png: two runs' pictures in one folder
+    assert sorted(p.name for p in out.iterdir()) == ["0000_p0.png", "notes.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no temporary folder left
+    # Recorded as viz's after that run, the folder was replaced whole on the next one, and notes.txt went with it
+    result = runner.invoke(app, ["viz", str(gt), str(out), "--limit", "3"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["0000_p0.png", "0001_p1.png", "0002_p2.png", "notes.txt"]
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "mine\n"
+    result = runner.invoke(app, ["viz", str(gt), str(out), "--limit", "1"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["0000_p0.png", "notes.txt"]
 
 
 def test_viz_into_a_file_says_it_is_a_file_and_keeps_it(tmp_path):

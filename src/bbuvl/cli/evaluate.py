@@ -14,7 +14,7 @@ from rich.table import Table
 from bbuvl.atomic import write_text_atomic
 from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, claim_outputs, console, fail, finite_range,
                               int_range, cell, print_first, refuse_unused, require_file, user_errors)
-from bbuvl.outputs import same_path, writer_of
+from bbuvl.outputs import output_path, same_path, strangers_in, writer_of
 from bbuvl.paths import real_path
 
 LEVEL_HELP = "Evaluate categories at this hierarchy level (1 = category, 2 = category/attribute; default: full label)."
@@ -518,7 +518,7 @@ def viz(
     from bbuvl.eval.draw import LabelNamer
     from bbuvl.eval.fonts import find_cjk_font
     from bbuvl.eval.in_progress import unfinished_predictions_note
-    from bbuvl.eval.viz import draw_pictures, is_prediction_file
+    from bbuvl.eval.viz import draw_pictures, is_prediction_file, written_by_viz
     from bbuvl.infer.verdict import typed_thresholds_problem
 
     refuse_unused(ctx, pred is not None, "--pred", "iou")  # only the predictions beside ground truth are judged
@@ -539,8 +539,10 @@ def viz(
              "choose another")
     claim_outputs("viz", {"INPUT": input, "--pred": pred, "--font-path": font_path, "--hierarchy": hierarchy},
                   folders=[out_dir], overwrite=overwrite)  # an input another command is still writing is refused too
-    # Its own earlier pictures are replaced whole; a folder holding anything else (given up with --overwrite) keeps it.
-    own = writer_of(out_dir) == "viz"
+    # Its own earlier pictures are replaced whole; a folder holding anything else (given up with --overwrite) keeps it,
+    # and only its pictures are replaced. That folder, recorded as viz's after such a run, still holds the user's files:
+    # replaced whole on the next run, they went with it.
+    own = writer_of(out_dir) == "viz" and not strangers_in(output_path(out_dir), written_by_viz)
     with user_errors(ValueError, OSError):
         font = find_cjk_font(font_path)
         name = LabelNamer(font, Hierarchy.load(hierarchy))
@@ -550,7 +552,8 @@ def viz(
     notes: list[str] = []
     with user_errors(ValueError, OSError):
         written = draw_pictures(input, out_dir, font, name, pred=pred, limit=limit, iou=iou, unreadable=unreadable,
-                                replace=own, hierarchy=hierarchy, review=verdict_review, fail=verdict_fail, notes=notes)
+                                replace=own, hierarchy=hierarchy, review=verdict_review, fail=verdict_fail, notes=notes,
+                                drop_earlier=True)
     console.print(f"[green]drew[/] {written} photo(s) into {escape(str(out_dir))}", soft_wrap=True)
     for note in notes:
         console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -11,7 +12,7 @@ from typing import Callable, Iterator
 
 from PIL import Image
 
-from bbuvl.atomic import atomic_folder, save_atomic
+from bbuvl.atomic import atomic_folder, name_or_temporary, remove_path, save_atomic
 from bbuvl.data.input_paths import spelling_note
 from bbuvl.data.library_outputs import holding_outputs
 from bbuvl.data.faults import Faults
@@ -27,6 +28,16 @@ from bbuvl.infer.output import manifest_path
 from bbuvl.infer.verdict import FramedThresholds
 
 
+# The names a run writes into its folder (`NNNN_<photo>.png`, `_prediction_pictures`/`_compared_pictures`), and their
+# temporaries: the pictures of one run, which another run's never stand beside.
+_PICTURE = re.compile(name_or_temporary(r"\d{4,}_[^/]+\.png"))
+
+
+def written_by_viz(name: str) -> bool:
+    """Whether `name`, relative to a viz folder, is one a run of `draw_pictures` writes there."""
+    return _PICTURE.fullmatch(name) is not None
+
+
 def is_prediction_file(path: str | Path) -> bool:
     """True when the first line of `path` is a `bbuvl predict` output line rather than a dataset record."""
     for _, first in iter_json_lines(path):  # a line that is no JSON is the dataset reader's to report
@@ -37,7 +48,8 @@ def is_prediction_file(path: str | Path) -> bool:
 def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name: LabelNamer,
                   pred: str | Path | None = None, limit: int = 50, iou: float = 0.5,
                   unreadable: list[str] | None = None, replace: bool = False, hierarchy: str | Path | None = None,
-                  review: float | None = None, fail: float | None = None, notes: list[str] | None = None) -> int:
+                  review: float | None = None, fail: float | None = None, notes: list[str] | None = None,
+                  drop_earlier: bool = False) -> int:
     """Draw up to `limit` photos of `input` (dataset or predictions JSONL) into `out_dir`; returns how many.
 
     Faults are framed as the report frames them (eval/draw.py): every fault of the ground truth, and the predicted
@@ -49,12 +61,14 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
     A photo that cannot be read is drawn on a grey placeholder naming why, and `unreadable` (when given) gets
     why (naming the photo) for it, so that the caller can say so too. The pictures go beside what `out_dir` holds;
     with `replace`, or where there is no `out_dir` yet, they fill a new folder that takes its name once all are drawn.
+    With `drop_earlier` the pictures an earlier run drew there (named as this one names them, `written_by_viz`) that
+    this run did not draw again are removed once it has drawn its own: `bbuvl viz` drawing beside a folder's other files.
 
     Refused (OutputConflict) before anything is drawn when `out_dir` is `input` or `pred`, holds one (`replace` would
     take it with the folder) or lies inside one, or another process writes or reads it (data/library_outputs.py)."""
     with holding_outputs("viz", {"input": input, "pred": pred}, folders=[out_dir]):
         return _draw_held(Path(input), Path(out_dir), font, name, pred, limit, iou, unreadable, replace,
-                          Judging(hierarchy, review, fail, [] if notes is None else notes))
+                          Judging(hierarchy, review, fail, [] if notes is None else notes), drop_earlier)
 
 
 @dataclass
@@ -82,7 +96,8 @@ class Judging:
 
 
 def _draw_held(input: Path, out_dir: Path, font: FontChoice, name: LabelNamer, pred: str | Path | None, limit: int,
-               iou: float, unreadable: list[str] | None, replace: bool, judging: Judging) -> int:
+               iou: float, unreadable: list[str] | None, replace: bool, judging: Judging,
+               drop_earlier: bool = False) -> int:
     """`draw_pictures`, its folder held."""
     unreadable = [] if unreadable is None else unreadable
     if is_prediction_file(input):
@@ -103,6 +118,13 @@ def _draw_held(input: Path, out_dir: Path, font: FontChoice, name: LabelNamer, p
             if problem is not None:
                 unreadable.append(problem)
             save_atomic(folder / file, lambda fh: picture.save(fh, "PNG"))
+        if folder == out_dir and drop_earlier:
+            # Drawn beside what the folder holds: an earlier run's pictures this one did not draw again (it drew fewer
+            # photos, or others) stood beside its own, two runs' pictures in one folder; what else is there is kept.
+            drawn = {file for file, _, _ in pictures}
+            for entry in sorted(os.listdir(folder)):
+                if written_by_viz(entry) and entry not in drawn and (folder / entry).is_file():
+                    remove_path(folder / entry)
     return len(pictures)
 
 
