@@ -180,6 +180,22 @@ def test_a_report_written_again_with_fewer_photos_keeps_none_of_the_first_ones_p
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [LEDGER]
 
 
+def test_a_report_written_again_drops_the_metrics_an_earlier_one_was_given_inside_it_and_keeps_others_files(
+        evaluation, tmp_path):
+    # `eval --out R/M.json --report R`, then `eval --out M2.json --report R` on other predictions: R held the second
+    # run's page and curves beside the first run's M.json and M.coco.json, two runs' results in one report.
+    for name in ("M.json", "M.coco.json"):
+        (tmp_path / name).write_text('{"AP": 0.5}\n', encoding="utf-8")
+    write_report(evaluation, tmp_path, NO_CJK, worst=2, also_written=[tmp_path / "M.json", tmp_path / "M.coco.json"])
+    (tmp_path / "notes.txt").write_text("mine\n", encoding="utf-8")  # the user's: written among with --overwrite
+    (tmp_path / "M.coco.json").write_text('{"AP": 0.9}\n', encoding="utf-8")  # edited since: no longer eval's
+    write_report(evaluation, tmp_path, NO_CJK, worst=2)
+    assert not (tmp_path / "M.json").exists()
+    assert (tmp_path / "M.coco.json").read_text(encoding="utf-8") == '{"AP": 0.9}\n'
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "mine\n"
+    assert "M.json" not in (tmp_path / LEDGER).read_text(encoding="utf-8")
+
+
 @pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_photo_with_20000_predictions_draws_in_seconds_keeping_faults_errors_and_the_highest_scored(tmp_path):
     import random

@@ -105,9 +105,28 @@ def write_report(
         _save_png(path, picture)
     index = out_dir / "index.html"
     write_text_atomic(index, page)
-    _record_in_folder(out_dir, [index, *(path for path, _ in curves), out_dir / FAULTS_DIR, out_dir / WORST_DIR,
-                                *(Path(p) for p in also_written or [])])
+    written = [index, *(path for path, _ in curves), out_dir / FAULTS_DIR, out_dir / WORST_DIR,
+               *(Path(p) for p in also_written or [])]
+    _record_in_folder(out_dir, written + _drop_earlier(out_dir, written))
     return index
+
+
+def _drop_earlier(out_dir: Path, written: list[Path]) -> list[Path]:
+    """Remove what an earlier report recorded in `out_dir` as its own, unchanged, that this one did not write again (a
+    METRICS.json an earlier run was given inside the folder, and its COCO details), and return those paths: the
+    folder held this run's page beside another run's metrics. Anything else there is left as it is."""
+    from bbuvl.atomic import remove_path
+    from bbuvl.outputs import writer_of
+
+    kept = {output_path(p) for p in written}
+    dropped = []
+    for entry in sorted(out_dir.iterdir()):
+        path = output_path(entry)
+        if path not in kept and not entry.name.startswith(".") and writer_of(path) == REPORT_WRITER \
+                and path.parent == output_path(out_dir):
+            remove_path(path)
+            dropped.append(path)
+    return dropped
 
 
 def drawn_by_report(name: str) -> bool:
