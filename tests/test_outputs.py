@@ -21,7 +21,7 @@ from tests.reliability.faults import held_elsewhere, small_tmpfs, unremovable
 from bbuvl.atomic import write_text_atomic
 from bbuvl.infer.output import OutputError, discard_output, manifest_path
 from bbuvl.outputs import (LEDGER, OutputConflict, check_not_inputs, claim_outputs, lock_path, refuse_strangers,
-                           replacing, same_path, writer_of)
+                           replacing, same_path, writer_at, writer_of)
 from bbuvl.synthetic.dataset import written_by_synth
 
 
@@ -202,6 +202,28 @@ def test_nothing_is_written_inside_an_input_folder_even_where_nothing_lies(tmp_p
         with pytest.raises(OutputConflict, match="input CHECKPOINT"):
             claim_outputs("doctor memory", {"CHECKPOINT": ckpt}, [out], overwrite=True)
     assert sorted(p.name for p in ckpt.iterdir()) == ["config.json"]
+
+
+def test_a_lock_file_that_is_a_link_or_a_fifo_is_refused_and_what_it_names_is_left_as_it_was(tmp_path):
+    # A symbolic or hard link under the lock's name had the file it names truncated and overwritten with the lock line
+    # (a model's config.json), and a FIFO there hung every command looking for the output's writer.
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("config.json", "tokenizer.json"):
+        (model / name).write_text('{"model_type": "qwen2_5_vl"}\n', encoding="utf-8")
+    (tmp_path / ".p.jsonl.lock").symlink_to(model / "config.json")
+    os.link(model / "tokenizer.json", tmp_path / ".m.json.lock")
+    (tmp_path / ".dangling.json.lock").symlink_to(model / "gone.json")
+    os.mkfifo(tmp_path / ".f.json.lock")
+    for out, what in (("p.jsonl", "a symbolic link"), ("m.json", "a hard link (2 names for one file)"),
+                      ("dangling.json", "a symbolic link"), ("f.json", "no regular file")):
+        with pytest.raises(OutputConflict, match=re.escape(f"its lock file {tmp_path / f'.{out}.lock'} is {what}")):
+            claim_outputs("eval", {}, [tmp_path / out], overwrite=True)
+        assert writer_at(tmp_path / out) is None or out == "m.json"  # no writer holds it, and looking never hangs
+    for name in ("config.json", "tokenizer.json"):
+        assert (model / name).read_text(encoding="utf-8") == '{"model_type": "qwen2_5_vl"}\n'
+    assert sorted(p.name for p in model.iterdir()) == ["config.json", "tokenizer.json"]
+    assert not (tmp_path / "m.json").exists() and not (tmp_path / LEDGER).exists()
 
 
 @pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")

@@ -34,6 +34,7 @@ and folders it fills with names it picks as it goes (pictures, checkpoints). Thr
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -369,8 +370,10 @@ def thread_named(name: str) -> str:
 def writer_at(path: Path) -> Writer | None:
     """The writer named by `path`'s lock file, None without one (or an empty one: a writer that ended)."""
     try:
-        fh = lock_path(path).open("r", encoding="utf-8", errors="replace")
+        fh = _lock_file_to_read(lock_path(path))
     except (OSError, ValueError):  # no lock file, or no name to keep one beside: nobody writes it
+        return None
+    if fh is None:
         return None
     with fh:
         try:
@@ -392,6 +395,18 @@ def writer_at(path: Path) -> Writer | None:
     if not running and not line.command:
         return None  # a writer that ended
     return Writer(line.pid or "unknown", line.command or "command", running, host=line.host, pidns=line.pidns)
+
+
+def _lock_file_to_read(path: Path) -> Any:
+    """Lock file `path` opened to read, or None where it is no file (a symbolic link, a FIFO), which no writer takes
+    (`OutputLock`): opened as a file, a FIFO under a lock's name hung every command that looked for a writer of the
+    output beside it (`eval --pred a.jsonl` with a FIFO `.a.jsonl.lock`) until it was killed. OSError when there is
+    none."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "r", encoding="utf-8", errors="replace")
 
 
 def _holding_of(fh: Any) -> "_Holding | None":
@@ -1302,8 +1317,18 @@ class OutputLock:
             # Read and written in place (not in append mode): a killed run's line is put back over this run's in the
             # room the file already has, so a full disk cannot lose it.
             # surrogateescape: bytes that are no UTF-8 are read, and put back, as they are.
-            fh = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666), "r+", encoding="utf-8",
-                           errors="surrogateescape")
+            # Never through a link: a symbolic link, or a hard link, under the lock's name had the file it names
+            # truncated and overwritten with the lock line (a model's config.json, a snapshot's lock file).
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+            except OSError as e:
+                if e.errno == errno.ELOOP or self.path.is_symlink():
+                    raise OutputConflict(_not_a_lock_file(self.out, self.path, "a symbolic link")) from None
+                raise
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # before a text file seeks on a FIFO
+                os.close(fd)
+                raise OutputConflict(_not_a_lock_file(self.out, self.path, "no regular file"))
+            fh = os.fdopen(fd, "r+", encoding="utf-8", errors="surrogateescape")
             try:
                 _flock_soon(fh.fileno())
             except BlockingIOError:
@@ -1321,7 +1346,11 @@ class OutputLock:
                 raise
             # The holder before us may have unlinked the file between our open and our flock: then we hold a
             # lock on a name nobody else sees, so take it again on the file that is there now.
-            if self.path.exists() and os.path.samestat(os.fstat(fh.fileno()), self.path.stat()):
+            if self.path.exists() and os.path.samestat(st := os.fstat(fh.fileno()), self.path.stat()):
+                if st.st_nlink > 1:  # free, but its line would be written into the file's other names too
+                    fh.close()
+                    raise OutputConflict(_not_a_lock_file(self.out, self.path,
+                                                          f"a hard link ({st.st_nlink} names for one file)"))
                 return fh
             fh.close()
 
@@ -1401,6 +1430,12 @@ class OutputLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _not_a_lock_file(out: Path, path: Path, what: str) -> str:
+    """Why the lock of `out` cannot be taken at `path`, which is `what` (a link, a hard link, no file)."""
+    return (f"{out}: its lock file {path} is {what}, where bbuvl writes its lock line into a file of its own; it would "
+            f"change what else that is. Remove {path} (nothing of the output is in it), then run this again")
 
 
 def _write_lock_line(fh: Any, path: Path, text: str, at_end: bool = False) -> None:
