@@ -256,3 +256,18 @@ def test_predict_names_the_dataset_line_of_each_photo_it_could_not_read(trained_
     # the photo's name alone sent the user searching val.jsonl for the line to fix
     assert f"error: {gt}:2: image images/cut.jpg: " in text, text
     assert "1 with errors" in text
+
+
+def test_a_resume_appends_to_a_file_of_its_own_never_to_a_hard_linked_snapshot(predicted, tmp_path):
+    # `cp -al out snapshot` after a kill: the resumed run appended its lines into the one file both names share, and the
+    # snapshot, in another folder, changed with it.
+    run = fresh(predicted, tmp_path)
+    first = run["out"].read_text(encoding="utf-8").splitlines(keepends=True)[0]
+    run["out"].write_text(first, encoding="utf-8")  # killed after one photo
+    snapshot = tmp_path / "snapshot.jsonl"
+    os.link(run["out"], snapshot)
+    r = again(run)
+    assert r.exit_code == 0, r.output
+    assert "1 predicted" in r.output and "1 already in" in r.output
+    assert snapshot.read_text(encoding="utf-8") == first
+    assert len(run["out"].read_text(encoding="utf-8").splitlines()) == 2 and run["out"].stat().st_nlink == 1

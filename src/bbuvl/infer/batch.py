@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator
 
-from bbuvl.atomic import write_text_atomic
+from bbuvl.atomic import write_bytes_atomic, write_text_atomic
 from bbuvl.data.images import IMAGE_SUFFIXES, suffix_counts
 from bbuvl.data.input_paths import spelling_note
 from bbuvl.data.jsonfile import jsonl_lines
@@ -308,6 +308,7 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
         unanswered = 0  # of them, photos the model gave no answer for (an answer nothing could be read from is one)
         # Unbuffered: a failed write leaves nothing in a buffer to be written at close. What it wrote before failing
         # stays in the file, a line cut short among it, which the re-run drops and predicts again (`repair_output`).
+        own_file(part)
         with part.open("ab", buffering=0) as fh:
             for chunk in batched(todo, job.batch_size):
                 paths = [job.path_of(name) for name in chunk]
@@ -344,6 +345,18 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
     return {"skipped": len(share) - len(todo), "dropped": others, "unreadable": unreadable, "predicted": written,
             "missing": missing, "errors": len(failed), "unanswered": unanswered, "failed": failed, "cut": cut,
             "seconds": elapsed, "images_per_s": written / elapsed if elapsed > 0 else 0.0}
+
+
+def own_file(path: Path) -> None:
+    """Give `path` a file of its own before it is appended to: a hard link's other names (a `cp -al` snapshot of the
+    output's folder) saw every line appended, the snapshot changed by a run in another folder. Its bytes are copied to
+    a new file under the same name, atomically; a file with one name (or none yet) is left as it is."""
+    try:
+        links = os.stat(path).st_nlink
+    except FileNotFoundError:
+        return
+    if links > 1:
+        write_bytes_atomic(path, path.read_bytes())
 
 
 def keep_lines_of(job: PredictJob) -> None:
