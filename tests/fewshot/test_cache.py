@@ -36,6 +36,26 @@ def test_entry_key_depends_on_content_backbone_box_and_margin():
                 entry_key("clip:a", "d1", None, 0.1)}) == 6
 
 
+def test_an_entry_embedded_by_other_library_versions_is_missed_and_embedded_again(tmp_path):
+    # After a torch or Pillow upgrade the support set came from the cache as the old libraries embedded it and the
+    # queries as the new ones do: one result of two programs' vectors.
+    from bbuvl.fewshot.cache import libraries
+
+    assert "torch=" in libraries() and "pillow=" in libraries().lower()
+    assert entry_key("clip:a", "d1", None, 0.1) == entry_key("clip:a", "d1", None, 0.1, by=libraries())
+    assert entry_key("clip:a", "d1", None, 0.1, by="torch=2.11.0") != entry_key("clip:a", "d1", None, 0.1)
+    paths = write_photos(tmp_path / "img", 2)
+    backbone, cache = PixelBackbone(4), EmbeddingCache(tmp_path / "c")
+    items = [ImageItem(p) for p in paths]
+    import hashlib
+
+    stale = {entry_key(backbone.key, hashlib.sha256(p.read_bytes()).hexdigest(), None, 0.0, "cpu", by="torch=0.0.1")
+             for p in paths}
+    cache.put_many(sorted(stale), np.full((2, backbone.dim), 7.0, dtype=np.float32))  # another program's vectors
+    vectors, report = run(items, backbone, cache)
+    assert report.cached == 0 and not np.any(vectors == 7.0)
+
+
 def test_vectors_round_trip_through_the_database(tmp_path):
     cache = EmbeddingCache(tmp_path / "c")
     vecs = np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32)

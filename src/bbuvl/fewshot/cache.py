@@ -1,8 +1,8 @@
 """On-disk embedding cache: a second run over the same crops embeds nothing.
 
-An entry's key is a hash of (file content, backbone key, crop box, margin, device kind): renaming or moving a photo
-keeps its entries, editing its pixels, changing the backbone's weights or preprocessing, or embedding on another kind
-of device (cpu, cuda) misses them. Entries
+An entry's key is a hash of (file content, backbone key, crop box, margin, device kind, library versions): renaming or
+moving a photo keeps its entries, editing its pixels, changing the backbone's weights or preprocessing, embedding on
+another kind of device (cpu, cuda) or after an upgrade of torch, transformers, tokenizers or Pillow misses them. Entries
 live in one SQLite file (a single file, safe to share between processes, no thousands of tiny files).
 """
 
@@ -61,13 +61,25 @@ def device_kind(device: object) -> str:
     return "cpu" if device is None else str(getattr(device, "type", device)).split(":")[0]
 
 
-def entry_key(backbone_key: str, digest: str, box: Sequence[float] | None, margin: float, device: str = "cpu") -> str:
-    """The cache key of one crop (the whole image when `box` is None) embedded on a `device` kind."""
+def libraries() -> str:
+    """The libraries that compute a vector, with their versions as installed (torch, transformers, tokenizers, Pillow:
+    bbuvl/versions.py), as one text: what an entry was embedded by."""
+    from bbuvl.versions import LIBRARIES, software
+
+    return ",".join(f"{name}={version}" for name, version in software().items() if name in LIBRARIES)
+
+
+def entry_key(backbone_key: str, digest: str, box: Sequence[float] | None, margin: float, device: str = "cpu",
+              by: str | None = None) -> str:
+    """The cache key of one crop (the whole image when `box` is None) embedded on a `device` kind, by the libraries
+    `by` (default: those installed, `libraries`)."""
     crop = "full" if box is None else ",".join(f"{v:.3f}" for v in box) + f"|m={margin:.4f}"
     # The device is in every key: a GPU's convolutions run in TF32, so its vectors differ from the CPU's in the last
     # digits, and one cache served them on the other. Keys written before it had no device: they all miss, and their
-    # crops are embedded again (docs/gpu.md).
-    return hashlib.sha256(f"{backbone_key}|{digest}|{crop}|on={device}".encode()).hexdigest()
+    # crops are embedded again (docs/gpu.md). So are the libraries: after an upgrade of torch or Pillow (another resize)
+    # the support set came from the cache as the old ones embedded it and the queries as the new ones do, one result
+    # file of two programs' vectors, which a predictions manifest refuses to resume across (docs/outputs.md).
+    return hashlib.sha256(f"{backbone_key}|{digest}|{crop}|on={device}|by={by or libraries()}".encode()).hexdigest()
 
 
 # What SQLite says of a write its disk refused: full (or a short write at a file-size limit), read-only, or an error
