@@ -53,6 +53,24 @@ def test_tiles_of_a_jpg_and_a_jpeg_of_one_stem_are_distinct_and_carry_their_own_
     assert CliRunner().invoke(app, ["data", "check", str(tmp_path / "tiled" / "train.jsonl")]).exit_code == 0
 
 
+def test_tiles_of_photos_windows_holds_as_one_name_get_two_names_there(tmp_path):
+    # `ı.jpg` (a dotless i) and `I.jpg`: Windows upper-cases names to compare them, so the two are one file there, where
+    # case folding keeps `ı` apart from `i`; their tiles took `train/ı__...` and `train/I__...`, one file once copied.
+    ds = two_photos_one_stem(tmp_path)
+    for old, new in (("a.jpg", "\u0131.jpg"), ("a.jpeg", "I.jpg")):
+        (ds / "images" / old).rename(ds / "images" / new)
+    records = read_records(ds / "train.jsonl")
+    write_dataset(ds / "train.jsonl", [records[0].model_copy(update={"images": ["images/\u0131.jpg"]}),
+                                       records[1].model_copy(update={"images": ["images/I.jpg"]})])
+    r = CliRunner().invoke(app, ["data", "tile", str(ds / "train.jsonl"), str(tmp_path / "tiled"), "--grid", "1x1",
+                                 "--teachers", "0"])
+    assert r.exit_code == 0, r.output
+    names = [r.image for r in read_records(tmp_path / "tiled" / "train.jsonl")]
+    assert len({name.upper() for name in names}) == 2, names  # as Windows compares them
+    r = CliRunner().invoke(app, ["data", "check", str(ds / "train.jsonl")], env={"COLUMNS": "400"})
+    assert "only in letter case, as Windows compares it" in " ".join(r.output.split()), r.output
+
+
 def test_crops_of_two_photos_of_one_stem_are_two_files(tmp_path):
     ds = two_photos_one_stem(tmp_path)
     counts = write_crops(ds / "train.jsonl", tmp_path / "crops")

@@ -533,6 +533,8 @@ def _twin_difference(a: str, b: str) -> str:
         return "Unicode composition (NFC/NFD): one file on macOS"
     if a.casefold() == b.casefold():
         return "letter case: one file on Windows and macOS"
+    if file_name_key(a).casefold() != file_name_key(b).casefold():  # a dotless ı beside an i or I: name_key
+        return "letter case, as Windows compares it (a dotless ı and an I): one file on Windows"
     return "letter case and Unicode composition (NFC/NFD): one file on macOS"
 
 

@@ -6,8 +6,9 @@ A `NameBook` hands out the derived name to the first source that asks for it and
 same name with a short hash of that source added, so one writer's outputs are one-to-one with its sources.
 
 Two names are one name when they would be one file anywhere the output is copied to: `./a` and `a` (one path
-on every system), `A` and `a` (one file on macOS and Windows), `é` composed and decomposed (one file on macOS,
-and `data check` compares file names in NFC: data/text.py). So names are compared by `name_key`.
+on every system), `A` and `a` (one file on macOS and Windows; `ı` and `I` too on Windows), `é` composed and
+decomposed (one file on macOS, and `data check` compares file names in NFC: data/text.py). So names are compared by
+`name_key`.
 
 The photos a dataset writer creates (convert, tile, import-coco) are named so every system can hold them
 (`portable_path`): a dataset is made on Linux and copied to Windows, where `a:b.jpg`, `a.` or `CON.jpg` cannot be
@@ -114,8 +115,10 @@ def portability_problem(path: str) -> str | None:
 
 
 def name_key(name: str) -> str:
-    """What decides whether two derived names are one file: the path normalised (`./`, `//`), NFC, case folded."""
-    return unicodedata.normalize("NFC", PurePosixPath(name).as_posix()).casefold()
+    """What decides whether two derived names are one file: the path normalised (`./`, `//`), NFC, case folded, after
+    upper-casing: Windows compares names by their letters upper-cased, one at a time, and so holds `ı.jpg` (a dotless
+    i) and `I.jpg` as one file, where case folding alone keeps `ı` apart from `i` (a tile of each took one name)."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", PurePosixPath(name).as_posix()).upper().casefold())
 
 
 def safe_stem(path: str) -> str:
