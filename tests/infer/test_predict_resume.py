@@ -271,3 +271,19 @@ def test_a_resume_appends_to_a_file_of_its_own_never_to_a_hard_linked_snapshot(p
     assert "1 predicted" in r.output and "1 already in" in r.output
     assert snapshot.read_text(encoding="utf-8") == first
     assert len(run["out"].read_text(encoding="utf-8").splitlines()) == 2 and run["out"].stat().st_nlink == 1
+
+
+def test_a_line_other_than_the_one_predict_left_for_its_photo_is_predicted_again_and_named(predicted, tmp_path):
+    # The file replaced by another run's lines of the same photos (`cp other.jsonl out.jsonl`), its manifest left: a
+    # resume said "2 already in" and kept them, another run's lines under this run's record, and eval judged them so.
+    run = fresh(predicted, tmp_path)
+    mine = run["out"].read_text(encoding="utf-8")
+    other = [json.loads(line) | {"objects": [], "verdict": None} for line in mine.splitlines()]
+    run["out"].write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in other), encoding="utf-8")
+    r = again(run)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "2 predicted" in said and said.count("not the line `bbuvl predict` left for it") == 2, said
+    assert run["out"].read_text(encoding="utf-8") == mine
+    r = again(run)  # what it left is its own again
+    assert r.exit_code == 0 and "0 predicted" in r.output and "2 already in" in r.output, r.output

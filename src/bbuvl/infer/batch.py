@@ -27,7 +27,7 @@ from bbuvl.data.jsonfile import jsonl_lines
 from bbuvl.data.schema import image_in, once_each, read_lines, require_photos, resolve_image
 from bbuvl.data.text import not_text
 from bbuvl.infer.output import (Manifest, OutputError, OutputLock, claim_output, input_root, manifest_path,
-                               part_differences, rank_parts, read_manifest, repair_output,
+                               part_differences, rank_parts, read_manifest, record_lines, recorded_lines, repair_output,
                                write_manifest)
 from bbuvl.infer.parse import UNREADABLE_ANSWER
 from bbuvl.infer.resume_key import ResumeKey
@@ -275,6 +275,8 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
     with ExitStack() as stack:
         for lock in locks:
             stack.enter_context(lock)
+        # What the last run left in the output, read before this run's manifest replaces the record (`record_lines`)
+        recorded = recorded_lines(job.out) if world == 1 else {}
         claim_output(job.out, job.manifest)
         if part != job.out:
             # Each rank records its own run beside its part: ranks started together all found --out free, and rank 0
@@ -291,7 +293,7 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
         stale = other_worlds_parts(job.out, world) if world > 1 else []
         for p in stale if rank == 0 else []:
             stack.enter_context(OutputLock(p))  # merged by rank 0 at the end; a rank still writing one is refused
-        done, repaired = repair_output(job.out, rewrite=rank == 0)
+        done, repaired = repair_output(job.out, rewrite=rank == 0, recorded=recorded)
         done |= repair_output(part)[0] if part != job.out else set()
         done |= _done_in(stale)
         done = {job.name_of(image) for image in done}
@@ -300,6 +302,8 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
         others = len(done - set(job.inputs)) if rank == 0 else 0
         if others:
             keep_lines_of(job)
+        if world == 1:  # the lines kept, as this run found them: a line changed after it is no longer its
+            _record_lines(job.out)
         done &= set(job.inputs)
         share = [p for i, p in enumerate(job.inputs) if i % world == rank]
         todo = [p for p in share if p not in done]
@@ -336,6 +340,8 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
                 if on_progress:
                     on_progress(written, len(todo))
         elapsed = time.perf_counter() - start
+        if world == 1:
+            _record_lines(job.out)
         if world > 1:
             _merge_when_all_done(job, rank, world, on_wait or log.warning)
         missing = missing_photos(job) if world > 1 and rank == 0 else 0
@@ -345,6 +351,16 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
     return {"skipped": len(share) - len(todo), "dropped": others, "unreadable": unreadable, "predicted": written,
             "missing": missing, "errors": len(failed), "unanswered": unanswered, "failed": failed, "cut": cut,
             "seconds": elapsed, "images_per_s": written / elapsed if elapsed > 0 else 0.0}
+
+
+def _record_lines(out: Path) -> None:
+    """`record_lines`, a failure (a full disk) said as a warning: the predictions are written, and a resume keeps lines
+    it has no record of, unchecked, as before records were kept."""
+    try:
+        record_lines(out)
+    except (OSError, ValueError) as e:  # ValueError: a manifest no longer JSON (read_json names it)
+        log.warning("%s: the lines of %s could not be recorded (%s); a resume keeps them unchecked", manifest_path(out),
+                    out, getattr(e, "strerror", None) or e)
 
 
 def own_file(path: Path) -> None:

@@ -13,12 +13,16 @@ Any other existing file is refused, never appended to, and so is one written wit
 never mixes two runs' lines. On resume the file is repaired first: a line cut
 short by a kill or a full disk, a damaged line, a line eval would not read (a hand edit: a box of strings;
 infer/prediction_lines.py reads it for both), or a second line for one image is dropped (atomically, by
-rewriting the file) and its photo predicted again, so eval always reads it and every image appears once.
+rewriting the file) and its photo predicted again, so eval always reads it and every image appears once. So is a line
+other than the one predict left for its photo, as the manifest records it (`record_lines`): edited by hand, or the
+file replaced by another run's lines of the same photos, which were kept under this run's manifest.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import os
 import re
 from contextlib import ExitStack
@@ -259,26 +263,28 @@ class Repair:
     damaged: int = 0
     duplicates: int = 0
     unreadable: list[str] = field(default_factory=list)  # "file:line: why" of each whole line eval would not read
+    foreign: int = 0  # lines other than the one predict left for their photo (`record_lines`), named in `unreadable`
 
     @property
     def changed(self) -> bool:
         """True when the file had to be rewritten."""
-        return bool(self.damaged or self.duplicates)
+        return bool(self.damaged or self.duplicates or self.foreign)
 
 
-def repair_output(path: Path, rewrite: bool = True) -> tuple[set[str], Repair]:
+def repair_output(path: Path, rewrite: bool = True, recorded: dict[str, str] | None = None) -> tuple[set[str], Repair]:
     """The images already predicted in `path`, after dropping damaged and repeated lines (file rewritten atomically).
 
     A damaged line is one that is not a JSON object with an `image` (cut short by a kill or a full disk,
     or garbled), or one eval would not read (`prediction_line`: a hand-edited box of strings, named in
-    `Repair.unreadable`); its image is predicted again. Of two lines for one image the later is kept. With
+    `Repair.unreadable`); its image is predicted again. Of two lines for one image the later is kept. So is a line
+    whose photo `recorded` (`recorded_lines`) gives another line's digest: not the one predict left there. With
     `rewrite=False` the file is only read (another process owns it).
     """
     report = Repair()
     if not path.exists():
         return set(), report
     raw = path.read_bytes()
-    kept: dict[str, bytes] = {}
+    kept: dict[str, tuple[int, bytes]] = {}
     for no, line in enumerate(raw.splitlines(), 1):  # numbered as eval numbers them (universal newlines)
         if not line.strip():
             continue
@@ -289,11 +295,56 @@ def repair_output(path: Path, rewrite: bool = True) -> tuple[set[str], Repair]:
         if image in kept:
             report.duplicates += 1
             del kept[image]  # the later line wins and takes its place in order
-        kept[image] = line
+        kept[image] = (no, line)
+    for image, (no, line) in list(kept.items()):
+        if (recorded or {}).get(image, line_digest(line)) != line_digest(line):
+            report.foreign += 1
+            report.unreadable.append(str(DatasetError(path, no, f"image {image}: not the line `{TOOL}` left for it "
+                                                                "(its manifest records another: the file was edited "
+                                                                "or replaced since)")))
+            del kept[image]
     report.kept = len(kept)
     if rewrite and (report.changed or (raw and not raw.endswith(b"\n"))):
-        write_bytes_atomic(path, b"".join(line + b"\n" for line in kept.values()))
+        write_bytes_atomic(path, b"".join(line + b"\n" for _, line in kept.values()))
     return set(kept), report
+
+
+# The manifest's record of the lines predict left in its output: photo name -> `line_digest` of its line.
+LINES = "lines"
+
+
+def line_digest(line: bytes) -> str:
+    """A short digest of one predictions line (its bytes, without the line end)."""
+    return hashlib.sha256(line.rstrip(b"\r\n")).hexdigest()[:16]
+
+
+def recorded_lines(out: Path) -> dict[str, str]:
+    """The lines predict last left in `out`, as its manifest records them (`record_lines`); empty where none are
+    recorded (a manifest of an earlier bbu-vl, a sharded run's, or one a run rewrote at its start and was killed)."""
+    try:
+        data = read_json(manifest_path(out))
+    except (OSError, ValueError):
+        return {}
+    lines = data.get(LINES) if isinstance(data, dict) else None
+    if not isinstance(lines, dict):
+        return {}
+    return {image: digest for image, digest in lines.items() if isinstance(image, str) and isinstance(digest, str)}
+
+
+def record_lines(out: Path) -> None:
+    """Record in `out`'s manifest the digest of each line `out` holds now, by photo: on resume a line other than the
+    one recorded for its photo is not this run's (`repair_output`). Cheap: one read of the file, one manifest write."""
+    mpath = manifest_path(out)
+    data = read_json(mpath)
+    lines = {}
+    for line in out.read_bytes().splitlines() if out.exists() else []:
+        try:
+            image = json.loads(line).get("image")  # as repair_output found it (parse_json) or predict wrote it
+        except (ValueError, UnicodeDecodeError, RecursionError, AttributeError):
+            continue
+        if isinstance(image, str):
+            lines[image] = line_digest(line)
+    write_text_atomic(mpath, dumps_json({**data, LINES: lines}, indent=1) + "\n")
 
 
 def _image_of(line: bytes, path: Path, no: int, report: Repair) -> str | None:
