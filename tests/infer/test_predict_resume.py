@@ -162,7 +162,8 @@ def test_eval_refuses_predictions_made_on_other_photos_of_the_same_names_and_siz
     refused(invoke(["viz", other, tmp_path / "drawn", "--pred", run["out"]]), "has other content than ground-truth photo")
     assert not (tmp_path / "drawn").exists()
     # The photos predicted, here or copied elsewhere (hashed, not trusted by their stat), are scored.
-    assert evaluated(run, run["data"] / "val.jsonl", tmp_path).exit_code == 0
+    r = evaluated(run, run["data"] / "val.jsonl", tmp_path)
+    assert r.exit_code == 0 and "not the line" not in r.output
     copy = tmp_path / "copy"
     shutil.copytree(run["data"], copy)
     result = evaluated(run, copy / "val.jsonl", tmp_path)
@@ -176,7 +177,8 @@ def test_eval_compares_the_photos_on_disk_when_the_manifest_records_no_digest_an
     older = {k: v for k, v in json.loads(manifest.read_text(encoding="utf-8")).items() if k != "key"}  # an older bbu-vl's
     manifest.write_text(json.dumps(older), encoding="utf-8")
     refused(evaluated(run, other, tmp_path), "has other content than ground-truth photo")
-    assert evaluated(run, run["data"] / "val.jsonl", tmp_path).exit_code == 0
+    r = evaluated(run, run["data"] / "val.jsonl", tmp_path)
+    assert r.exit_code == 0 and "not the line" not in r.output
     # Another tool's file (no manifest) names nothing to compare with: it is scored, as before.
     manifest.unlink()
     shutil.copy(run["out"], other.with_name("pred.jsonl"))
@@ -273,13 +275,17 @@ def test_a_resume_appends_to_a_file_of_its_own_never_to_a_hard_linked_snapshot(p
     assert len(run["out"].read_text(encoding="utf-8").splitlines()) == 2 and run["out"].stat().st_nlink == 1
 
 
-def test_a_line_other_than_the_one_predict_left_for_its_photo_is_predicted_again_and_named(predicted, tmp_path):
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
+def test_a_line_other_than_the_one_predict_left_for_its_photo_is_named_by_eval_and_predicted_again(predicted,
+                                                                                                  tmp_path):
     # The file replaced by another run's lines of the same photos (`cp other.jsonl out.jsonl`), its manifest left: a
     # resume said "2 already in" and kept them, another run's lines under this run's record, and eval judged them so.
     run = fresh(predicted, tmp_path)
     mine = run["out"].read_text(encoding="utf-8")
     other = [json.loads(line) | {"objects": [], "verdict": None} for line in mine.splitlines()]
     run["out"].write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in other), encoding="utf-8")
+    r = evaluated(run, run["data"] / "val.jsonl", tmp_path)  # judged as before, and named
+    assert r.exit_code == 0 and "and 1 more line: not the line `bbuvl predict` left for it" in " ".join(r.output.split())
     r = again(run)
     assert r.exit_code == 0, r.output
     said = " ".join(r.output.split())
@@ -287,3 +293,5 @@ def test_a_line_other_than_the_one_predict_left_for_its_photo_is_predicted_again
     assert run["out"].read_text(encoding="utf-8") == mine
     r = again(run)  # what it left is its own again
     assert r.exit_code == 0 and "0 predicted" in r.output and "2 already in" in r.output, r.output
+    r = evaluated(run, run["data"] / "val.jsonl", tmp_path)
+    assert r.exit_code == 0 and "not the line" not in r.output

@@ -93,7 +93,7 @@ def evaluate(
     from bbuvl.eval.compare import (PREDICTIONS_KEY, SETTINGS_KEY, against_baseline, compare, not_comparable,
                                     predictions_record, read_metrics, run_settings, unknown_settings)
     from bbuvl.eval.fonts import find_cjk_font
-    from bbuvl.eval.in_progress import unfinished_predictions_note
+    from bbuvl.eval.in_progress import edited_predictions_note, unfinished_predictions_note
     from bbuvl.outputs import refuse_inputs_being_written
     from bbuvl.eval.judging import choose_verdict, verdict_setup
     from bbuvl.infer.output import rank_parts
@@ -196,6 +196,8 @@ def evaluate(
         evaluation.notes.append(frame_note)
     if unfinished := unfinished_predictions_note(pred):
         evaluation.notes.insert(0, unfinished)
+    if edited := edited_predictions_note(pred):
+        evaluation.notes.insert(0, edited)
     if parts:
         evaluation.notes.insert(0, f"{pred} has part files of a sharded `bbuvl predict` beside it, not merged into it "
                                    f"({', '.join(p.name for p in parts)}): their photos' lines are not scored; re-run "
@@ -517,7 +519,7 @@ def viz(
     from bbuvl.data.labels import Hierarchy
     from bbuvl.eval.draw import LabelNamer
     from bbuvl.eval.fonts import find_cjk_font
-    from bbuvl.eval.in_progress import unfinished_predictions_note
+    from bbuvl.eval.in_progress import edited_predictions_note, unfinished_predictions_note
     from bbuvl.eval.viz import draw_pictures, is_prediction_file, written_by_viz
     from bbuvl.infer.verdict import typed_thresholds_problem
 
@@ -560,5 +562,7 @@ def viz(
     for drawn in (input, pred):
         if drawn is not None and (unfinished := unfinished_predictions_note(drawn)):
             console.print(f"[yellow]note:[/] {escape(unfinished)}", soft_wrap=True)
+        if drawn is not None and (edited := edited_predictions_note(drawn)):
+            console.print(f"[yellow]note:[/] {escape(edited)}", soft_wrap=True)
     # their pictures are grey placeholders naming why
     print_first([f"{p} (drawn as a grey placeholder)" for p in unreadable], " photos drawn as grey placeholders")

@@ -331,6 +331,23 @@ def recorded_lines(out: Path) -> dict[str, str]:
     return {image: digest for image, digest in lines.items() if isinstance(image, str) and isinstance(digest, str)}
 
 
+def foreign_lines(out: Path) -> list[tuple[int, str]]:
+    """(line number, photo) of each line of `out` other than the one its manifest records for that photo
+    (`record_lines`): edited or replaced since predict left it; none where nothing is recorded."""
+    recorded = recorded_lines(out)
+    if not recorded:
+        return []
+    found = []
+    for no, line in enumerate(out.read_bytes().splitlines(), 1):
+        try:
+            image = json.loads(line).get("image")
+        except (ValueError, UnicodeDecodeError, RecursionError, AttributeError):
+            continue  # a line eval cannot read is named by its reader
+        if isinstance(image, str) and recorded.get(image, line_digest(line)) != line_digest(line):
+            found.append((no, image))
+    return found
+
+
 def record_lines(out: Path) -> None:
     """Record in `out`'s manifest the digest of each line `out` holds now, by photo: on resume a line other than the
     one recorded for its photo is not this run's (`repair_output`). Cheap: one read of the file, one manifest write."""
