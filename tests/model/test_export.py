@@ -557,6 +557,39 @@ def test_an_export_carries_the_scale_tiles_auto_reads_and_the_choices_made_for_i
     assert theirs.chosen_for_faults()[1] is None  # the head's, left out and said so
 
 
+def test_an_export_carries_the_choices_it_read_at_its_start_not_those_chosen_while_it_saved(portable, tmp_path,
+                                                                                            monkeypatch):
+    # `eval --choose-thresholds` writes beside a checkpoint being read (outputs.CHOICE_FILES): one run on head-mode
+    # predictions while the export saved its weights was copied into it at the end, a choice it leaves out, under a
+    # card that named the generate-mode one it had judged.
+    import shutil
+
+    from transformers import PreTrainedModel
+
+    from bbuvl.data.faults import Faults
+    from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(portable[0], checkpoint)
+    faults = sorted(Faults.load(None).labels)
+    ChosenThresholds(VerdictThresholds(0.3, 0.6), 0.9, 0.9, 1.0, 1.0, 2, 1, faults, "val.jsonl",
+                     mode="generate").save(checkpoint)
+    chosen = (checkpoint / "verdict_thresholds.json").read_bytes()
+    save = PreTrainedModel.save_pretrained
+
+    def chosen_meanwhile(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - transformers' own signature
+        ChosenThresholds(VerdictThresholds(0.1, 0.2), 0.9, 0.9, 1.0, 1.0, 2, 1, faults, "val.jsonl",
+                         mode="head").save(checkpoint)
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", chosen_meanwhile)
+    r = export(checkpoint, tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "verdict_thresholds.json").read_bytes() == chosen
+    assert "verdict_thresholds.json`: chosen on" not in (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert (checkpoint / "verdict_thresholds.json").read_bytes() != chosen  # the new choice stays the checkpoint's
+
+
 def test_a_checkpoint_whose_training_scale_is_not_one_is_refused_naming_it(portable, tmp_path):
     import shutil
 

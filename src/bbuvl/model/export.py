@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from safetensors.torch import load_file
 
-from bbuvl.atomic import atomic_folder, write_text_atomic
+from bbuvl.atomic import atomic_folder, write_bytes_atomic, write_text_atomic
 from bbuvl.data.coords import MAX_ASPECT, CoordinateContract
 from bbuvl.data.families import TURN_END
-from bbuvl.data.jsonfile import read_json
+from bbuvl.data.jsonfile import parse_json, read_json
 from bbuvl.data.scale import SCALE_FILE, TrainingScale
 from bbuvl.model.checkpoint import (EXPORT_FRAME_FILE, HEAD_FILE, POSITIONS_FILE, READOUT_FILE, ModelFolder, is_peft,
                                     is_plain_model_folder, load_model, read_model_folder)
@@ -175,7 +174,7 @@ def frame_gap(contract: CoordinateContract) -> str | None:
     return None
 
 
-def left_out_parts(folder: ModelFolder, costs: list[PartCost]) -> list[LeftOut]:
+def left_out_parts(folder: ModelFolder, costs: list[PartCost], taken: dict[str, bytes] | None = None) -> list[LeftOut]:
     """The checkpoint's parts the export leaves out, each with its reason."""
     parts = []
     if (folder.path / HEAD_FILE).exists():
@@ -189,7 +188,7 @@ def left_out_parts(folder: ModelFolder, costs: list[PartCost]) -> list[LeftOut]:
         elif folder.cfg.model.vision_positions:
             parts.append(LeftOut(POSITIONS_FILE, "vision positions still at their zero start: leaving them out changes "
                                                  "no answer"))
-    return (parts + [LeftOut(name, why) for name, why in chosen_files(folder, costs)[1].items()]
+    return (parts + [LeftOut(name, why) for name, why in chosen_files(folder, costs, taken)[1].items()]
             + verdict_settings(folder) + inference_settings(folder))
 
 
@@ -273,9 +272,26 @@ def _given(option: str, value: object) -> str:
     return f"{option} {value}"
 
 
-def chosen_files(folder: ModelFolder, costs: list[PartCost]) -> tuple[list[str], dict[str, str]]:
+def taken_choices(folder: Path) -> dict[str, bytes]:
+    """The bytes of the checkpoint's training scale and of each file chosen for it later (`CHOSEN_LATER`) there now,
+    by name: read once, what the export decides on, says in its card and writes. `choose-tiles` and `eval
+    --choose-thresholds` write their choices beside a model being read (bbuvl/outputs.py `CHOICE_FILES`), and an export
+    that copied them once its weights were saved, minutes later, carried a head-mode choice made meanwhile that it
+    leaves out, a scale of one choice beside tiled thresholds of another, under a card naming the files it had judged."""
+    taken = {}
+    for name in (SCALE_FILE, *CHOSEN_LATER):
+        try:
+            taken[name] = (folder / name).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            continue
+    return taken
+
+
+def chosen_files(folder: ModelFolder, costs: list[PartCost],
+                 taken: dict[str, bytes] | None = None) -> tuple[list[str], dict[str, str]]:
     """The files chosen for the checkpoint's answers later (`CHOSEN_LATER`: verdict thresholds, the tile scale) that
-    the export carries, and those it leaves out with the reason.
+    the export carries, and those it leaves out with the reason; `taken` (`taken_choices`): their bytes as read once,
+    else the files there now.
 
     `bbuvl predict -c EXPORT --labels ...` reads them as it reads them in the checkpoint (generate mode, the only one
     an export runs): carried, its verdicts and `tiles: auto` grid are the checkpoint's. Chosen on another mode's
@@ -284,9 +300,10 @@ def chosen_files(folder: ModelFolder, costs: list[PartCost]) -> tuple[list[str],
     carried, left = [], {}
     for name in CHOSEN_LATER:
         path = folder.path / name
-        if not path.is_file():
+        if taken is not None and name not in taken or taken is None and not path.is_file():
             continue
-        saved = read_json(path, "chosen file")  # damaged: refused naming it, as `bbuvl predict` on the checkpoint does
+        # Damaged: refused naming it, as `bbuvl predict` on the checkpoint does
+        saved = read_json(path, "chosen file") if taken is None else _parsed(path, taken[name])
         mode = saved.get("mode") if isinstance(saved, dict) else None
         if costs:
             left[name] = (f"chosen on answers with {', '.join(c.part for c in costs)}, which this export leaves out "
@@ -297,6 +314,14 @@ def chosen_files(folder: ModelFolder, costs: list[PartCost]) -> tuple[list[str],
         else:
             carried.append(name)
     return carried, left
+
+
+def _parsed(path: Path, raw: bytes) -> object:
+    """The JSON in `raw`, read from `path`; ValueError naming `path` when it is none."""
+    try:
+        return parse_json(raw)
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"{path}: not a chosen file ({e})") from None
 
 
 def legacy_rope_keys(config_text: str) -> str:
@@ -368,7 +393,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     if problem and not any(c.part == POSITIONS_FILE for c in costs):
         raise ExportRefused(problem)
     TrainingScale.load(folder.path)  # before minutes of loading: a damaged one is refused naming it, never copied
-    carried = [SCALE_FILE, *chosen_files(folder, costs)[0]]
+    taken = taken_choices(folder.path)  # decided on, said and written as read here, whatever is chosen meanwhile
+    carried = [SCALE_FILE, *chosen_files(folder, costs, taken)[0]]
     model, processor, cfg, contract, prompt = load_model(folder, device="cpu", accept_base=accept_base)
     if not getattr(processor, "chat_template", None):
         # The export would load, then fail at the first apply_chat_template, with a card saying the template is there.
@@ -396,7 +422,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
         source = folder.path if (folder.path / GENERATION_FILE).is_file() else Path(cfg.model.path)
         said = " ".join(str(e).split())
         raise ValueError(f"{source / GENERATION_FILE}: {said} Fix it there and export again.") from None
-    result = ExportResult(out, contract.family, merged, left_out_parts(folder, costs), costs, gap)
+    result = ExportResult(out, contract.family, merged, left_out_parts(folder, costs, taken), costs, gap)
     with atomic_folder(out) as tmp:  # the whole folder, or the previous one kept (bbuvl/atomic.py)
         vlm.save_pretrained(tmp, safe_serialization=True)
         write_text_atomic(tmp / "config.json", legacy_rope_keys((tmp / "config.json").read_text(encoding="utf-8")))
@@ -415,8 +441,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
         # Not read by stock loaders; `bbuvl predict -c OUT --tiles auto` reads them as in the checkpoint, where without
         # them it tiled at scale 1 and said it was 'the scale the checkpoint trained at'.
         for name in carried:
-            if (folder.path / name).is_file():
-                shutil.copyfile(folder.path / name, tmp / name)
+            if name in taken:
+                write_bytes_atomic(tmp / name, taken[name])
     return result
 
 
