@@ -1654,6 +1654,12 @@ def _own_rule(path: Path, command: str, fallback: Callable[[str], bool] | None,
     return lambda name: name in written or temporary_of(name) in written or half(name)
 
 
+def recorded_writer(path: Path) -> str | None:
+    """The command the ledger names as the writer of `path` (however it is spelt), whatever is there now: changed
+    since or not (`writer_of` says whether it still is that command's)."""
+    return _recorded_writer(output_path(path))
+
+
 def _recorded_writer(path: Path) -> str | None:
     """The command the ledger names for `path` itself, whatever is there now."""
     entry = _read_ledger(path.parent).get(path.name)

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -138,6 +139,21 @@ def test_viz_run_again_into_its_own_folder_replaces_its_pictures_and_keeps_other
     result = runner.invoke(app, ["viz", str(gt), str(out), "--limit", "1"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["0000_p0.png", "notes.txt"]
+
+
+@pytest.mark.parametrize("name", ["img{}.png", "{:04d}_site.png"])
+def test_viz_drawn_again_into_the_folder_of_its_photos_keeps_every_photo(tmp_path, name):
+    # `viz DS.jsonl DS/images --overwrite` draws beside the photos; the folder was then recorded as viz's, and the next
+    # `viz DS.jsonl DS/images` replaced it whole: the dataset's photos were gone. Photos named like pictures
+    # (`0001_site.png`) are no earlier run's pictures to drop either.
+    names = [f"images/{name.format(i)}" for i in range(3)]
+    gt = ground_truth(tmp_path / "ds", names)
+    images = tmp_path / "ds" / "images"
+    for extra in (["--overwrite"], [], ["--limit", "2"]):
+        result = runner.invoke(app, ["viz", str(gt), str(images), "--limit", "1", *extra])
+        assert result.exit_code == 0, result.output
+    drawn = [f"{i:04d}_{Path(n).stem}.png" for i, n in enumerate(names[:2])]
+    assert sorted(p.name for p in images.iterdir()) == sorted(drawn + [Path(n).name for n in names])
 
 
 def test_viz_into_a_file_says_it_is_a_file_and_keeps_it(tmp_path):

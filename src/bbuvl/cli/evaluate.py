@@ -14,7 +14,7 @@ from rich.table import Table
 from bbuvl.atomic import write_text_atomic
 from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, claim_outputs, console, fail, finite_range,
                               int_range, cell, print_first, refuse_unused, require_file, user_errors)
-from bbuvl.outputs import output_path, same_path, strangers_in, writer_of
+from bbuvl.outputs import output_path, recorded_writer, same_path, strangers_in, writer_of
 from bbuvl.paths import real_path
 
 LEVEL_HELP = "Evaluate categories at this hierarchy level (1 = category, 2 = category/attribute; default: full label)."
@@ -308,6 +308,28 @@ def _report_entries(report: Path) -> list[Path]:
     return [p for p in report.iterdir() if p.name != LEDGER and not p.name.endswith(LOCK_SUFFIX)]
 
 
+def holds_photos_drawn(folder: Path, input: Path, pred: Path | None) -> bool:
+    """Whether `folder` is, or holds, a folder of the photos `input` (a dataset or predictions JSONL) or `pred` names:
+    viz may draw beside them (--overwrite), never replace the folder whole nor remove a photo from it as a picture."""
+    from bbuvl.eval.predictions import predictions_root, read_predictions
+    from bbuvl.eval.viz import is_prediction_file
+    from bbuvl.train.data_files import photo_folders
+
+    where = real_path(folder)
+    for named in (p for p in (input, pred) if p is not None):
+        try:
+            if is_prediction_file(named):
+                root = predictions_root(named)
+                folders = {(root / line.image).parent for line in read_predictions(named)}
+            else:
+                folders = set(photo_folders(named, "INPUT").values())
+        except (OSError, ValueError):  # unread here: drawing names what is wrong with it
+            continue
+        if any(real_path(f) == where or real_path(f).is_relative_to(where) for f in folders):
+            return True
+    return False
+
+
 def check_not_read_through(pred: Path, gt: Path, checkpoint: str | None, files: list[Path], folders: list[Path]) -> None:
     """OutputConflict when an output lands on what eval reads through --pred and --gt without their naming it: the
     predictions' manifest, the checkpoint that wrote them, a folder replaced whole that holds --gt's photos."""
@@ -543,8 +565,9 @@ def viz(
                   folders=[out_dir], overwrite=overwrite)  # an input another command is still writing is refused too
     # Its own earlier pictures are replaced whole; a folder holding anything else (given up with --overwrite) keeps it,
     # and only its pictures are replaced. That folder, recorded as viz's after such a run, still holds the user's files:
-    # replaced whole on the next run, they went with it.
-    own = writer_of(out_dir) == "viz" and not strangers_in(output_path(out_dir), written_by_viz)
+    # replaced whole on the next run, they went with it, and so did the photos of a dataset's images/ drawn into.
+    beside_photos = holds_photos_drawn(out_dir, input, pred)
+    own = writer_of(out_dir) == "viz" and not strangers_in(output_path(out_dir), written_by_viz) and not beside_photos
     with user_errors(ValueError, OSError):
         font = find_cjk_font(font_path)
         name = LabelNamer(font, Hierarchy.load(hierarchy))
@@ -555,7 +578,7 @@ def viz(
     with user_errors(ValueError, OSError):
         written = draw_pictures(input, out_dir, font, name, pred=pred, limit=limit, iou=iou, unreadable=unreadable,
                                 replace=own, hierarchy=hierarchy, review=verdict_review, fail=verdict_fail, notes=notes,
-                                drop_earlier=True)
+                                drop_earlier=recorded_writer(out_dir) == "viz" and not beside_photos)
     console.print(f"[green]drew[/] {written} photo(s) into {escape(str(out_dir))}", soft_wrap=True)
     for note in notes:
         console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)

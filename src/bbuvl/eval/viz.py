@@ -26,6 +26,7 @@ from bbuvl.eval.predictions import (PredictedPhotos, PredictionLine, align_predi
                                    read_ground_truth, read_predictions)
 from bbuvl.infer.output import manifest_path
 from bbuvl.infer.verdict import FramedThresholds
+from bbuvl.paths import real_path
 
 
 # The names a run writes into its folder (`NNNN_<photo>.png`, `_prediction_pictures`/`_compared_pictures`), and their
@@ -62,7 +63,8 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
     why (naming the photo) for it, so that the caller can say so too. The pictures go beside what `out_dir` holds;
     with `replace`, or where there is no `out_dir` yet, they fill a new folder that takes its name once all are drawn.
     With `drop_earlier` the pictures an earlier run drew there (named as this one names them, `written_by_viz`) that
-    this run did not draw again are removed once it has drawn its own: `bbuvl viz` drawing beside a folder's other files.
+    this run did not draw again are removed once it has drawn its own (never in a folder holding photos it draws):
+    `bbuvl viz` drawing beside the other files of a folder it wrote before.
 
     Refused (OutputConflict) before anything is drawn when `out_dir` is `input` or `pred`, holds one (`replace` would
     take it with the folder) or lies inside one, or another process writes or reads it (data/library_outputs.py)."""
@@ -118,9 +120,11 @@ def _draw_held(input: Path, out_dir: Path, font: FontChoice, name: LabelNamer, p
             if problem is not None:
                 unreadable.append(problem)
             save_atomic(folder / file, lambda fh: picture.save(fh, "PNG"))
-        if folder == out_dir and drop_earlier:
+        photos = {real_path(photo).parent for _, photo, _ in pictures}
+        if folder == out_dir and drop_earlier and real_path(folder) not in photos:
             # Drawn beside what the folder holds: an earlier run's pictures this one did not draw again (it drew fewer
-            # photos, or others) stood beside its own, two runs' pictures in one folder; what else is there is kept.
+            # photos, or others) stood beside its own, two runs' pictures in one folder; what else is there is kept,
+            # and nothing goes from a folder of the photos drawn (named like pictures, they are the input).
             drawn = {file for file, _, _ in pictures}
             for entry in sorted(os.listdir(folder)):
                 if written_by_viz(entry) and entry not in drawn and (folder / entry).is_file():
