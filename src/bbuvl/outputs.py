@@ -1627,6 +1627,19 @@ def _ledger_entries(folder: Path) -> dict[str, dict[str, Any]]:
             if isinstance(e, dict) and isinstance(e.get("by"), str) and isinstance(e.get("sha256"), str)}
 
 
+def written_here(folder: Path, command: str) -> list[str]:
+    """The names the ledger in `folder` itself records as written by `command` that still hold what it wrote (a file
+    or folder of the same digest); none recorded through a folder above it."""
+    found = []
+    for name, (by, digest) in sorted(_read_ledger(folder).items()):
+        try:
+            if by == command and output_digest(folder / name) == digest:
+                found.append(name)
+        except OSError:  # unreadable now: not known to be what it wrote
+            continue
+    return found
+
+
 def _read_ledger(folder: Path) -> dict[str, tuple[str, str]]:
     """name -> (command, digest) of what the commands recorded in `folder`."""
     return {name: (e["by"], e["sha256"]) for name, e in _ledger_entries(folder).items()}

@@ -196,6 +196,23 @@ def test_a_report_written_again_drops_the_metrics_an_earlier_one_was_given_insid
     assert "M.json" not in (tmp_path / LEDGER).read_text(encoding="utf-8")
 
 
+def test_a_report_written_beside_photos_never_takes_them_for_its_own_through_the_folders_entry_above(evaluation,
+                                                                                                     tmp_path):
+    # `--report DS/images --overwrite`: the folder is recorded as eval's in the ledger above it, and while its digest
+    # holds (a report written again within the same second, byte for byte) every photo in it read as eval's.
+    from bbuvl.eval.report import _drop_earlier
+    from bbuvl.outputs import Claim, writer_of
+
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.jpg").write_bytes(b"a photo of the dataset")
+    index = write_report(evaluation, images, NO_CJK, worst=1)
+    Claim("eval", [images], {}).finish(succeeded=True)  # as the command's claim records --report
+    assert writer_of(images / "a.jpg") == "eval"
+    assert images / "a.jpg" not in _drop_earlier(images, [index])  # the page alone kept: the curves are its to drop
+    assert (images / "a.jpg").read_bytes() == b"a photo of the dataset"
+
+
 @pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_photo_with_20000_predictions_draws_in_seconds_keeping_faults_errors_and_the_highest_scored(tmp_path):
     import random

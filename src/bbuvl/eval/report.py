@@ -116,14 +116,15 @@ def _drop_earlier(out_dir: Path, written: list[Path]) -> list[Path]:
     METRICS.json an earlier run was given inside the folder, and its COCO details), and return those paths: the
     folder held this run's page beside another run's metrics. Anything else there is left as it is."""
     from bbuvl.atomic import remove_path
-    from bbuvl.outputs import writer_of
+    from bbuvl.outputs import written_here
 
     kept = {output_path(p) for p in written}
     dropped = []
-    for entry in sorted(out_dir.iterdir()):
-        path = output_path(entry)
-        if path not in kept and not entry.name.startswith(".") and writer_of(path) == REPORT_WRITER \
-                and path.parent == output_path(out_dir):
+    # The report's own ledger alone: through the folder's entry above it, a photo the report was written beside
+    # (--report DS/images --overwrite) read as eval's while the folder's digest held
+    for name in written_here(out_dir, REPORT_WRITER):
+        path = output_path(out_dir / name)
+        if path not in kept and path.parent == output_path(out_dir) and not name.startswith("."):
             remove_path(path)
             dropped.append(path)
     return dropped
