@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import struct
 from dataclasses import dataclass
@@ -163,6 +164,7 @@ TRAINING_FILES = (CONFIG_FILE, CONTRACT_FILE, PROMPT_FILE)  # what `bbuvl train`
 # A tokenizer's vocabulary in one of the forms HF saves it: without one, loading fails with a message about the
 # config and tokenizer disagreeing, far from the missing file.
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # a LoRA checkpoint's VLM, over its base
 
 
 def _has_training_files(directory: Path) -> bool:
@@ -181,12 +183,15 @@ def is_plain_model_folder(directory: str | Path) -> bool:
 def missing_model_files(directory: Path) -> list[str]:
     """The files transformers loads a checkpoint from that are not in it: without them its errors name other things
     ("Unrecognized model", "Can't load video processor", "config and tokenizer disagree")."""
-    config = "adapter_config.json" if (directory / "adapter_model.safetensors").is_file() else "config.json"
+    # An adapter checkpoint by either of its two files: one whose weights were lost was told "config.json missing",
+    # a file it never had.
+    adapter = [name for name in ADAPTER_FILES if (directory / name).is_file()]
     try:
         has_image_processor = saved_image_processor(directory) is not None
     except ValueError:
         has_image_processor = True  # there, but damaged: json_problem names the file
-    missing = [] if (directory / config).is_file() else [config]
+    missing = ([name for name in ADAPTER_FILES if name not in adapter] if adapter else
+               [] if (directory / "config.json").is_file() else ["config.json"])
     if not has_image_processor:
         missing.append(f"{IMAGE_PROCESSOR_FILE} (or an image_processor in {PROCESSOR_CONFIG_FILE})")
     return missing + ([] if (directory / "tokenizer_config.json").is_file() else ["tokenizer_config.json"])
@@ -210,11 +215,40 @@ def start_folder_problem(directory: str | Path) -> str | None:
 
 
 def weights_problem(directory: Path) -> str | None:
-    """Why one of a folder's safetensors files cannot be read (cut short, damaged), naming it; None when all can. A
-    plain folder's cut-short weights were a safetensors traceback ("incomplete metadata") in predict, serve and train."""
+    """Why a folder's weights cannot be read, naming the file; None when they can: a safetensors file cut short or
+    damaged (a plain folder's was a safetensors traceback, "incomplete metadata", in predict, serve and train), or a
+    weights shard that is not there (`shards_problem`)."""
+    if (problem := shards_problem(directory)) is not None:
+        return problem
     for weights in sorted(directory.glob("*.safetensors")):
         if (problem := safetensors_problem(weights)) is not None:
             return f"{weights.name}: {problem}"  # the caller says what to do
+    return None
+
+
+SHARD = re.compile(r"^model-\d{5}-of-\d{5}\.safetensors$")  # the names save_pretrained gives the shards of a model
+
+
+def shards_problem(directory: Path) -> str | None:
+    """Which of a sharded model's files is not there (a copy that lost one), naming it; None when none is missing.
+
+    A shard the index names but the folder lacks was transformers' bare "No such file or directory" once the others
+    had loaded; shards without their index, its "no file named model.safetensors", which names neither."""
+    indexes = sorted(directory.glob("*.safetensors.index.json"))
+    for index in indexes:
+        try:
+            weight_map = read_json(index).get("weight_map")
+        except (OSError, ValueError, AttributeError):
+            continue  # damaged: json_problem names it
+        names = sorted({v for v in weight_map.values() if isinstance(v, str)}) if isinstance(weight_map, dict) else []
+        gone = [name for name in names if not (directory / name).is_file()]
+        if gone:
+            return (f"{', '.join(gone[:3])}{f' and {len(gone) - 3} more' if len(gone) > 3 else ''} missing, of the "
+                    f"{len(names)} weights files {index.name} names")
+    shards = sorted(p.name for p in directory.glob("model-*.safetensors") if SHARD.match(p.name))
+    if shards and not indexes and not (directory / "model.safetensors").is_file():
+        return (f"model.safetensors.index.json missing (it maps each tensor to one of the shards {shards[0]}, ...), "
+                "without which no loader reads them")
     return None
 
 
@@ -242,12 +276,7 @@ def checkpoint_problem(directory: str | Path) -> str | None:
     weights = sorted(directory.glob("*.safetensors"))
     if not any(w.name.startswith(("model", "adapter_model")) for w in weights):
         return "no model*.safetensors or adapter_model.safetensors"
-    for w in weights:
-        try:
-            verify_safetensors(w)
-        except CheckpointError as e:
-            return str(e).split(";")[0]
-    return json_problem(directory) or template_problem(directory)
+    return weights_problem(directory) or json_problem(directory) or template_problem(directory)
 
 
 def load_weights_into(model: Any, directory: str | Path) -> None:
