@@ -305,3 +305,21 @@ def test_a_final_a_swap_killed_as_pid_1_set_aside_is_named_and_put_back_and_a_ru
         child.wait()
     assert finish_swap(run / "final") == aside / "final"
     assert sorted(p.name for p in run.iterdir()) == ["final"]
+
+
+def test_the_note_of_files_changed_or_gone_since_training_saved_a_checkpoint_names_each(tmp_path):
+    from bbuvl.model.identity import record_digests, saved_files_note
+
+    folder = tmp_path / "final"
+    folder.mkdir()
+    for name in ("config.json", "tokenizer.json", "lora_base.json"):
+        (folder / name).write_text("{}", encoding="utf-8")
+    record_digests(folder)
+    assert saved_files_note(folder) is None
+    (folder / "config.json").write_text('{"edited": 1}', encoding="utf-8")
+    (folder / "lora_base.json").unlink()
+    # predict said only what changed, and nothing of a file gone; serve said neither
+    assert saved_files_note(folder) == (f"{folder}: config.json changed since training saved the checkpoint; "
+                                        "lora_base.json gone since training saved it in the checkpoint "
+                                        "(content_digest.json records each file's SHA-256): copy it again, unless the "
+                                        "change is an edit of your own")

@@ -139,6 +139,7 @@ def serve(
     from bbuvl.infer.predictor import Predictor
     from bbuvl.infer.tiles import check_containers
     from bbuvl.model.checkpoint import CheckpointError
+    from bbuvl.model.identity import saved_files_note
     from bbuvl.outputs import refuse_inputs_being_written
     from bbuvl.serve.app import ServeSettings, bodies_bound_problem, create_app
     from bbuvl.serve.auth import read_keys
@@ -186,6 +187,10 @@ def serve(
                          "--tile-refine / inference.tile_refine")
         if (diverged := diverged_warning(checkpoint)) is not None:
             console.print(f"[yellow]warning[/]: {escape(diverged)}", soft_wrap=True)
+        # As `bbuvl predict` warns on the same checkpoint: a copy that changed or lost a file since training saved it
+        # was served without a word.
+        if (note := saved_files_note(Path(checkpoint))) is not None:
+            console.print(f"[yellow]warning[/]: {escape(note)}", soft_wrap=True)
         predictor = Predictor.load(folder, device=device)
         engine = Engine(predictor, mode, served_name(checkpoint), rescorer, overrides=tiled)
     settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, timeout_s=timeout,

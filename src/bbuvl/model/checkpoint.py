@@ -45,8 +45,8 @@ from bbuvl.data.scale import TrainingScale
 from bbuvl.data.text import shell_word
 from bbuvl.model.checkpoint_files import (IMAGE_PROCESSOR_FILE, PROCESSOR_CONFIG_FILE, TEMPLATE_FILE, check_module_state,
                                           check_prompt, json_problem, saved_image_processor, template_problem)
-from bbuvl.model.identity import CHOSEN_LATER, record_digests, restamp_chosen
-from bbuvl.model.lora_base import base_changes, record_base
+from bbuvl.model.identity import CHOSEN_LATER, DIGEST_FILE, record_digests, recorded_digests, restamp_chosen
+from bbuvl.model.lora_base import BASE_FILE, base_changes, record_base
 from bbuvl.outputs import writer_around
 from bbuvl.paths import real_path
 
@@ -637,6 +637,14 @@ def check_lora_base(checkpoint: str | Path, base: str | Path) -> None:
     if not Path(base).is_dir():
         return
     changes = base_changes(checkpoint, base)
+    if changes is None and BASE_FILE in recorded_digests(Path(checkpoint)):
+        # Training fingerprinted the base, and the copy lost the file: the check was skipped as for a checkpoint that
+        # never had one, and adapters over a base replaced since answered wrongly without a word.
+        raise CheckpointError(f"{Path(checkpoint) / BASE_FILE}: missing, though training saved it ({DIGEST_FILE} "
+                              f"records it): it fingerprints the base model the LoRA adapters trained on, without which "
+                              f"the base now at {base} (model.path in its {CONFIG_FILE}) cannot be told from another. "
+                              "Re-copy the checkpoint with it; if that base is the one they trained on, fold the "
+                              f"adapters into it with `bbuvl model merge-lora {shell_word(checkpoint)} OUT --accept-base`")
     if changes:
         shown = ", ".join(changes[:4]) + (f" and {len(changes) - 4} more" if len(changes) > 4 else "")
         raise CheckpointError(f"{checkpoint}: its LoRA adapters were trained on another base model than the one now at "
