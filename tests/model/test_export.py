@@ -49,6 +49,8 @@ folder, photos = Path(sys.argv[1]), sys.argv[2:]
 card = (folder / "README.md").read_text(encoding="utf-8")
 messages = json.loads(re.search(r"As chat messages:\n\n```json\n(.*?)\n```", card, re.S).group(1))
 frame = json.loads(re.search(r"--mm-processor-kwargs '(\{.*?\})'", card).group(1))
+import numpy as np
+exec(re.search(r"\n(def upright_rgb\(path\):\n.*?\n    return .*?)\n", card, re.S).group(1))  # the card's own
 size = {"shortest_edge": frame["min_pixels"], "longest_edge": frame["max_pixels"]}
 model = AutoModelForImageTextToText.from_pretrained(folder).eval()
 try:
@@ -64,7 +66,7 @@ template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
 stops = model.generation_config.eos_token_id
 stops = set(stops if isinstance(stops, list) else [stops])
 for photo in photos:
-    image = ImageOps.exif_transpose(Image.open(photo)).convert("RGB")
+    image = upright_rgb(photo)
     if processor is not None:
         text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, enable_thinking=False)
         inputs = processor(images=[image], text=[text], images_kwargs={"size": size}, return_tensors="pt")

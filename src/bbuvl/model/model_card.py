@@ -26,6 +26,24 @@ if TYPE_CHECKING:
     from bbuvl.model.export import ExportResult
 
 
+# A photo as bbu-vl shows it to the model (data/images.py `oriented`, `convert_to_rgb`), in Pillow and numpy alone:
+# Pillow's convert('RGB') clips a 16-bit photo's values at 255 (it turns nearly white) and shows what lies under
+# transparent pixels (mostly black), where bbu-vl scales the one and puts the other on white; the card's code had
+# `.convert('RGB')`, and answered such photos otherwise than `bbuvl predict`. 32-bit and float photos (rare TIFFs) are
+# left to Pillow here; the card says so.
+UPRIGHT_RGB = (
+    "def upright_rgb(path):",
+    '    """The photo as bbu-vl shows it to the model: upright, in 8-bit RGB."""',
+    "    image = ImageOps.exif_transpose(Image.open(path))",
+    "    if image.mode.startswith('I;16'):  # 16-bit grey, scaled to 8 bits (convert('RGB') clips it: nearly white)",
+    "        image = Image.fromarray(np.rint(np.asarray(image) / 257).astype(np.uint8))",
+    "    if image.mode in ('RGBA', 'LA', 'PA') or (image.mode == 'P' and 'transparency' in image.info):",
+    "        rgba, image = image.convert('RGBA'), Image.new('RGB', image.size, (255, 255, 255))",
+    "        image.paste(rgba, mask=rgba.getchannel('A'))  # transparent pixels on white, as in training",
+    "    return image.convert('RGB')",
+)
+
+
 def _longest_backticks(text: str) -> int:
     return max((len(run) for run in re.findall(r"`+", text)), default=0)
 
@@ -168,18 +186,26 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
         "## Use it",
         "",
         _fence("\n".join([
+            "import numpy as np",
             "from PIL import Image, ImageOps",
             "from transformers import AutoModelForImageTextToText, AutoProcessor",
+            "",
+            *UPRIGHT_RGB,
             "",
             "model = AutoModelForImageTextToText.from_pretrained(FOLDER)",
             "processor = AutoProcessor.from_pretrained(FOLDER)",
             "messages = ...  # the chat messages above",
             f"text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False{template_kwargs})",
-            "photo = ImageOps.exif_transpose(Image.open(PHOTO)).convert('RGB')",
+            "photo = upright_rgb(PHOTO)",
             "inputs = processor(images=[photo], text=[text], return_tensors='pt')",
             "new = model.generate(**inputs)[0, inputs['input_ids'].shape[1]:]",
             "answer = processor.decode(new, skip_special_tokens=True)",
         ]), "python"),
+        "",
+        "`upright_rgb` shows the model each photo as bbu-vl did in training and `bbuvl predict`: a 16-bit photo scaled "
+        "to 8 bits and transparent pixels on white, where Pillow's `convert('RGB')` alone turns the one nearly white "
+        "and the other mostly black. A 32-bit or float photo (a rare TIFF) bbu-vl scales by its values' range "
+        "(`convert_to_rgb` in its `data/images.py`); convert such a photo to 8 bits first.",
         "",
         "With vLLM, greedy and in the frame above:",
         "",
@@ -191,7 +217,8 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
         # saying so, which a server decoding the file as stored does not apply: the model saw it sideways, and its
         # answer was read back as the upright photo's (docs/serving.md, "vLLM").
         "Send each photo upright: turned as its EXIF orientation asks and re-encoded without the tag "
-        "(`ImageOps.exif_transpose(Image.open(PHOTO)).convert('RGB')`, as above, saved as PNG), never the file's own "
+        "(`upright_rgb(PHOTO)` above, which turns it with `ImageOps.exif_transpose(Image.open(PHOTO))`, saved as PNG), "
+        "never the file's own "
         "bytes or `Image.open(PHOTO)` alone: a phone stores a portrait photo sideways and tags it, a server may decode "
         "it as stored, and the boxes are read in the upright photo's pixels. "
         "`bbuvl.infer.openai_answers.server_photo` gives each photo so, at its frame, with the bounds that keep it "
