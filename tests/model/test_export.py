@@ -433,6 +433,23 @@ def test_a_checkpoint_without_its_chat_template_is_refused_naming_the_file(porta
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
+def test_an_export_of_a_checkpoint_changed_since_training_saved_it_says_so_as_predict_does(portable, tmp_path):
+    import shutil
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(portable[0], checkpoint)
+    weights = checkpoint / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 1  # one bit of a weight: a copy's damage
+    weights.write_bytes(bytes(data))
+    r = export(checkpoint, tmp_path / "out")
+    said = " ".join(r.output.split())
+    # Before: exported without a word, into a folder that records no digest to tell the damage by afterwards
+    assert r.exit_code == 0 and f"warning: {checkpoint}: model.safetensors changed since training saved the " \
+                                "checkpoint" in said, said
+
+
 @pytest.mark.parametrize("name", ["config.json", "preprocessor_config.json"])
 def test_a_checkpoint_missing_a_file_transformers_loads_is_refused_naming_it(portable, tmp_path, name):
     import shutil
