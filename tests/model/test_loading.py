@@ -16,6 +16,7 @@ from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.families import family_of
 from bbuvl.model.loading import (
     SpecialTokenMismatch,
+    VisionGridMismatch,
     _image_only_class,
     check_special_tokens,
     load_model_and_processor,
@@ -255,6 +256,27 @@ def test_config_tokenizer_mismatch_is_an_error_naming_both_ids(tiny_dir, tmp_pat
     config["image_token_id"] = right - 1
     (broken / "config.json").write_text(json.dumps(config))
     with pytest.raises(SpecialTokenMismatch, match=rf"image_token_id={right - 1}.*<\|image_pad\|>={right}"):
+        load_model_and_processor(str(broken))
+
+
+@pytest.mark.parametrize("key, value, said", [
+    ("patch_size", 16, "patch_size 16 where its vision_config has patch_size 14"),
+    ("merge_size", 1, "merge_size 1 where its vision_config has spatial_merge_size 2"),
+], ids=["another model's patches", "another merge"])
+def test_an_image_processor_of_another_grid_than_the_vision_tower_is_refused_naming_both_files(tiny_dir, tmp_path, key,
+                                                                                               value, said):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_dir, broken)
+    for name in ("preprocessor_config.json", "processor_config.json"):  # as a Qwen3-VL's processor files copied in
+        saved = json.loads((broken / name).read_text())
+        settings = saved.get("image_processor", saved)
+        if key in settings:
+            settings[key] = value
+        (broken / name).write_text(json.dumps(saved))
+    # Before: it loaded, and every photo then failed alone ("shape '[-1, 3, 2, 14, 14]' is invalid for input of size
+    # 258048"), naming no file
+    with pytest.raises(VisionGridMismatch, match=rf"^{broken / 'preprocessor_config.json'}: the image processor has "
+                                                 rf"{said} \({broken / 'config.json'}\)"):
         load_model_and_processor(str(broken))
 
 

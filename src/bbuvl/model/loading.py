@@ -23,6 +23,7 @@ from bbuvl.data.jsonfile import read_json
 from bbuvl.data.families import TURN_START, VISION_SPECIAL_TOKENS, check_hub_reachable, family_of
 from bbuvl.data.input_paths import model_files_path_problem
 from bbuvl.model.checkpoint import TOKENIZER_FILES, CheckpointError
+from bbuvl.model.checkpoint_files import IMAGE_PROCESSOR_FILE, PROCESSOR_CONFIG_FILE
 from bbuvl.model.patch_projection import use_linear_patch_projection
 from bbuvl.model.window_attention import use_batched_window_attention
 from bbuvl.model.processor import (IMAGE_ONLY_PROCESSORS, PROCESSOR_CLASS_FILES, image_only_processor_class,
@@ -189,6 +190,9 @@ def load_model_and_processor(
     if frame is not None and processor_path is not None:  # a checkpoint's contract (train checks its config's)
         check_frame_family(path, frame, processor_path)
     processor = load_processor(processor_path or path, frame)
+    local_vision = _local_vision_config(path)
+    if local_vision is not None:  # before minutes of loading
+        check_vision_grid(local_vision, processor, path, processor_path or path)
     kwargs: dict[str, Any] = {}
     if load_in_bits != 16:
         kwargs["quantization_config"] = quantization_config(load_in_bits, DTYPES[dtype])
@@ -200,6 +204,8 @@ def load_model_and_processor(
         model = load_weights(AutoModelForImageTextToText, path, dtype=DTYPES[dtype],
                              attn_implementation=attn_implementation, **kwargs)
     check_special_tokens(model.config, processor, source=path)
+    if local_vision is None and getattr(model.config, "vision_config", None) is not None:  # a hub id's, read with it
+        check_vision_grid(model.config.vision_config.to_dict(), processor, path, processor_path or path)
     use_linear_patch_projection(model)  # the same numbers, a fraction of the convolution's time
     use_batched_window_attention(model)  # one SDPA call per window size, not per window (model/window_attention.py)
     if device is not None:
@@ -424,6 +430,47 @@ def special_token_ids(processor: Any) -> dict[str, int]:
     ids["eos_token_id"] = tokenizer.eos_token_id
     ids["pad_token_id"] = tokenizer.pad_token_id
     return ids
+
+
+# The image processor's setting -> the vision tower's (config.json `vision_config`) it must equal.
+GRID_KEYS = {"patch_size": "patch_size", "merge_size": "spatial_merge_size", "temporal_patch_size": "temporal_patch_size"}
+
+
+class VisionGridMismatch(ValueError):
+    """The image processor cuts photos into patches of another size than the model's vision tower takes."""
+
+
+def _local_vision_config(path: str) -> dict[str, Any] | None:
+    """A local model folder's `vision_config` from its config.json, None when there is none to read (a hub id; a
+    damaged file is named where it is read)."""
+    file = Path(path) / "config.json"
+    try:
+        vision = read_json(file).get("vision_config") if file.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return vision if isinstance(vision, dict) else None
+
+
+def check_vision_grid(vision: dict[str, Any], processor: Any, path: str, processor_path: str) -> None:
+    """VisionGridMismatch naming both files when the image processor's patch, merge or temporal patch size is not the
+    vision tower's (`vision`: its config as a dict).
+
+    A processor file of another model (a Qwen3-VL's, 16-pixel patches, beside a Qwen2.5-VL, 14) loaded, and every
+    photo then failed alone, as "RuntimeError: shape '[-1, 3, 2, 14, 14]' is invalid for input of size 258048",
+    naming no file; a merge size of another model's gave each photo another count of image tokens than features."""
+    image_processor = getattr(processor, "image_processor", None)
+    problems = [f"{ours} {getattr(image_processor, ours)} where its vision_config has {theirs} {vision[theirs]}"
+                for ours, theirs in GRID_KEYS.items()
+                if getattr(image_processor, ours, None) is not None and vision.get(theirs) is not None
+                and getattr(image_processor, ours) != vision[theirs]]
+    if not problems:
+        return
+    folder = Path(processor_path)
+    saved = next((folder / name for name in (IMAGE_PROCESSOR_FILE, PROCESSOR_CONFIG_FILE) if (folder / name).is_file()),
+                 folder)
+    raise VisionGridMismatch(f"{saved}: the image processor has {'; '.join(problems)} ({Path(path) / 'config.json'}): "
+                             "it cuts photos into patches the model does not take, so every photo would fail; the file "
+                             "is another model's: restore this model's own")
 
 
 def check_special_tokens(config: Any, processor: Any, source: str = "model") -> None:
