@@ -19,7 +19,7 @@ from bbuvl.data.families import get_family
 from bbuvl.data.text import name_as_text
 from bbuvl.encode.prompts import USER_TEXT
 from bbuvl.model.checkpoint import ModelFolder, Prompt
-from bbuvl.model.export import stock_overshoot
+from bbuvl.model.export import chat_messages, stock_overshoot
 from bbuvl.paths import real_path
 
 if TYPE_CHECKING:
@@ -107,8 +107,7 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
     """The card's Markdown text."""
     family = get_family(contract.family)
     user = USER_TEXT[prompt.lang]
-    messages = [{"role": "system", "content": prompt.system},
-                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user}]}]
+    messages = chat_messages(prompt)  # what export checks the folder's template renders as bbu-vl asks
     thinking = family.assistant_prefix != ""
     template_kwargs = ", enable_thinking=False" if thinking else ""
     budget = ""
