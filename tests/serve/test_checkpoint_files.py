@@ -81,3 +81,25 @@ def test_serve_warns_as_predict_does_of_checkpoint_files_changed_or_gone_since_t
         assert client.detect_file(photos[0]).status == 200
     # serve said nothing of either before
     assert said in " ".join((tmp_path / "serve.log").read_text().split())
+
+
+def test_serve_of_a_checkpoint_whose_hierarchy_is_not_there_names_the_key_and_its_run_config(trained_checkpoint,
+                                                                                              tmp_path, monkeypatch):
+    import shutil
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    folder = shutil.copytree(trained_checkpoint, tmp_path / "final")
+    config = yaml.safe_load((folder / "bbuvl.yaml").read_text(encoding="utf-8"))
+    config["data"]["hierarchy"] = str(tmp_path / "gone" / "hierarchy.json")  # the run's own, left on the training machine
+    (folder / "bbuvl.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("BBUVL_API_KEYS", "k" * 32)
+    r = CliRunner().invoke(app, ["serve", "-c", str(folder), "--device", "cpu", "--port", "0"], env={"COLUMNS": "400"})
+    said = " ".join(r.output.split())
+    # Before: "cannot read label hierarchy: no such file" once the model had loaded, naming neither the key nor the run
+    # config it is set in (predict names both)
+    assert r.exit_code == 2 and (f"the run config's data.hierarchy ({tmp_path / 'gone' / 'hierarchy.json'} in "
+                                 f"{folder / 'bbuvl.yaml'}) is not there") in said, said
