@@ -323,3 +323,26 @@ def test_the_note_of_files_changed_or_gone_since_training_saved_a_checkpoint_nam
                                         "lora_base.json gone since training saved it in the checkpoint "
                                         "(content_digest.json records each file's SHA-256): copy it again, unless the "
                                         "change is an edit of your own")
+
+
+def test_a_plain_folders_pytorch_weights_cut_short_or_missing_a_shard_are_refused_naming_them(tiny_model_dir, tmp_path):
+    import torch
+
+    folder = tmp_path / "base"
+    shutil.copytree(tiny_model_dir, folder)
+    weights = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save(weights, folder / "pytorch_model.bin")  # an older base model's weights, as torch.save writes them
+    read_model_folder(folder, ["线缆"])  # whole: read as before
+    data = (folder / "pytorch_model.bin").read_bytes()
+    (folder / "pytorch_model.bin").write_bytes(data[:len(data) // 2])
+    # Before: torch's bare "Invalid argument" from predict, serve and train, naming no file
+    with pytest.raises(CheckpointError, match=re.escape(f"pytorch_model.bin: {len(data) // 2} bytes, its archive's end "
+                                                        "missing (a copy cut short?)")):
+        read_model_folder(folder, ["线缆"])
+    (folder / "pytorch_model.bin").rename(folder / "pytorch_model-00001-of-00002.bin")
+    index = {"weight_map": {key: f"pytorch_model-0000{1 + i % 2}-of-00002.bin" for i, key in enumerate(weights)}}
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index), encoding="utf-8")
+    with pytest.raises(CheckpointError, match=re.escape("pytorch_model-00002-of-00002.bin missing, of the 2 weights "
+                                                        "files pytorch_model.bin.index.json names")):
+        read_model_folder(folder, ["线缆"])

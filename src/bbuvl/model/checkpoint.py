@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,10 +224,17 @@ def weights_problem(directory: Path) -> str | None:
     for weights in sorted(directory.glob("*.safetensors")):
         if (problem := safetensors_problem(weights)) is not None:
             return f"{weights.name}: {problem}"  # the caller says what to do
+    for weights in sorted(directory.glob("pytorch_model*.bin")):
+        # torch.save's zip archive (an older base model's weights): one cut short was torch's bare "Invalid argument"
+        with weights.open("rb") as fh:
+            zipped = fh.read(4) == b"PK\x03\x04"
+        if zipped and not zipfile.is_zipfile(weights):
+            return f"{weights.name}: {weights.stat().st_size} bytes, its archive's end missing (a copy cut short?)"
     return None
 
 
-SHARD = re.compile(r"^model-\d{5}-of-\d{5}\.safetensors$")  # the names save_pretrained gives the shards of a model
+# The names save_pretrained gives the shards of a model (pytorch_model-...bin: an older base model's)
+SHARD = re.compile(r"^(model-\d{5}-of-\d{5}\.safetensors|pytorch_model-\d{5}-of-\d{5}\.bin)$")
 
 
 def shards_problem(directory: Path) -> str | None:
@@ -234,7 +242,7 @@ def shards_problem(directory: Path) -> str | None:
 
     A shard the index names but the folder lacks was transformers' bare "No such file or directory" once the others
     had loaded; shards without their index, its "no file named model.safetensors", which names neither."""
-    indexes = sorted(directory.glob("*.safetensors.index.json"))
+    indexes = sorted([*directory.glob("*.safetensors.index.json"), *directory.glob("pytorch_model*.bin.index.json")])
     for index in indexes:
         try:
             weight_map = read_json(index).get("weight_map")
@@ -245,10 +253,12 @@ def shards_problem(directory: Path) -> str | None:
         if gone:
             return (f"{', '.join(gone[:3])}{f' and {len(gone) - 3} more' if len(gone) > 3 else ''} missing, of the "
                     f"{len(names)} weights files {index.name} names")
-    shards = sorted(p.name for p in directory.glob("model-*.safetensors") if SHARD.match(p.name))
-    if shards and not indexes and not (directory / "model.safetensors").is_file():
-        return (f"model.safetensors.index.json missing (it maps each tensor to one of the shards {shards[0]}, ...), "
-                "without which no loader reads them")
+    shards = sorted(p.name for p in directory.glob("*model-*") if SHARD.match(p.name))
+    whole = ("model.safetensors", "pytorch_model.bin")
+    if shards and not indexes and not any((directory / name).is_file() for name in whole):
+        index = "pytorch_model.bin.index.json" if shards[0].endswith(".bin") else "model.safetensors.index.json"
+        return (f"{index} missing (it maps each tensor to one of the shards {shards[0]}, ...), without which no loader "
+                "reads them")
     return None
 
 
