@@ -485,3 +485,16 @@ def test_a_tokenizer_or_generation_config_transformers_cannot_read_is_named(tiny
     with pytest.raises(ValueError) as e:
         load_model_and_processor(str(folder))
     assert str(e.value).startswith(f"{folder / name}: transformers cannot read it ("), str(e.value)
+
+
+def test_a_config_json_of_a_far_larger_model_is_refused_before_anything_is_built(tiny_dir, tmp_path):
+    from bbuvl.model.loading import WeightsMismatch
+
+    folder = tmp_path / "minimal"
+    shutil.copytree(tiny_dir, folder)
+    (folder / "config.json").write_text('{"model_type": "qwen2_5_vl"}', encoding="utf-8")  # Qwen's defaults: 75.8B
+    # Before: transformers built the 75.8-billion-parameter model before finding the weights did not fit it, and the
+    # kernel killed the process for want of memory, without a word (exit 137)
+    with pytest.raises(WeightsMismatch, match=rf"^{folder / 'config.json'}: builds a model of 75,789,228,800 "
+                                              r"parameters, but its weight files hold 939,200"):
+        load_model_and_processor(str(folder))

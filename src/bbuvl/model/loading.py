@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
+import struct
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -265,6 +267,8 @@ def load_weights(model_class: Any, path: str, **kwargs: Any) -> PreTrainedModel:
     do not fit the model config.json builds, or transformers cannot build that model at all, or its path is one the
     weights cannot be opened by (`check_folder_path`)."""
     check_folder_path(path)
+    if (problem := size_problem(Path(path))) is not None:  # before the model is built at the config's size
+        raise WeightsMismatch(problem)
     with _config_named(path), _weights_named(path):
         model, info = model_class.from_pretrained(path, output_loading_info=True, **kwargs)
     check_weights_fit(info, path)
@@ -358,6 +362,47 @@ def config_problem(folder: Path) -> str | None:
         text = " ".join(str(e).split())
         return f"{type(e).__name__}: {text[:300]}" if text else type(e).__name__
     return None
+
+
+# How many times the weights' parameters a config.json may build before it is refused unbuilt: a 7B's config beside
+# a 3B's weights builds 2.2 times them; a config a little off is left to the loading report, which names each weight.
+SIZE_MARGIN = 2
+
+
+def size_problem(folder: Path) -> str | None:
+    """Why `folder`'s config.json cannot be the model its safetensors weights hold, told before anything is built: it
+    builds more than SIZE_MARGIN times the parameters the files hold (counted on the meta device and from the files'
+    headers); None when not, or when there is nothing local to count.
+
+    transformers builds the whole model config.json describes before it finds the weights do not fit it: a config of
+    another size copied in (a minimal one, `{"model_type": "qwen2_5_vl"}`, builds Qwen's default, 75.8 billion
+    parameters) was killed by the kernel for want of memory, without a word, where the weights held a million.
+    """
+    from transformers import AutoConfig
+
+    # The VLM's files alone: a checkpoint's detection head and other modules are files of their own beside them
+    config_file, files = folder / "config.json", sorted(folder.glob("model*.safetensors"))
+    if not config_file.is_file() or not files:
+        return None
+    try:
+        held = sum(_stored_elements(f) for f in files)
+        config = AutoConfig.from_pretrained(str(folder))
+        with torch.device("meta"):
+            built = sum(p.numel() for p in AutoModelForImageTextToText.from_config(config).parameters())
+    except Exception:  # a damaged file or a config transformers cannot build: named where it is read
+        return None
+    if built <= SIZE_MARGIN * held:  # a config a little off is named weight by weight once loaded (check_weights_fit)
+        return None
+    return (f"{config_file}: builds a model of {built:,} parameters, but its weight files hold {held:,}: config.json "
+            "is another model's (another size, or edited); restore the checkpoint's own config.json, or re-copy the "
+            "checkpoint")
+
+
+def _stored_elements(file: Path) -> int:
+    """The numbers a safetensors file holds, read from its header alone."""
+    with file.open("rb") as fh:
+        header = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
+    return sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
 
 
 def check_weights_fit(info: dict[str, list], path: str) -> None:
