@@ -286,7 +286,14 @@ def checkpoint_problem(directory: str | Path) -> str | None:
     weights = sorted(directory.glob("*.safetensors"))
     if not any(w.name.startswith(("model", "adapter_model")) for w in weights):
         return "no model*.safetensors or adapter_model.safetensors"
-    return weights_problem(directory) or json_problem(directory) or template_problem(directory)
+    if (problem := shards_problem(directory)) is not None:
+        return problem
+    for w in weights:
+        try:
+            verify_safetensors(w)
+        except CheckpointError as e:
+            return str(e).split(";")[0]
+    return json_problem(directory) or template_problem(directory)
 
 
 def load_weights_into(model: Any, directory: str | Path) -> None:
