@@ -50,7 +50,7 @@ card = (folder / "README.md").read_text(encoding="utf-8")
 messages = json.loads(re.search(r"As chat messages:\n\n```json\n(.*?)\n```", card, re.S).group(1))
 frame = json.loads(re.search(r"--mm-processor-kwargs '(\{.*?\})'", card).group(1))
 import numpy as np
-exec(re.search(r"\n(def upright_rgb\(path\):\n.*?\n    return .*?)\n", card, re.S).group(1))  # the card's own
+exec(re.search(r"\n(TURNS = .*?\n    return image.convert\('RGB'\))\n", card, re.S).group(1))  # the card's own
 size = {"shortest_edge": frame["min_pixels"], "longest_edge": frame["max_pixels"]}
 model = AutoModelForImageTextToText.from_pretrained(folder).eval()
 try:

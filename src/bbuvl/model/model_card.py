@@ -26,15 +26,29 @@ if TYPE_CHECKING:
     from bbuvl.model.export import ExportResult
 
 
-# A photo as bbu-vl shows it to the model (data/images.py `oriented`, `convert_to_rgb`), in Pillow and numpy alone:
+# A photo as bbu-vl shows it to the model (data/images.py `oriented`, `convert_to_rgb`), in Pillow and numpy alone.
+# Its EXIF turn is read as `exif_orientation` reads it: ImageOps.exif_transpose, which the card used, fails on EXIF blocks
+# buggy cameras write (no TIFF header, a tag of the wrong type; tests/exif_photos.py) that bbu-vl reads.
 # Pillow's convert('RGB') clips a 16-bit photo's values at 255 (it turns nearly white) and shows what lies under
 # transparent pixels (mostly black), where bbu-vl scales the one and puts the other on white; the card's code had
 # `.convert('RGB')`, and answered such photos otherwise than `bbuvl predict`. 32-bit and float photos (rare TIFFs) are
 # left to Pillow here; the card says so.
 UPRIGHT_RGB = (
+    "TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,",
+    "         5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,",
+    "         8: Image.Transpose.ROTATE_90}  # by EXIF orientation",
+    "",
+    "",
     "def upright_rgb(path):",
     '    """The photo as bbu-vl shows it to the model: upright, in 8-bit RGB."""',
-    "    image = ImageOps.exif_transpose(Image.open(path))",
+    "    image = Image.open(path)",
+    "    image.load()  # decoded first: Pillow turns a TIFF itself as it decodes it, and drops its tag",
+    "    try:  # an EXIF block a camera wrote damaged turns nothing (ImageOps.exif_transpose fails on some)",
+    "        turn = TURNS.get(int(image.getexif().get(0x0112) or 1))",
+    "    except Exception:",
+    "        turn = None",
+    "    if turn is not None:",
+    "        image = image.transpose(turn)",
     "    if image.mode.startswith('I;16'):  # 16-bit grey, scaled to 8 bits (convert('RGB') clips it: nearly white)",
     "        image = Image.fromarray(np.rint(np.asarray(image) / 257).astype(np.uint8))",
     "    if image.mode in ('RGBA', 'LA', 'PA') or (image.mode == 'P' and 'transparency' in image.info):",
@@ -186,7 +200,7 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
         "",
         _fence("\n".join([
             "import numpy as np",
-            "from PIL import Image, ImageOps",
+            "from PIL import Image",
             "from transformers import AutoModelForImageTextToText, AutoProcessor",
             "",
             *UPRIGHT_RGB,
@@ -216,8 +230,7 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
         # saying so, which a server decoding the file as stored does not apply: the model saw it sideways, and its
         # answer was read back as the upright photo's (docs/serving.md, "vLLM").
         "Send each photo upright: turned as its EXIF orientation asks and re-encoded without the tag "
-        "(`upright_rgb(PHOTO)` above, which turns it with `ImageOps.exif_transpose(Image.open(PHOTO))`, saved as PNG), "
-        "never the file's own "
+        "(`upright_rgb(PHOTO)` above, saved as PNG), never the file's own "
         "bytes or `Image.open(PHOTO)` alone: a phone stores a portrait photo sideways and tags it, a server may decode "
         "it as stored, and the boxes are read in the upright photo's pixels. "
         "`bbuvl.infer.openai_answers.server_photo` gives each photo so, at its frame, with the bounds that keep it "
