@@ -84,3 +84,17 @@ def test_an_empty_photo_says_it_is_empty(tmp_path):
     (tmp_path / "cut.jpg").write_bytes(b"")
     with pytest.raises(ImageError, match=r"cut.jpg: not an image \(an empty file: 0 bytes\)"):
         load_image(tmp_path / "cut.jpg")
+
+
+def test_a_photo_of_several_pictures_is_its_line_naming_its_frames(trained_checkpoint, tmp_path):
+    # An animated PNG was predicted as its first frame without a word, where a GIF was refused (data/images.py
+    # frames_problem); a PNG of one picture is still a photo
+    from bbuvl.infer.predictor import Predictor
+    from tests.data.test_images_frames import pictures
+
+    (tmp_path / "one.png").write_bytes(pictures("PNG", 1))
+    (tmp_path / "animated.png").write_bytes(pictures("PNG", 3))
+    lines = Predictor.load(trained_checkpoint, device="cpu").predict_lines(
+        [str(tmp_path / "one.png"), str(tmp_path / "animated.png")], "head")
+    assert lines[0]["error"] is None
+    assert lines[1]["error"].startswith(f"{tmp_path / 'animated.png'}: an animated PNG of 3 frames; ")

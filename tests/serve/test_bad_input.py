@@ -15,6 +15,7 @@ from tests.exif_photos import (UNPARSABLE_EXIF, jpeg_turned_with_a_make_tag_of_t
                                photo_with_an_unparsable_exif_block)
 from tests.forged_jpegs import flooded, rescanned
 from tests.forged_pngs import chunk_flooded
+from tests.data.test_images_frames import pictures
 from tests.serve.client import multipart
 
 
@@ -70,6 +71,10 @@ BAD = {
     # a JSON 500 internal_error before: Pillow's TIFF reader raised TypeError on it
     "tiff_with_a_tag_of_the_wrong_type": (*as_file(tiff_with_a_fraction_for_its_strip_offsets()), 400, "corrupt_image"),
     "gif_named_jpg": (*as_file(gif()), 415, "unsupported_image_format"),
+    # 200 before, answered for the first frame alone, where a GIF was refused (data/images.py frames_problem)
+    "animated_png": (*as_file(pictures("PNG", 3)), 415, "unsupported_image_format", "an animated PNG of 3 frames"),
+    "animated_webp": (*as_file(pictures("WEBP", 3)), 415, "unsupported_image_format", "an animated WebP of 3 frames"),
+    "multi_page_tiff": (*as_file(pictures("TIFF", 2)), 415, "unsupported_image_format", "a multi-page TIFF of 2 pages"),
     "empty_file": (*as_file(b""), 400, "empty_image"),
     # Pillow's own words before, naming its limit (178956970) and not the server's (5017600 here): a 192 MP PNG shrunk
     # to 170 MP as they told was refused again

@@ -36,8 +36,14 @@ EXIF_TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 # Pillow's format names for those suffixes. MPO is how Pillow names the JPEG that phones write with a
 # second (depth or preview) picture inside; its first picture is the photo. Anything else Pillow can open
-# (GIF, ICO, PSD, PPM, ...) is refused by name: a GIF's palette and frames are no camera photo.
+# (GIF, ICO, PSD, PPM, ...) is refused by name: a GIF's palette and frames are no camera photo. A file of these
+# formats holding several pictures (an animated PNG or WebP, a multi-page TIFF) is refused too (`frames_problem`).
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "WEBP", "TIFF"})
+# A TIFF's pages are found by walking its chain of directories in Python: they are counted up to this many, so a
+# small upload of thousands of empty pages holds no decoding thread
+MOST_FRAMES_COUNTED = 100
+# TIFF NewSubfileType: bit 0 marks a reduced-resolution copy of another page (a pyramid's levels, a preview)
+TIFF_SUBFILE_TYPE, TIFF_REDUCED = 254, 1
 
 
 class ImageError(ValueError):
@@ -188,6 +194,46 @@ def unsupported_format(image_format: str | None) -> str | None:
     return f"{image_format or 'this'} is not a supported photo format (JPEG, PNG, WebP, BMP, TIFF); convert it to JPEG or PNG"
 
 
+def frame_count(im: Image.Image) -> int:
+    """How many pictures the opened file `im` holds (its frames or pages; `MOST_FRAMES_COUNTED` at most): 1 for an MPO,
+    whose first picture is the photo, and a TIFF's reduced-resolution copies of its page are not counted."""
+    if im.format == "MPO" or not getattr(im, "is_animated", False):
+        return 1
+    if im.format != "TIFF":
+        return min(int(getattr(im, "n_frames", 1)), MOST_FRAMES_COUNTED)
+    pages = 1
+    try:
+        for frame in range(1, MOST_FRAMES_COUNTED):
+            im.seek(frame)
+            kind = im.tag_v2.get(TIFF_SUBFILE_TYPE, 0)
+            pages += not (isinstance(kind, int) and kind & TIFF_REDUCED)
+    except EOFError:  # no page more
+        pass
+    finally:
+        im.seek(0)
+    return pages
+
+
+def frames_problem(im: Image.Image) -> str | None:
+    """None for an opened photo of one picture, else a sentence saying how many it holds and what to do: Pillow reads
+    an animated PNG or WebP, or a multi-page TIFF, as its first frame, and predict, serve and the data commands
+    answered for that frame alone without a word, where a GIF was refused (`SUPPORTED_FORMATS`)."""
+    frames = frame_count(im)
+    if frames <= 1:
+        return None
+    many = f"{'at least ' if frames >= MOST_FRAMES_COUNTED else ''}{frames}"
+    what = (f"a multi-page TIFF of {many} pages" if im.format == "TIFF" else
+            f"an animated {'WebP' if im.format == 'WEBP' else im.format} of {many} frames")
+    return (f"{what}; a photo is one picture, and only the first would be read: save the one you mean as its own "
+            "JPEG or PNG")
+
+
+def photo_problem(im: Image.Image) -> str | None:
+    """None for an opened image bbu-vl reads as a photo, else why not (`unsupported_format`, `frames_problem`): the
+    one rule for files (`open_image`, `load_image`) and uploads (serve/images.py)."""
+    return unsupported_format(im.format) or frames_problem(im)
+
+
 @contextmanager
 def open_image(path: str | Path, decode: bool = True, at_least: tuple[int, int] | None = None) -> Iterator[Image.Image]:
     """An opened photo of a supported format (fully decoded with `decode`; a JPEG at the reduced scale that still
@@ -223,7 +269,9 @@ def _opened(path: Path, decode: bool, at_least: tuple[int, int] | None) -> Itera
             fh.close()
             raise
     with fh, im:  # Pillow leaves a stream it was given open: closed here, after the image
-        if (why := unsupported_format(im.format)) is not None:
+        with _named_errors(path, "read image header"):  # a TIFF's chain of pages may be corrupt
+            why = photo_problem(im)
+        if why is not None:
             raise ImageError(f"{path}: {why}")
         stored = im.size
         if decode:

@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from bbuvl.data.coords import MAX_ASPECT, oriented_size
 from bbuvl.data.images import (JpegTooLarge, LoadedImage, convert_to_rgb, jpeg_scale, open_photo, oriented,
-                               pillow_limit, unsupported_format)
+                               photo_problem, pillow_limit)
 from bbuvl.data.read_cost import ReadCost, read_cost
 from bbuvl.serve.errors import ApiError, cut
 
@@ -54,7 +54,7 @@ def decode_upload(data: bytes | memoryview, max_pixels: int,
     try:
         im, first = open_photo(io.BytesIO(data) if isinstance(data, bytes) else _View(data))
         with im:
-            if (why := unsupported_format(im.format)) is not None:
+            if (why := photo_problem(im)) is not None:
                 raise ApiError(415, "unsupported_image_format", why)
             w, h = stored = im.size
             cost = read_cost(im, first)
