@@ -14,12 +14,14 @@ import typer
 from rich.markup import escape
 
 from bbuvl.atomic import written_path
-from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, console, fail, finite_range, hold_outputs, int_range,
+from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, console, fail, hold_outputs, int_range,
                               print_first, refuse_unused, require_file, user_errors)
-from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
-                                 TILES, ZOOM_INTO, check_mode_name, checkpoint_folder_problem, describe_tiles,
-                                 diverged_warning, mode_help, plain_labels, plain_model_mode, read_folder,
-                                 read_through_config, tile_options, typed)
+from bbuvl.cli.predictor import (CHECKPOINT_HELP, CONSTRAINED, HIERARCHY, LABELS, LANG, MAX_NEW_TOKENS,
+                                 OBJECTNESS_THRESHOLD, SCORE_THRESHOLD, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
+                                 TILES, VERDICT_FAIL, VERDICT_REVIEW, ZOOM_INTO, answer_options, check_mode_name,
+                                 checkpoint_folder_problem, describe_tiles, diverged_warning, mode_help, plain_labels,
+                                 plain_model_mode, read_folder, read_hierarchy, read_through_config, tile_options,
+                                 typed)
 from bbuvl.cli.stops import keeps_now
 from bbuvl.outputs import refuse_inputs_being_written, refuse_outputs_being_read
 from bbuvl.paths import real_path
@@ -45,36 +47,21 @@ def predict(
                                     callback=int_range(1)),
     teachers: Path = typer.Option(None, help="Teachers JSONL for --mode teachers (default: the run's data.teachers)."),
     device: str = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
-    score_threshold: float = typer.Option(None, help="Drop objects scoring below this (in [0, 1]).", callback=finite_range(0, 1)),
-    objectness_threshold: float = typer.Option(
-        None, help="Head mode: keep queries at least this sure an object is there (default: inference.objectness_threshold).",
-        callback=finite_range(0, 1),
-    ),
-    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Generate and teachers modes: the answer's token "
-                                       "budget (default: inference.max_new_tokens).", callback=int_range(1)),
+    score_threshold: float = SCORE_THRESHOLD,
+    objectness_threshold: float = OBJECTNESS_THRESHOLD,
+    max_new_tokens: int = MAX_NEW_TOKENS,
     labels: Path = LABELS,
     lang: str = LANG,
-    constrained: bool = typer.Option(
-        None, "--constrained/--no-constrained",
-        help="Allow only well-formed answers (generate/teachers modes) and head captions (head/name modes) with the "
-             "checkpoint's labels (default: inference.constrained).",
-    ),
+    constrained: bool = CONSTRAINED,
     tiles: str = TILES,
     tile_zoom: float = TILE_ZOOM,
     tile_stride: float = TILE_STRIDE,
     tile_whole: bool = TILE_WHOLE,
     zoom_into: str = ZOOM_INTO,
     tile_refine: str = TILE_REFINE,
-    verdict_review: float = typer.Option(None, "--verdict-review", help="A fault scoring at least this sends its photo to "
-                                         "review, tiled or not (default: the checkpoint's verdict_thresholds.json, "
-                                         "else inference.verdict_review; for photos predicted through tiles or zoom "
-                                         "its verdict_thresholds_tiled.json first).", callback=finite_range(0, 1)),
-    verdict_fail: float = typer.Option(None, "--verdict-fail", help="A fault scoring at least this fails its photo, tiled "
-                                       "or not (default: the checkpoint's verdict_thresholds.json, else "
-                                       "inference.verdict_fail; for photos predicted through tiles or zoom its "
-                                       "verdict_thresholds_tiled.json first).", callback=finite_range(0, 1)),
-    hierarchy: Path = typer.Option(None, "--hierarchy", help="Label hierarchy JSON saying which labels are faults (default: "
-                                   "the run config's data.hierarchy, else the shipped one; docs/faults.md)."),
+    verdict_review: float = VERDICT_REVIEW,
+    verdict_fail: float = VERDICT_FAIL,
+    hierarchy: Path = HIERARCHY,
     overwrite: bool = typer.Option(False, "--overwrite", help="Start --out over instead of resuming or refusing it "
                                    "(never an input)."),
 ) -> None:
@@ -91,7 +78,6 @@ def predict(
     from bbuvl.infer.batch import PredictJob, part_path, photo_names, rank_world, run_predictions
     from bbuvl.infer.output import (check_manifest_name, check_name_room, check_ours, check_output, check_plain_file,
                                     discard_output, input_root, manifest_path)
-    from bbuvl.data.faults import Faults
     from bbuvl.data.named_photos import refuse_named_photos
     from bbuvl.infer.predictor import Predictor, read_teachers, region_batch
     from bbuvl.infer.verdict import (checkpoint_verdict, hierarchy_judges_none, lone_threshold_problem, run_file_missing,
@@ -126,16 +112,9 @@ def predict(
     tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into, tile_stride, tile_refine)
     labels, lang = plain_labels(checkpoint, labels, lang, typed(ctx, "lang"))
     mode = plain_model_mode(checkpoint, labels, lang, mode, lang_typed=typed(ctx, "lang"))
-    with user_errors(ValueError, OSError):
-        faults = Faults.load(hierarchy) if hierarchy is not None else None  # a bad file is refused before the model loads
-    given = {k: v for k, v in (("score_threshold", score_threshold), ("objectness_threshold", objectness_threshold),
-                               ("constrained", constrained), ("verdict_review", verdict_review),
-                               ("verdict_fail", verdict_fail), ("max_new_tokens", max_new_tokens)) if v is not None}
-    # A threshold given on the command line judges every photo: a tiled photo's own pair from the checkpoint would
-    # otherwise judge it at a number the user did not give.
-    given |= {f"{k}_tiled": v for k, v in (("verdict_review", verdict_review), ("verdict_fail", verdict_fail))
-              if v is not None}
-    given |= tiled
+    faults = read_hierarchy(hierarchy)  # a bad file is refused before the model loads
+    given = answer_options(score_threshold, objectness_threshold, constrained, verdict_review, verdict_fail,
+                           max_new_tokens) | tiled
     with user_errors(ValueError, OSError, CheckpointError):
         # Refuse a foreign --out, or one another run wrote, before minutes of model loading, not after; the run
         # config alone gives the mode and the options, the checkpoint's completeness is checked by read_folder below.

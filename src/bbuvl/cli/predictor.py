@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from bbuvl.cli.common import fail, finite_range, one_of
+from bbuvl.cli.common import fail, finite_range, int_range, one_of
 
 if TYPE_CHECKING:
     from bbuvl.model.checkpoint import ModelFolder
@@ -24,6 +24,54 @@ LABELS = typer.Option(None, "--labels", help="A plain model folder's label vocab
                       "list of labels (default: the folder's own labels.json, which an export holds).")
 LANG = typer.Option("zh", help="A plain model folder's prompt language: zh | en (an export's labels.json records its "
                     "own, used when this is not given).", callback=one_of("zh", "en"))
+# What a photo's answer is filtered and judged by, the same options (and checks) for predict and serve
+SCORE_THRESHOLD = typer.Option(None, "--score-threshold", help="Drop objects scoring below this (in [0, 1]).",
+                               callback=finite_range(0, 1))
+OBJECTNESS_THRESHOLD = typer.Option(None, "--objectness-threshold", help="Head mode: keep queries at least this sure an "
+                                    "object is there (default: inference.objectness_threshold).",
+                                    callback=finite_range(0, 1))
+MAX_NEW_TOKENS = typer.Option(None, "--max-new-tokens", help="Generate and teachers modes: the answer's token budget "
+                              "(default: inference.max_new_tokens).", callback=int_range(1))
+CONSTRAINED = typer.Option(None, "--constrained/--no-constrained", help="Allow only well-formed answers "
+                           "(generate/teachers modes) and head captions (head/name modes) with the checkpoint's labels "
+                           "(default: inference.constrained).")
+VERDICT_REVIEW = typer.Option(None, "--verdict-review", help="A fault scoring at least this sends its photo to review, "
+                              "tiled or not (default: the checkpoint's verdict_thresholds.json, else "
+                              "inference.verdict_review; for photos predicted through tiles or zoom its "
+                              "verdict_thresholds_tiled.json first).", callback=finite_range(0, 1))
+VERDICT_FAIL = typer.Option(None, "--verdict-fail", help="A fault scoring at least this fails its photo, tiled or not "
+                            "(default: the checkpoint's verdict_thresholds.json, else inference.verdict_fail; for "
+                            "photos predicted through tiles or zoom its verdict_thresholds_tiled.json first).",
+                            callback=finite_range(0, 1))
+HIERARCHY = typer.Option(None, "--hierarchy", help="Label hierarchy JSON saying which labels are faults (default: the run "
+                         "config's data.hierarchy, else the shipped one; docs/faults.md).")
+
+
+def answer_options(score_threshold: float | None, objectness_threshold: float | None, constrained: bool | None,
+                   verdict_review: float | None, verdict_fail: float | None, max_new_tokens: int | None) -> dict:
+    """The answer options typed (`PredictOptions` fields; those not typed left to the checkpoint). A verdict threshold
+    given judges every photo: a tiled photo's own pair from the checkpoint would otherwise judge it at a number the
+    user did not give."""
+    given = {k: v for k, v in (("score_threshold", score_threshold), ("objectness_threshold", objectness_threshold),
+                               ("constrained", constrained), ("verdict_review", verdict_review),
+                               ("verdict_fail", verdict_fail), ("max_new_tokens", max_new_tokens)) if v is not None}
+    return given | {f"{k}_tiled": v for k, v in (("verdict_review", verdict_review), ("verdict_fail", verdict_fail))
+                    if v is not None}
+
+
+def read_hierarchy(hierarchy: Path | None):  # noqa: ANN201 - Faults | None
+    """The faults `--hierarchy` marks (None when not given), read before the model loads: a missing, foreign or bad
+    file is one red line naming it."""
+    from bbuvl.cli.common import require_file, user_errors
+    from bbuvl.data.faults import Faults
+
+    if hierarchy is None:
+        return None
+    require_file(hierarchy, "--hierarchy", "label hierarchy JSON file")  # a FIFO was waited on forever
+    with user_errors(ValueError, OSError):
+        return Faults.load(hierarchy)
+
+
 # What `bbuvl model export` writes beside the weights: the labels the model answers with and its prompt's language.
 OWN_LABELS = "labels.json"
 

@@ -13,9 +13,11 @@ from rich.markup import escape
 
 from bbuvl.cli.common import (PATH_OR_ID, check_device, console, fail, finite_range, int_range, one_of,
                               refuse_unused, require_file, user_errors)
-from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
-                                 TILES, ZOOM_INTO, check_mode_name, diverged_warning, mode_help, plain_labels,
-                                 plain_model_mode, read_folder, read_through_config, tile_options, typed)
+from bbuvl.cli.predictor import (CHECKPOINT_HELP, CONSTRAINED, HIERARCHY, LABELS, LANG, MAX_NEW_TOKENS,
+                                 OBJECTNESS_THRESHOLD, SCORE_THRESHOLD, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
+                                 TILES, VERDICT_FAIL, VERDICT_REVIEW, ZOOM_INTO, answer_options, check_mode_name,
+                                 diverged_warning, mode_help, plain_labels, plain_model_mode, read_folder,
+                                 read_hierarchy, read_through_config, tile_options, typed)
 from bbuvl.clock import LocalTimeFormatter
 
 # pyproject.toml's [serve] extra, which a plain `pip install bbuvl` leaves out: each distribution, and the modules it may
@@ -128,6 +130,13 @@ def serve(
     tile_whole: bool = TILE_WHOLE,
     zoom_into: str = ZOOM_INTO,
     tile_refine: str = TILE_REFINE,
+    score_threshold: float = SCORE_THRESHOLD,
+    objectness_threshold: float = OBJECTNESS_THRESHOLD,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    constrained: bool = CONSTRAINED,
+    verdict_review: float = VERDICT_REVIEW,
+    verdict_fail: float = VERDICT_FAIL,
+    hierarchy: Optional[Path] = HIERARCHY,
 ) -> None:
     """Serve a checkpoint over HTTP: POST /v1/detect, /v1/chat/completions, /healthz, /readyz, /metrics, and a page at /.
 
@@ -138,7 +147,8 @@ def serve(
     require_serve_extra()
     from bbuvl.infer.predictor import Predictor
     from bbuvl.infer.tiles import check_containers
-    from bbuvl.infer.verdict import run_file_missing
+    from bbuvl.config import PREDICT_MODES
+    from bbuvl.infer.verdict import checkpoint_verdict, hierarchy_judges_none, lone_threshold_problem, run_file_missing
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.model.identity import saved_files_note
     from bbuvl.outputs import refuse_inputs_being_written
@@ -156,8 +166,12 @@ def serve(
         # A checkpoint a running `bbuvl train` is saving (its run/final, a checkpoint-N its rotation deletes) loaded
         # half written, or the weights of one save and the config of the next.
         refuse_inputs_being_written({"--checkpoint": checkpoint, "--labels": labels, "--fewshot": fewshot,
-                                     "--api-key-file": api_key_file})
+                                     "--api-key-file": api_key_file, "--hierarchy": hierarchy})
     tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into, tile_stride, tile_refine)
+    # The options predict answers by, read and checked as predict reads them (cli/predictor.py)
+    faults = read_hierarchy(hierarchy)
+    given = answer_options(score_threshold, objectness_threshold, constrained, verdict_review, verdict_fail,
+                           max_new_tokens) | tiled
     labels, lang = plain_labels(checkpoint, labels, lang, typed(ctx, "lang"))
     mode = plain_model_mode(checkpoint, labels, lang, mode, lang_typed=typed(ctx, "lang"))
     refuse_unused(ctx, fewshot is not None, "--fewshot", "fewshot_backbone", "fewshot_threshold", "fewshot_watch")
@@ -182,9 +196,20 @@ def serve(
         folder = read_folder(checkpoint, labels, lang)
         # Before minutes of loading, and naming where it was named: "cannot read label hierarchy: no such file" named
         # neither the run config nor the key, on a checkpoint copied to a server without the run's hierarchy.
-        if missing := run_file_missing(checkpoint, "data.hierarchy", folder.cfg.data.hierarchy):
-            fail(f"{missing}: it says which labels are faults; copy it there, or set data.hierarchy in "
-                 f"{Path(checkpoint) / 'bbuvl.yaml'} to where it is")
+        if hierarchy is None and (missing := run_file_missing(checkpoint, "data.hierarchy", folder.cfg.data.hierarchy)):
+            fail(f"{missing}: it says which labels are faults; copy it there, set data.hierarchy in "
+                 f"{Path(checkpoint) / 'bbuvl.yaml'} to where it is, or pass --hierarchy HIERARCHY.json")
+        if faults is not None and (problem := hierarchy_judges_none(faults, folder.prompt.labels)) is not None:
+            fail(f"--hierarchy {hierarchy}: {problem}; give the hierarchy the checkpoint's labels come from, or leave "
+                 "--hierarchy out")
+        served = mode or folder.cfg.inference.mode
+        # The chat route writes its answers in any mode (--max-new-tokens); only a head reads --objectness-threshold
+        refuse_unused(ctx, PREDICT_MODES[served].needs_head, " or ".join(
+            f"--mode {m.name}" for m in PREDICT_MODES.values() if m.needs_head and m.serves), "objectness_threshold")
+        if (verdict_review is None) != (verdict_fail is None):  # paired with the other threshold in effect
+            in_effect = checkpoint_verdict(checkpoint, served, hierarchy)[0]
+            if (problem := lone_threshold_problem(verdict_review, verdict_fail, in_effect)) is not None:
+                fail(problem)
         # A LoRA checkpoint's base model (and the hierarchy its run config names) is read too
         refuse_inputs_being_written({k: Path(v) for k, v in read_through_config(checkpoint, folder.cfg).items()
                                      if v is not None and os.path.lexists(v)})
@@ -198,7 +223,9 @@ def serve(
         if (note := saved_files_note(Path(checkpoint))) is not None:
             console.print(f"[yellow]warning[/]: {escape(note)}", soft_wrap=True)
         predictor = Predictor.load(folder, device=device)
-        engine = Engine(predictor, mode, served_name(checkpoint), rescorer, overrides=tiled)
+        if faults is not None:
+            predictor.faults = faults
+        engine = Engine(predictor, mode, served_name(checkpoint), rescorer, overrides=given)
     settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, timeout_s=timeout,
                              max_body_mb=max_body_mb, max_json_mb=max_json_mb, max_bodies_mb=max_bodies_mb,
                              cors_origins=list(cors_origin or []), read_timeout_s=read_timeout,

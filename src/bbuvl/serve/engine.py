@@ -100,8 +100,11 @@ class Engine:
         # An answer in another mode (the chat route's generate) runs with the same options but is judged by the
         # thresholds chosen in its own mode: a head's scores and generate mode's are on different scales
         # (docs/serving.md, "POST /v1/chat/completions"); it was judged by the server's mode's before.
-        self._by_mode = {m: self.options if m == mode else self.options.model_copy(update=_verdict_of(predictor.options(m)))
-                         for m in SERVE_MODES}
+        # Thresholds the server was given (`bbuvl serve --verdict-review`) judge every mode's answers, as they judge every
+        # photo of `bbuvl predict`
+        typed = {k: v for k, v in (overrides or {}).items() if k.startswith("verdict_")}
+        self._by_mode = {m: self.options if m == mode else self.options.model_copy(update=_verdict_of(
+            predictor.options(m, **typed))) for m in SERVE_MODES}
         # a few-shot backbone's files may change once they are served, as the checkpoint's may (model/own_weights.py,
         # which `Predictor.load` applies to the checkpoint's model)
         backbone = getattr(fewshot.backbone if fewshot else None, "model", None)
