@@ -498,3 +498,31 @@ def test_a_config_json_of_a_far_larger_model_is_refused_before_anything_is_built
     with pytest.raises(WeightsMismatch, match=rf"^{folder / 'config.json'}: builds a model of 75,789,228,800 "
                                               r"parameters, but its weight files hold 939,200"):
         load_model_and_processor(str(folder))
+
+
+@pytest.mark.parametrize("name, text", [
+    ("tokenizer_config.json", "{}"), ("preprocessor_config.json", "{}"), ("generation_config.json", "{}"),
+    ("chat_template.jinja", "\n"),
+])
+def test_a_tokenizer_or_processor_file_emptied_by_a_copy_is_refused_naming_it(tiny_dir, tmp_path, name, text):
+    from bbuvl.model.checkpoint import CheckpointError, read_model_folder
+
+    broken = shutil.copytree(tiny_dir, tmp_path / "broken")
+    (broken / name).write_text(text, encoding="utf-8")
+    # Before: an emptied tokenizer_config.json was "model config and tokenizer disagree: config eos_token_id=[...] but
+    # the tokenizer's eos <|endoftext|>=...", naming no file, once the weights had loaded; the others loaded as
+    # transformers' defaults without a word
+    with pytest.raises(CheckpointError, match=rf"\({name}: (holds|empty)"):
+        read_model_folder(broken, labels=["a"])
+
+
+def test_a_tokenizer_config_edited_to_other_special_tokens_is_named_before_the_weights_load(tiny_dir, tmp_path):
+    broken = shutil.copytree(tiny_dir, tmp_path / "broken")
+    settings = json.loads((broken / "tokenizer_config.json").read_text(encoding="utf-8"))
+    settings["eos_token"] = "<|endoftext|>"  # another file's tokens, a hand edit
+    (broken / "tokenizer_config.json").write_text(json.dumps(settings), encoding="utf-8")
+    (broken / "model.safetensors").write_bytes(b"")  # never read: the tokens are checked first
+    with pytest.raises(SpecialTokenMismatch, match=rf"eos_token_id=.*read from {broken / 'tokenizer_config.json'} "
+                                                   rf"and {broken / 'tokenizer.json'}, the config's from "
+                                                   rf"{broken / 'config.json'}\): restore"):
+        load_model_and_processor(str(broken))

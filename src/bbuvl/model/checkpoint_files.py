@@ -22,6 +22,12 @@ import torch
 from bbuvl.data.jsonfile import json_kind
 
 PROMPT_KEYS = {"system": str, "labels": list, "lang": str}
+# Keys transformers writes in every file of each kind it saves. A JSON object holding none of them was emptied (a copy
+# that wrote `{}`) or another file put in its place, and transformers read it as its defaults without a word: an
+# emptied tokenizer_config.json lost the special tokens, and the error was "model config and tokenizer disagree",
+# naming neither file; an emptied preprocessor_config.json or generation_config.json loaded.
+WRITTEN_KEYS = {"tokenizer_config.json": ("tokenizer_class", "eos_token", "added_tokens_decoder"),
+                "preprocessor_config.json": ("image_processor_type", "processor_class", "patch_size")}
 LANGS = ("zh", "en")
 
 
@@ -39,7 +45,27 @@ def json_problem(folder: Path) -> str | None:
         if (line := long_integer_line(path)) is not None:
             return (f"{path.name}: line {line}: a number of more than {sys.get_int_max_str_digits():,} digits, which "
                     "Python's JSON reader, and through it transformers, refuses")
+        if (problem := emptied_problem(path.name, data)) is not None:
+            return problem
     return None
+
+
+def emptied_problem(name: str, data: dict) -> str | None:
+    """Why the settings file `name` holding `data` is no file of its kind (`WRITTEN_KEYS`; a generation_config.json
+    holding no generation setting), or None."""
+    if name == "generation_config.json":
+        from transformers import GenerationConfig
+
+        keys = tuple(sorted(GenerationConfig().to_dict()))
+        if not set(data) & set(keys):
+            return (f"{name}: holds no generation setting ({', '.join(sorted(data)) or 'nothing'}): emptied, or "
+                    "another file copied over it")
+        return None
+    keys = WRITTEN_KEYS.get(name)
+    if keys is None or set(data) & set(keys):
+        return None
+    return (f"{name}: holds none of {', '.join(keys)}, which transformers writes in every one "
+            f"({', '.join(sorted(data)) or 'it holds nothing'}): emptied, or another file copied over it")
 
 
 def long_integer_line(path: Path) -> int | None:
@@ -100,7 +126,10 @@ def template_problem(folder: Path) -> str | None:
     if not path.is_file():
         return None
     try:
-        jinja2.Environment().parse(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        if not text.strip():  # transformers takes it for no template at all, and `model export` writes none
+            return f"{path.name}: empty: no chat template"
+        jinja2.Environment().parse(text)
     except jinja2.TemplateSyntaxError as e:
         return f"{path.name}: line {e.lineno}: not a valid chat template ({e.message})"
     except UnicodeDecodeError as e:

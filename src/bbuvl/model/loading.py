@@ -199,13 +199,21 @@ def load_model_and_processor(
     if load_in_bits != 16:
         kwargs["quantization_config"] = quantization_config(load_in_bits, DTYPES[dtype])
         kwargs["device_map"] = {"": device or "cuda"}
+    if Path(path).is_dir():  # before minutes of loading: a tokenizer file emptied or edited is named, not the weights
+        from transformers import AutoConfig
+
+        if (problem := size_problem(Path(path))) is not None:  # config.json of another model: named as such first
+            raise WeightsMismatch(problem)
+        with _config_named(path):
+            check_special_tokens(AutoConfig.from_pretrained(path), processor, source=path,
+                                 processor_source=processor_path or path)
     generation = greedy_generation(path)
     if generation is not None:
         kwargs["generation_config"] = generation
     with _hub_id_named(path, "weights"):
-        model = load_weights(AutoModelForImageTextToText, path, dtype=DTYPES[dtype],
+        model = load_weights(AutoModelForImageTextToText, path, sized=Path(path).is_dir(), dtype=DTYPES[dtype],
                              attn_implementation=attn_implementation, **kwargs)
-    check_special_tokens(model.config, processor, source=path)
+    check_special_tokens(model.config, processor, source=path, processor_source=processor_path or path)
     if local_vision is None and getattr(model.config, "vision_config", None) is not None:  # a hub id's, read with it
         check_vision_grid(model.config.vision_config.to_dict(), processor, path, processor_path or path)
     use_linear_patch_projection(model)  # the same numbers, a fraction of the convolution's time
@@ -262,12 +270,12 @@ def check_frame_family(path: str, frame: CoordinateContract, contract_folder: st
                      "trained from")
 
 
-def load_weights(model_class: Any, path: str, **kwargs: Any) -> PreTrainedModel:
+def load_weights(model_class: Any, path: str, sized: bool = False, **kwargs: Any) -> PreTrainedModel:
     """`model_class.from_pretrained(path, **kwargs)`, refused naming the folder or its config.json when the weights
     do not fit the model config.json builds, or transformers cannot build that model at all, or its path is one the
-    weights cannot be opened by (`check_folder_path`)."""
+    weights cannot be opened by (`check_folder_path`). `sized`: its caller checked `size_problem` already."""
     check_folder_path(path)
-    if (problem := size_problem(Path(path))) is not None:  # before the model is built at the config's size
+    if not sized and (problem := size_problem(Path(path))) is not None:  # before the model is built at the config's size
         raise WeightsMismatch(problem)
     with _config_named(path), _weights_named(path):
         model, info = model_class.from_pretrained(path, output_loading_info=True, **kwargs)
@@ -518,8 +526,9 @@ def check_vision_grid(vision: dict[str, Any], processor: Any, path: str, process
                              "is another model's: restore this model's own")
 
 
-def check_special_tokens(config: Any, processor: Any, source: str = "model") -> None:
-    """Raise SpecialTokenMismatch, naming both ids, when the config's special tokens are not the tokenizer's."""
+def check_special_tokens(config: Any, processor: Any, source: str = "model", processor_source: str | None = None) -> None:
+    """Raise SpecialTokenMismatch, naming both ids, when the config's special tokens are not the tokenizer's; and, of
+    local folders, the files each side is read from (`source`'s config.json, `processor_source`'s tokenizer files)."""
     tokenizer = getattr(processor, "tokenizer", processor)
     ids = special_token_ids(tokenizer)
     problems = []
@@ -538,4 +547,16 @@ def check_special_tokens(config: Any, processor: Any, source: str = "model") -> 
     if vocab_size is not None and len(tokenizer) > vocab_size:
         problems.append(f"the tokenizer has {len(tokenizer)} tokens but the model embeds only {vocab_size}")
     if problems:
-        raise SpecialTokenMismatch(f"{source}: model config and tokenizer disagree: " + "; ".join(problems))
+        raise SpecialTokenMismatch(f"{source}: model config and tokenizer disagree: " + "; ".join(problems)
+                                   + _token_files(source, processor_source))
+
+
+def _token_files(source: str, processor_source: str | None) -> str:
+    """Where a local folder's special tokens are read from, each side, and what to do; '' for a hub id. A tokenizer
+    file a copy emptied or edited was told as the tokens' disagreement alone, naming no file."""
+    tokens = Path(processor_source or source)
+    if not tokens.is_dir():
+        return ""
+    files = [str(tokens / name) for name in ("tokenizer_config.json", "tokenizer.json") if (tokens / name).is_file()]
+    return (f" (the tokenizer's are read from {' and '.join(files) or tokens}, the config's from "
+            f"{Path(source) / 'config.json'}): restore the checkpoint's own files, or re-copy it")
