@@ -346,3 +346,27 @@ def test_a_plain_folders_pytorch_weights_cut_short_or_missing_a_shard_are_refuse
     with pytest.raises(CheckpointError, match=re.escape("pytorch_model-00002-of-00002.bin missing, of the 2 weights "
                                                         "files pytorch_model.bin.index.json names")):
         read_model_folder(folder, ["线缆"])
+
+
+def test_a_training_checkpoints_generation_config_decodes_as_predict_does(trained_checkpoint, tmp_path):
+    # Stock transformers on a training checkpoint stopped at its default 20 tokens (max_length), sampled with the base's
+    # flags: the file was the base's as save_pretrained wrote it. Now it is what `bbuvl model export` writes.
+    from transformers import GenerationConfig
+
+    from bbuvl.model.checkpoint import save_checkpoint
+    from bbuvl.model.export import SAMPLING_ONLY
+
+    model, processor, cfg, contract, prompt = load_model(trained_checkpoint, device="cpu")
+    saved = GenerationConfig.from_pretrained(str(trained_checkpoint))
+    assert saved.max_new_tokens == cfg.inference.max_new_tokens and not saved.do_sample
+    own = model.vlm.generation_config
+    own.do_sample, own.temperature, own.top_p, own.top_k = True, 0.7, 0.8, 20  # a Qwen base's sampling flags
+    save_checkpoint(model, processor, cfg, contract, prompt, tmp_path / "again")
+    written = json.loads((tmp_path / "again" / "generation_config.json").read_text(encoding="utf-8"))
+    assert written["max_new_tokens"] == cfg.inference.max_new_tokens and written["do_sample"] is False
+    assert not set(SAMPLING_ONLY) & set(written), written
+    stop = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert stop in written["eos_token_id"] and written["pad_token_id"] == processor.tokenizer.pad_token_id
+    assert own.do_sample and own.temperature == 0.7  # the model training goes on with keeps its own
+    again = read_model_folder(tmp_path / "again")  # bbu-vl reads it as before
+    assert again.cfg.inference.max_new_tokens == cfg.inference.max_new_tokens

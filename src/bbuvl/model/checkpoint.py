@@ -115,6 +115,7 @@ def save_checkpoint(model: Any, processor: Any, cfg: Config, contract: Coordinat
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.vlm.save_pretrained(directory, safe_serialization=True)
+    save_stock_generation(model.vlm, processor, cfg, directory)
     for module, name, _ in extra_modules(model):
         if module is not None:
             state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
@@ -134,6 +135,30 @@ def save_checkpoint(model: Any, processor: Any, cfg: Config, contract: Coordinat
         readable_as_opened(file)
     record_digests(directory)  # last: what a resume compares this checkpoint by (model/identity.py)
     return directory
+
+
+def save_stock_generation(vlm: Any, processor: Any, cfg: Config, directory: Path) -> None:
+    """Write the checkpoint's generation_config.json as `bbuvl model export` writes it (greedy, stopping where `bbuvl
+    predict` stops, with its `inference.max_new_tokens`). save_pretrained wrote the base's own, and stock transformers
+    loading the checkpoint stopped at the default 20 tokens of `max_length` with the base's sampling flags; bbu-vl
+    passes all of these at every call, so its own answers are the same. A LoRA checkpoint's adapters write none."""
+    import copy
+
+    from bbuvl.model.export import GENERATION_FILE, as_predict_decodes
+
+    file = directory / GENERATION_FILE
+    generation = getattr(vlm, "generation_config", None)
+    if generation is None or not file.is_file():
+        return
+    generation = copy.deepcopy(generation)  # the model training goes on with keeps its own
+    as_predict_decodes(generation, processor.tokenizer, cfg.inference.max_new_tokens)
+    try:
+        generation.validate(strict=True)
+    except ValueError as e:  # the base's file holds a value transformers refuses: kept as save_pretrained wrote it
+        log.warning("%s: kept as the base model's (%s)", file, " ".join(str(e).split()))
+        return
+    with atomic_path(file) as tmp:
+        generation.to_json_file(tmp)
 
 
 def safetensors_problem(path: Path) -> str | None:

@@ -375,6 +375,17 @@ def greedy_only(generation: GenerationConfig) -> None:
             setattr(generation, name, None)
 
 
+def as_predict_decodes(generation: GenerationConfig, tokenizer: Any, max_new_tokens: int) -> None:
+    """Set `generation` to decode as `bbuvl predict` does: greedy, stopping where it stops (the turn's end, or
+    padding), with its answer budget `max_new_tokens`: what an export and a training checkpoint save for stock
+    loaders (docs/serving.md, "Stock transformers on a training checkpoint")."""
+    generation.eos_token_id = [tokenizer.convert_tokens_to_ids(TURN_END), tokenizer.pad_token_id]
+    generation.pad_token_id = tokenizer.pad_token_id
+    # A base's max_length too was a second limit that max_new_tokens overrides, and transformers said so at every call.
+    generation.max_new_tokens, generation.max_length = max_new_tokens, None
+    greedy_only(generation)
+
+
 def chat_messages(prompt: Prompt) -> list[dict]:
     """The chat messages a stock loader asks the model with (the card shows them): the system prompt, then the photo
     and the user text."""
@@ -456,13 +467,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
         vlm = vlm.merge_and_unload()
     out = Path(out)
     tokenizer = processor.tokenizer
-    stops = [tokenizer.convert_tokens_to_ids(TURN_END), tokenizer.pad_token_id]
     generation = vlm.generation_config
-    # Greedy, stopping where `bbuvl predict` stops (the turn's end, or padding), with its answer budget.
-    generation.eos_token_id, generation.pad_token_id = stops, tokenizer.pad_token_id
-    # A base's max_length too was a second limit that max_new_tokens overrides, and transformers said so at every call.
-    generation.max_new_tokens, generation.max_length = cfg.inference.max_new_tokens, None
-    greedy_only(generation)
+    as_predict_decodes(generation, tokenizer, cfg.inference.max_new_tokens)
     try:  # save_pretrained refused it too, but naming no file
         generation.validate(strict=True)
     except ValueError as e:
