@@ -502,7 +502,7 @@ def test_a_config_json_of_a_far_larger_model_is_refused_before_anything_is_built
 
 @pytest.mark.parametrize("name, text", [
     ("tokenizer_config.json", "{}"), ("preprocessor_config.json", "{}"), ("generation_config.json", "{}"),
-    ("chat_template.jinja", "\n"),
+    ("chat_template.jinja", "\n"), ("processor_config.json", "{}"), ("chat_template.json", "{}"),
 ])
 def test_a_tokenizer_or_processor_file_emptied_by_a_copy_is_refused_naming_it(tiny_dir, tmp_path, name, text):
     from bbuvl.model.checkpoint import CheckpointError, read_model_folder

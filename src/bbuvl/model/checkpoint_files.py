@@ -27,7 +27,10 @@ PROMPT_KEYS = {"system": str, "labels": list, "lang": str}
 # emptied tokenizer_config.json lost the special tokens, and the error was "model config and tokenizer disagree",
 # naming neither file; an emptied preprocessor_config.json or generation_config.json loaded.
 WRITTEN_KEYS = {"tokenizer_config.json": ("tokenizer_class", "eos_token", "added_tokens_decoder"),
-                "preprocessor_config.json": ("image_processor_type", "processor_class", "patch_size")}
+                "preprocessor_config.json": ("image_processor_type", "processor_class", "patch_size"),
+                "processor_config.json": ("processor_class", "image_processor"),
+                # an older transformers' file of the template: emptied, it was a bare KeyError 'chat_template'
+                "chat_template.json": ("chat_template",)}
 LANGS = ("zh", "en")
 
 
