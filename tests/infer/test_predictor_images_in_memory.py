@@ -52,3 +52,19 @@ def test_a_servers_upload_of_the_file_reaches_the_model_as_its_path_does(predict
     assert photo.prepared.image.tobytes() == predictor.prepare(sideways).image.tobytes()
     served, = predictor.predict_each([photo.prepared], "head")
     assert _seen(served) == _seen(predictor.predict([sideways], "head")[0])
+
+
+def test_a_file_of_several_pictures_opened_in_memory_is_refused_as_its_path_is(predictor, tmp_path):
+    # Answered for its first frame before, where its path was refused (data/images.py frames_problem)
+    from tests.data.test_images_frames import pictures
+
+    path = tmp_path / "animated.png"
+    path.write_bytes(pictures("PNG", 3))
+    with pytest.raises(ValueError, match=r"animated.png: an animated PNG of 3 frames; "):
+        predictor.prepare(str(path))
+    with Image.open(path) as opened, pytest.raises(ValueError, match=r"^an animated PNG of 3 frames; "):
+        predictor.prepare(opened)
+    with Image.open(path) as opened:
+        opened.seek(2)  # a frame the caller chose
+        assert predictor.prepare(opened).size == (64, 48)
+        assert predictor.prepare(opened.convert("RGB")).size == (64, 48)

@@ -26,7 +26,7 @@ from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.digests import FileDigest
 from bbuvl.data.faults import Faults
 from bbuvl.data.families import IMAGE_TOKEN, TURN_END, get_family
-from bbuvl.data.images import load_image, oriented, to_rgb, upright_size
+from bbuvl.data.images import frames_problem, load_image, oriented, to_rgb, upright_size
 from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
 from bbuvl.data.schema import ImageRecord, Sample, read_lines, require_photos, resolve_image
 from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, format_answer
@@ -257,6 +257,16 @@ def photo_list(images: Any, call: str) -> list[Any]:
     return list(images)
 
 
+def _frames_problem(image: Image.Image) -> str | None:
+    """Why an image given in memory is refused as its file is (data/images.py `frames_problem`): an animated PNG
+    opened with `Image.open` was answered for its first frame, where its path was refused. A frame the caller chose
+    (`seek`) is taken, and an image whose file is closed, whose frames cannot be counted, is taken as given."""
+    try:
+        return frames_problem(image) if image.tell() == 0 else None
+    except (OSError, ValueError, EOFError):
+        return None
+
+
 class Predictor:
     """A trained checkpoint ready to predict; see the module docstring for the modes.
 
@@ -382,6 +392,8 @@ class Predictor:
         # data/images.py): a phone's portrait opened with Image.open was predicted on its sideways pixels, its boxes
         # in a frame its file's do not share. What data/images.py or a server turned says no turn is left.
         if isinstance(image, Image.Image):
+            if (why := _frames_problem(image)) is not None:
+                raise ValueError(why)
             turned = oriented(image)[0]
             img, stored = to_rgb(turned), size or turned.size
         else:
