@@ -526,3 +526,20 @@ def test_a_tokenizer_config_edited_to_other_special_tokens_is_named_before_the_w
                                                    rf"and {broken / 'tokenizer.json'}, the config's from "
                                                    rf"{broken / 'config.json'}\): restore"):
         load_model_and_processor(str(broken))
+
+
+@pytest.mark.parametrize("name, encoding, said", [
+    ("tokenizer_config.json", "utf-8-sig", "saved with a UTF-8 byte order mark"),
+    ("generation_config.json", "utf-8-sig", "saved with a UTF-8 byte order mark"),
+    ("preprocessor_config.json", "utf-16", "saved as UTF-16 or UTF-32"),
+])
+def test_a_transformers_file_a_windows_editor_saved_is_refused_naming_it(tiny_dir, tmp_path, name, encoding, said):
+    from bbuvl.model.checkpoint import CheckpointError, read_model_folder
+
+    broken = shutil.copytree(tiny_dir, tmp_path / "broken")
+    (broken / name).write_bytes((broken / name).read_text(encoding="utf-8").encode(encoding))
+    # Before: a tokenizer_config.json with a byte order mark was a bare JSONDecodeError ('Unexpected UTF-8 BOM')
+    # naming no file; a generation_config.json with one loaded as transformers' defaults without a word. bbu-vl's
+    # own reader takes both, so the folder's check passed them.
+    with pytest.raises(CheckpointError, match=rf"\({name}: {said} .*save it as UTF-8 without a byte order mark\)"):
+        read_model_folder(broken, labels=["a"])

@@ -34,6 +34,17 @@ WRITTEN_KEYS = {"tokenizer_config.json": ("tokenizer_class", "eos_token", "added
 LANGS = ("zh", "en")
 
 
+# The JSON files of a model folder transformers (and peft) read themselves, as UTF-8 with Python's json, which
+# refuses a byte order mark: tokenizer_config.json with one was a bare JSONDecodeError naming no file, and
+# generation_config.json with one was skipped for the defaults without a word. bbu-vl's own files are read past one,
+# and in UTF-16 (data/jsonfile.py), so json_problem passed them.
+HF_JSON_FILES = frozenset({"config.json", "tokenizer_config.json", "tokenizer.json", "preprocessor_config.json",
+                           "processor_config.json", "video_preprocessor_config.json", "generation_config.json",
+                           "chat_template.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
+                           "adapter_config.json", "model.safetensors.index.json"})
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def json_problem(folder: Path) -> str | None:
     """Why one of a model folder's JSON files cannot be read as HF and bbu-vl read it (None when all can)."""
     from bbuvl.data.jsonfile import read_json
@@ -50,6 +61,21 @@ def json_problem(folder: Path) -> str | None:
                     "Python's JSON reader, and through it transformers, refuses")
         if (problem := emptied_problem(path.name, data)) is not None:
             return problem
+        if path.name in HF_JSON_FILES and (saved := _not_plain_utf8(path)) is not None:
+            return (f"{path.name}: saved {saved} (as some Windows editors save), which transformers' JSON reader "
+                    "refuses or skips: save it as UTF-8 without a byte order mark")
+    return None
+
+
+def _not_plain_utf8(path: Path) -> str | None:
+    """How the JSON file at `path` is saved when not as UTF-8 without a byte order mark, told from its first bytes
+    (JSON starts with ASCII: a zero byte among them is UTF-16 or UTF-32); None when it is."""
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head.startswith(UTF8_BOM):
+        return "with a UTF-8 byte order mark"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\0" in head:
+        return "as UTF-16 or UTF-32"
     return None
 
 
