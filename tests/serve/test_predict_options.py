@@ -74,3 +74,27 @@ def test_serve_judges_a_photo_by_the_options_given_as_predict_does(trained_check
         answer = client.detect_file(photos[0]).json()
     assert answer["verdict"] == line["verdict"]
     assert [o["bbox_2d"] for o in answer["objects"]] == [o["bbox_2d"] for o in line["objects"]]
+
+
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
+def test_serve_refuses_a_tile_option_that_would_change_nothing_as_predict_does(trained_checkpoint, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import bbuvl
+    from bbuvl.model.checkpoint import read_model_folder
+
+    assert read_model_folder(trained_checkpoint).cfg.inference.tiles == "off"
+    said = []
+    (tmp_path / "in").mkdir()
+    for command in (["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "p.jsonl")], ["serve", "--port", "0"]):
+        # A subprocess: a server that took the option would listen until killed (it did, the option unused)
+        env = {**os.environ, "BBUVL_API_KEYS": "k" * 32, "COLUMNS": "200",
+               "PYTHONPATH": str(Path(bbuvl.__file__).parents[1])}
+        r = subprocess.run([sys.executable, "-m", "bbuvl.cli", *command, "-c", str(trained_checkpoint), "--tiles-only",
+                            "--device", "cpu"], capture_output=True, text=True, timeout=120, env=env)
+        assert r.returncode == 2, r.stdout + r.stderr
+        said.append(" ".join((r.stdout + r.stderr).split()))
+    assert said == ["error: --tiles-only applies only with --tiles: add --tiles or leave it out"] * 2, said

@@ -47,6 +47,7 @@ def test_serve_refuses_a_bad_tile_grid_before_listening(trained_checkpoint, tmp_
     assert r.exit_code == 2 and "COLSxROWS" in r.output
     r = CliRunner().invoke(cli, ["serve", "-c", str(trained_checkpoint), "--tile-stride", "0.1", "--device", "cpu"])
     assert r.exit_code == 2 and "--tile-stride" in r.output and "0.1" in r.output
-    r = CliRunner().invoke(cli, ["serve", "-c", str(trained_checkpoint), "--tile-refine", "挡风版", "--device", "cpu"],
+    r = CliRunner().invoke(cli, ["serve", "-c", str(trained_checkpoint), "--tiles", "2x2", "--tile-refine", "挡风版",
+                                 "--device", "cpu"],
                            env={"BBUVL_API_KEYS": "k" * 32})
     assert r.exit_code != 0 and "--tile-refine" in r.output and "'挡风版'" in r.output

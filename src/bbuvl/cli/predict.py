@@ -20,8 +20,8 @@ from bbuvl.cli.predictor import (CHECKPOINT_HELP, CONSTRAINED, HIERARCHY, LABELS
                                  OBJECTNESS_THRESHOLD, SCORE_THRESHOLD, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
                                  TILES, VERDICT_FAIL, VERDICT_REVIEW, ZOOM_INTO, answer_options, check_mode_name,
                                  checkpoint_folder_problem, describe_tiles, diverged_warning, mode_help, plain_labels,
-                                 plain_model_mode, read_folder, read_hierarchy, read_through_config, tile_options,
-                                 typed)
+                                 plain_model_mode, read_folder, read_hierarchy, read_through_config, refuse_untiled,
+                                 tile_options, typed)
 from bbuvl.cli.stops import keeps_now
 from bbuvl.outputs import refuse_inputs_being_written, refuse_outputs_being_read
 from bbuvl.paths import real_path
@@ -291,15 +291,6 @@ def teachers_missing(checkpoint: Path, configured: str | None) -> str:
     if configured is None:
         return "--mode teachers needs --teachers TEACHERS.jsonl (the run config names no data.teachers)"
     return f"--mode teachers: {run_file_missing(checkpoint, 'data.teachers', configured)}; pass --teachers TEACHERS.jsonl"
-
-
-def refuse_untiled(ctx: typer.Context, given: dict, cfg) -> None:  # noqa: ANN001 - a Config
-    """Fail when a tile option was typed but neither --tiles nor the checkpoint's inference.tiles cuts tiles (nor
-    --zoom-into zooms, for --tile-zoom): it would change nothing, where the user meant it to."""
-    tiled = given.get("tiles", cfg.inference.tiles) != "off"
-    zoomed = bool(given.get("zoom_containers", cfg.inference.zoom_containers))
-    refuse_unused(ctx, tiled, "--tiles", "tile_stride", "tile_whole", "tile_refine")
-    refuse_unused(ctx, tiled or zoomed, "--tiles or --zoom-into", "tile_zoom")
 
 
 def refuse_other_modes(ctx: typer.Context, mode: str) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from bbuvl.cli.common import fail, finite_range, int_range, one_of
+from bbuvl.cli.common import fail, finite_range, int_range, one_of, refuse_unused
 
 if TYPE_CHECKING:
     from bbuvl.model.checkpoint import ModelFolder
@@ -228,6 +228,15 @@ TILE_REFINE = typer.Option(None, "--tile-refine", help="Comma-separated categori
 ZOOM_INTO = typer.Option(None, "--zoom-into", help="Comma-separated categories (e.g. bbu基带处理单元): a first pass finds "
                          "them, a second predicts each one's crop at full resolution, or none (default: "
                          "inference.zoom_containers).")
+
+
+def refuse_untiled(ctx: typer.Context, given: dict, cfg) -> None:  # noqa: ANN001 - a Config
+    """Fail (predict and serve alike) when a tile option was typed but neither --tiles nor the checkpoint's inference.tiles cuts tiles (nor
+    --zoom-into zooms, for --tile-zoom): it would change nothing, where the user meant it to."""
+    tiled = given.get("tiles", cfg.inference.tiles) != "off"
+    zoomed = bool(given.get("zoom_containers", cfg.inference.zoom_containers))
+    refuse_unused(ctx, tiled, "--tiles", "tile_stride", "tile_whole", "tile_refine")
+    refuse_unused(ctx, tiled or zoomed, "--tiles or --zoom-into", "tile_zoom")
 
 
 def tile_options(tiles: str | None, tile_zoom: float | None, tile_whole: bool | None, zoom_into: str | None,

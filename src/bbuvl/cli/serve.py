@@ -17,7 +17,8 @@ from bbuvl.cli.predictor import (CHECKPOINT_HELP, CONSTRAINED, HIERARCHY, LABELS
                                  OBJECTNESS_THRESHOLD, SCORE_THRESHOLD, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
                                  TILES, VERDICT_FAIL, VERDICT_REVIEW, ZOOM_INTO, answer_options, check_mode_name,
                                  diverged_warning, mode_help, plain_labels, plain_model_mode, read_folder,
-                                 read_hierarchy, read_through_config, tile_options, typed)
+                                 read_hierarchy, read_through_config, refuse_untiled, tile_options,
+                                 typed)
 from bbuvl.clock import LocalTimeFormatter
 
 # pyproject.toml's [serve] extra, which a plain `pip install bbuvl` leaves out: each distribution, and the modules it may
@@ -202,6 +203,7 @@ def serve(
         if faults is not None and (problem := hierarchy_judges_none(faults, folder.prompt.labels)) is not None:
             fail(f"--hierarchy {hierarchy}: {problem}; give the hierarchy the checkpoint's labels come from, or leave "
                  "--hierarchy out")
+        refuse_untiled(ctx, given, folder.cfg)  # a tile option that would change nothing, as predict refuses it
         served = mode or folder.cfg.inference.mode
         # The chat route writes its answers in any mode (--max-new-tokens); only a head reads --objectness-threshold
         refuse_unused(ctx, PREDICT_MODES[served].needs_head, " or ".join(
