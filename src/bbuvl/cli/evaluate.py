@@ -542,7 +542,7 @@ def viz(
     from bbuvl.eval.draw import LabelNamer
     from bbuvl.eval.fonts import find_cjk_font
     from bbuvl.eval.in_progress import edited_predictions_note, unfinished_predictions_note
-    from bbuvl.eval.viz import draw_pictures, is_prediction_file, written_by_viz
+    from bbuvl.eval.viz import draw_pictures, is_prediction_file, viz_pictures
     from bbuvl.infer.verdict import typed_thresholds_problem
 
     refuse_unused(ctx, pred is not None, "--pred", "iou")  # only the predictions beside ground truth are judged
@@ -567,7 +567,9 @@ def viz(
     # and only its pictures are replaced. That folder, recorded as viz's after such a run, still holds the user's files:
     # replaced whole on the next run, they went with it, and so did the photos of a dataset's images/ drawn into.
     beside_photos = holds_photos_drawn(out_dir, input, pred)
-    own = writer_of(out_dir) == "viz" and not strangers_in(output_path(out_dir), written_by_viz) and not beside_photos
+    # Its pictures are those its folder's own ledger records (viz_pictures): a user's 0003_x.png there is no picture
+    own = (writer_of(out_dir) == "viz" and not strangers_in(output_path(out_dir), viz_pictures(out_dir))
+           and not beside_photos)
     with user_errors(ValueError, OSError):
         font = find_cjk_font(font_path)
         name = LabelNamer(font, Hierarchy.load(hierarchy))
