@@ -62,3 +62,16 @@ def test_label_folders_stay_inside_and_no_two_labels_share_one_on_any_system(tmp
     said = {note.split(":")[0] for note in notes}
     assert said == {f"label '{label}'" for label in ("x/../y", "../../z", "bbu", "a/y", ".hidden", "shot3")}, notes
     assert any("'x/up/y'" in note for note in notes) and any("'shot3_'" in note for note in notes)
+
+
+def test_crops_are_never_written_beside_files_already_there(tmp_path):
+    # Written beside an earlier run's crops (other classes, another dataset), both were read back as one support set.
+    out = tmp_path / "out"
+    assert write_crops(_dataset(tmp_path), out, skipped=[]) == {"A": 1}
+    first = sorted(p.relative_to(out) for p in out.rglob("*.png"))
+    with pytest.raises(ValueError, match=r"out: holds A/a_02.png: crops written beside them would be read back as one"):
+        write_crops(_dataset(tmp_path), out, skipped=[])
+    assert sorted(p.relative_to(out) for p in out.rglob("*.png")) == first
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no half set left beside it
+    (tmp_path / "empty").mkdir()
+    assert write_crops(_dataset(tmp_path), tmp_path / "empty", skipped=[]) == {"A": 1}  # an empty folder is filled

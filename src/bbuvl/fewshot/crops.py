@@ -5,8 +5,12 @@ read back as the same label. A label part no folder can be read back as (`..`, `
 Windows refuses) is written as the nearest name one can (`label_folder`), and a label whose folder is another's once
 compared as macOS and Windows compare names (`BBU` and `bbu`: data/names.py `name_key`) gets its own, hashed: a
 label `x/../y` was written into `y/` beside the crops of `y`, `../../z` outside `out`, and `BBU` and `bbu` into one
-folder, one class read back. Each label written under another name than its own is said. A box with nothing of the photo inside it (outside the photo, or of no width or height)
-is skipped and said, as the queries' are: saved, it would be a support image of no part under the class's name.
+folder, one class read back. Each label written under another name than its own is said. A box with nothing of the
+photo inside it (outside the photo, or of no width or height) is skipped and said, as the queries' are: saved, it would
+be a support image of no part under the class's name.
+
+The set fills a new folder that takes `out`'s name once every crop is in, and an `out` holding files is refused:
+crops written beside an earlier run's (other classes, another dataset) were read back as one support set.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable
 import warnings
 
-from bbuvl.atomic import save_atomic
+from bbuvl.atomic import atomic_folder, save_atomic
 from bbuvl.data.coords import box_is_degenerate
 from bbuvl.data.images import load_image, stored_crop
 from bbuvl.data.labels import label_at_level
@@ -49,35 +53,45 @@ def write_crops(
     rows = list(iter_dataset(dataset))
     if bad := next((row.error for row in rows if row.error is not None), None):
         raise bad  # before any crop is written, as a bad line always was
-    for row in rows:
-        record = row.sample.student
-        boxes = [(i, label_at_level(o.desc, level), o.bbox_2d) for i, o in enumerate(record.objects)]
-        boxes = [(i, label, box) for i, label, box in boxes
-                 if (wanted is None or label in wanted) and (per_class is None or counts[label] < per_class)]
-        if not boxes:
-            continue
-        photo = resolve_image(dataset, record.image)
-        loaded = load_image(photo)  # a JPEG past Pillow's limit decodes smaller: boxes are in the stored photo's pixels
-        for i, label, box in boxes:
-            if per_class is not None and counts[label] >= per_class:
+    if held := sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                      if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)):
+        # Written beside them, an earlier run's crops (other classes, another dataset) were read back as one support
+        # set with this one's; replaced whole, the user's files would go with the folder.
+        raise ValueError(f"{out}: holds {', '.join(held[:3])}{f' and {len(held) - 3} more' if len(held) > 3 else ''}: "
+                         "crops written beside them would be read back as one support set with them; give a new "
+                         "folder, or remove them")
+    # Filled beside its name and put there whole once every crop is in: a failed run leaves no half set
+    with atomic_folder(out) as root:
+        for row in rows:
+            record = row.sample.student
+            boxes = [(i, label_at_level(o.desc, level), o.bbox_2d) for i, o in enumerate(record.objects)]
+            boxes = [(i, label, box) for i, label, box in boxes
+                     if (wanted is None or label in wanted) and (per_class is None or counts[label] < per_class)]
+            if not boxes:
                 continue
-            cut = crop_box(box, margin, loaded.size)
-            if box_is_degenerate(cut):  # as a query's box is judged (fewshot/embed.py)
-                (w, h), where = loaded.size, f"{dataset}:{row.line} objects[{i}]"
-                _say(skipped, f"{where}: {photo}: box {list(box)} is empty inside the {w}x{h} image: skipped")
-                continue
-            x1, y1, x2, y2 = (int(round(v)) for v in cut)
-            folder = out / folders.folder(label, skipped)
-            folder.mkdir(parents=True, exist_ok=True)
-            # The photo's stem as every system can hold it (`a:b.jpg` -> `a_b_00.png`): a crop set is copied between
-            # machines; the folders are the labels themselves, which read_support reads back.
-            stem = portable_part(Path(record.image).stem)
-            # Cut to leave room for a hash and the temporary it is written as (data/names.py)
-            derived = fit_name(f"{folder.relative_to(out).as_posix()}/{stem}_{i:02d}.png", f"{photo}#{i}")
-            name = names.name(derived, f"{photo}#{i}")
-            crop = stored_crop(loaded.image, loaded.size, (x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)))
-            save_atomic(out / name, lambda fh: crop.save(fh, "PNG"))
-            counts[label] += 1
+            photo = resolve_image(dataset, record.image)
+            # A JPEG past Pillow's limit decodes smaller: boxes are in the stored photo's pixels
+            loaded = load_image(photo)
+            for i, label, box in boxes:
+                if per_class is not None and counts[label] >= per_class:
+                    continue
+                cut = crop_box(box, margin, loaded.size)
+                if box_is_degenerate(cut):  # as a query's box is judged (fewshot/embed.py)
+                    (w, h), where = loaded.size, f"{dataset}:{row.line} objects[{i}]"
+                    _say(skipped, f"{where}: {photo}: box {list(box)} is empty inside the {w}x{h} image: skipped")
+                    continue
+                x1, y1, x2, y2 = (int(round(v)) for v in cut)
+                folder = root / folders.folder(label, skipped)
+                folder.mkdir(parents=True, exist_ok=True)
+                # The photo's stem as every system can hold it (`a:b.jpg` -> `a_b_00.png`): a crop set is copied between
+                # machines; the folders are the labels themselves, which read_support reads back.
+                stem = portable_part(Path(record.image).stem)
+                # Cut to leave room for a hash and the temporary it is written as (data/names.py)
+                derived = fit_name(f"{folder.relative_to(root).as_posix()}/{stem}_{i:02d}.png", f"{photo}#{i}")
+                name = names.name(derived, f"{photo}#{i}")
+                crop = stored_crop(loaded.image, loaded.size, (x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)))
+                save_atomic(root / name, lambda fh: crop.save(fh, "PNG"))
+                counts[label] += 1
     return dict(counts)
 
 
