@@ -30,9 +30,10 @@ from safetensors.torch import load_file
 
 from bbuvl.atomic import atomic_folder, write_text_atomic
 from bbuvl.data.coords import MAX_ASPECT, CoordinateContract
+from bbuvl.data.faults import TILED_THRESHOLDS_FILE
 from bbuvl.data.families import TURN_END
 from bbuvl.data.jsonfile import parse_json, read_json
-from bbuvl.data.scale import SCALE_FILE, TrainingScale
+from bbuvl.data.scale import SCALE_FILE, TILE_SCALE_FILE, TrainingScale
 from bbuvl.model.checkpoint import (EXPORT_FRAME_FILE, HEAD_FILE, POSITIONS_FILE, READOUT_FILE, ModelFolder, is_peft,
                                     is_plain_model_folder, load_model, read_model_folder)
 from bbuvl.model.checkpoint_files import TEMPLATE_FILE
@@ -282,7 +283,7 @@ def chosen_files(folder: ModelFolder, costs: list[PartCost],
     an export runs): carried, its verdicts and `tiles: auto` grid are the checkpoint's. Chosen on another mode's
     scores, or on answers a left-out part changes, they would judge answers they were not chosen on.
     """
-    carried, left = [], {}
+    carried, left, pairs = [], {}, {}
     for name in CHOSEN_LATER:
         path = folder.path / name
         if taken is not None and name not in taken or taken is None and not path.is_file():
@@ -290,6 +291,7 @@ def chosen_files(folder: ModelFolder, costs: list[PartCost],
         # Damaged: refused naming it, as `bbuvl predict` on the checkpoint does
         saved = read_json(path, "chosen file") if taken is None else _parsed(path, taken[name])
         mode = saved.get("mode") if isinstance(saved, dict) else None
+        pairs[name] = saved.get("pair") if isinstance(saved, dict) else None
         if costs:
             left[name] = (f"chosen on answers with {', '.join(c.part for c in costs)}, which this export leaves out "
                           "and so answers otherwise")
@@ -298,6 +300,15 @@ def chosen_files(folder: ModelFolder, costs: list[PartCost],
                           "mode only")
         else:
             carried.append(name)
+    if TILED_THRESHOLDS_FILE in carried and pairs[TILED_THRESHOLDS_FILE] is not None \
+            and pairs[TILED_THRESHOLDS_FILE] != (pairs.get(TILE_SCALE_FILE) if TILE_SCALE_FILE in carried else None):
+        # Chosen with a scale the export does not carry: predict there leaves such a pair out (infer/verdict.py
+        # `unpaired`), and would say a choose-tiles run had stopped between its files
+        carried.remove(TILED_THRESHOLDS_FILE)
+        left[TILED_THRESHOLDS_FILE] = (f"chosen with the {TILE_SCALE_FILE} beside it, which this export leaves out: it "
+                                       "judges photos cut at that scale" if TILE_SCALE_FILE in left else
+                                       f"written with another {TILE_SCALE_FILE} than the checkpoint's (a `choose-tiles "
+                                       "--choose-thresholds` stopped between its two files)")
     return carried, left
 
 
