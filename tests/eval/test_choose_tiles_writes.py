@@ -186,6 +186,12 @@ def test_a_tiled_pair_written_with_another_tile_scale_than_the_one_there_is_left
     framed, _, source = checkpoint_verdict(ckpt)
     assert framed.tiled != VerdictThresholds(0.1, 0.3), source
     assert f"{TILED_THRESHOLDS_FILE} was written with a {TILE_SCALE_FILE} other than the one there now" in source
+    from bbuvl.infer.predictor import Predictor
+
+    p = Predictor.load(ckpt, device="cpu")  # predict and serve
+    assert p.options("head").thresholds(tiled=True) != VerdictThresholds(0.1, 0.3)
+    [note] = [n for n in p.threshold_notes("head") if TILED_THRESHOLDS_FILE in n]
+    assert "other than the one there now" in note and "eval --choose-thresholds" not in note, note
 
 
 @pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")

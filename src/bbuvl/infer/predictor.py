@@ -40,7 +40,7 @@ from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.tiles import TilePlan, category_spellings, predict_tiled
 from bbuvl.infer.tile_scale import ChosenTileScale, for_model, scale_of_other_mode
 from bbuvl.infer.verdict import (SCORE_DIGITS, ChosenThresholds, Verdict, VerdictThresholds, at_review, cut_otherwise,
-                                 for_faults, hierarchy_judges_none, judge, other_mode, unjudged_at_review,
+                                 for_faults, hierarchy_judges_none, judge, other_mode, unjudged_at_review, unpaired,
                                  with_chosen)
 from bbuvl.model.checkpoint import ModelFolder
 from bbuvl.model.identity import trained_identity
@@ -361,11 +361,15 @@ class Predictor:
         hierarchy marked other faults; a hierarchy that marks none of its labels a fault; and a tile scale chosen in
         another mode, unless the photos are cut with other `tiles` than auto (None: not known)."""
         kept, left_out = for_faults(*self.chosen, self.faults.labels, self.identity, self.scale_pair)
+        # Said with its own remedy (choose-tiles), not eval's
+        other_scale = unpaired(self.chosen[1], self.scale_pair)
+        left_out = [r for r in left_out if r != other_scale]
         auto = tiles in (None, "auto")
         tiled = kept[1] if kept[1] is not None and kept[1].applies(mode) else None
         notes = [other_mode(*kept, mode), hierarchy_judges_none(self.faults, self.prompt.labels),
                  scale_of_other_mode(self.tile_scale, mode) if auto else None,
-                 cut_otherwise(tiled, self.train_scale, self.tile_refine) if auto else None]
+                 cut_otherwise(tiled, self.train_scale, self.tile_refine) if auto else None,
+                 other_scale]
         if left_out:
             notes.append(f"{' and '.join(left_out)}: the photos are judged by the run config's thresholds; choose them "
                          "again with `bbuvl eval --choose-thresholds` on predictions of this model judged by these faults")

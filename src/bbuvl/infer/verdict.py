@@ -239,8 +239,9 @@ def unpaired(chosen_tiled: ChosenThresholds | None, scale_pair: str | None) -> s
     if chosen_tiled is None or chosen_tiled.pair is None or chosen_tiled.pair == scale_pair:
         return None
     return (f"{TILED_THRESHOLDS_FILE} was written with a {TILE_SCALE_FILE} other than the one there now (a `choose-tiles "
-            "--choose-thresholds` stopped between its two files, or one of them copied from elsewhere); choose it "
-            "again with `bbuvl choose-tiles --choose-thresholds`")
+            "--choose-thresholds` stopped between its two files, or one of them copied from elsewhere): the photos cut "
+            "into tiles are judged by the run config's thresholds; choose it again with `bbuvl choose-tiles "
+            "--choose-thresholds`")
 
 
 def for_faults(chosen: ChosenThresholds | None, chosen_tiled: ChosenThresholds | None, judged: Iterable[str],
@@ -388,8 +389,10 @@ def checkpoint_verdict(checkpoint: str | Path, mode: str | None = None, hierarch
     chosen, chosen_tiled = ChosenThresholds.load(checkpoint), ChosenThresholds.load(checkpoint, tiled=True)
     # Hashed only to check a chosen file: a checkpoint copied whole has no record vouching for its files (seconds a 3B).
     model = trained_identity(checkpoint, known) if chosen is not None or chosen_tiled is not None else None
-    (chosen, chosen_tiled), other_faults = for_faults(chosen, chosen_tiled, judged, model,
-                                                      scale_pair(checkpoint) if chosen_tiled is not None else None)
+    pair = scale_pair(checkpoint) if chosen_tiled is not None else None
+    other_scale = unpaired(chosen_tiled, pair)  # said with its own remedy (choose-tiles), not eval's
+    (chosen, chosen_tiled), other_faults = for_faults(chosen, chosen_tiled, judged, model, pair)
+    other_faults = [r for r in other_faults if r != other_scale]
     framed = framed_thresholds(with_chosen(inference, chosen, chosen_tiled, mode))
     if chosen is not None and chosen.applies(mode):
         source = f"{checkpoint / THRESHOLDS_FILE} (chosen on {chosen.chosen_on})"
@@ -407,6 +410,8 @@ def checkpoint_verdict(checkpoint: str | Path, mode: str | None = None, hierarch
     if other_faults:
         source += (f" ({' and '.join(other_faults)}: judged by the run config's thresholds instead; choose them again "
                    "with `bbuvl eval --choose-thresholds`)")
+    if other_scale:
+        source += f" ({other_scale})"
     return framed, own_hierarchy, source
 
 
