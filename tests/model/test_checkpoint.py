@@ -113,6 +113,46 @@ def test_a_checkpoint_missing_a_file_transformers_loads_is_refused_naming_it_bef
         read_model_folder(broken)
 
 
+def test_a_lora_checkpoint_without_its_adapter_weights_is_refused_naming_them(trained_checkpoint, tmp_path):
+    broken = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, broken)
+    for name in ("config.json", "model.safetensors"):
+        (broken / name).unlink()
+    (broken / "adapter_config.json").write_text("{}", encoding="utf-8")
+    # Before: "config.json missing", a file a LoRA checkpoint never has, told because its weights were gone.
+    with pytest.raises(CheckpointError, match=re.escape("incomplete or damaged checkpoint (adapter_model.safetensors "
+                                                        "missing)")):
+        read_model_folder(broken)
+
+
+def _sharded(folder, shards: int) -> None:
+    """`folder`'s model.safetensors as the first of `shards` shards with its index, as save_pretrained lays out a model
+    over its max_shard_size (each base Qwen VL checkpoint on the hub)."""
+    weights = load_file(folder / "model.safetensors")
+    names = [f"model-{k:05d}-of-{shards:05d}.safetensors" for k in range(1, shards + 1)]
+    (folder / "model.safetensors").rename(folder / names[0])
+    index = {"metadata": {}, "weight_map": {key: names[i % shards] for i, key in enumerate(sorted(weights))}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index), encoding="utf-8")
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["checkpoint", "plain folder"])
+def test_a_sharded_model_missing_a_shard_or_its_index_is_refused_naming_it(trained_checkpoint, tiny_model_dir,
+                                                                           tmp_path, plain):
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_model_dir if plain else trained_checkpoint, broken)
+    _sharded(broken, 2)
+    labels = ["线缆"] if plain else None
+    # Before: transformers' "No such file or directory" once the other shard had loaded (a plain folder), or nothing
+    # said before the weights loaded; without the index, its "no file named model.safetensors", naming neither.
+    with pytest.raises(CheckpointError, match=re.escape("model-00002-of-00002.safetensors missing, of the 2 weights "
+                                                        "files model.safetensors.index.json names")):
+        read_model_folder(broken, labels)
+    (broken / "model.safetensors.index.json").unlink()
+    with pytest.raises(CheckpointError, match=re.escape("model.safetensors.index.json missing (it maps each tensor to "
+                                                        "one of the shards model-00001-of-00002.safetensors, ...)")):
+        read_model_folder(broken, labels)
+
+
 def test_a_checkpoint_missing_several_files_names_each_once_in_one_list(trained_checkpoint, tmp_path):
     import shutil
 
@@ -265,3 +305,44 @@ def test_a_final_a_swap_killed_as_pid_1_set_aside_is_named_and_put_back_and_a_ru
         child.wait()
     assert finish_swap(run / "final") == aside / "final"
     assert sorted(p.name for p in run.iterdir()) == ["final"]
+
+
+def test_the_note_of_files_changed_or_gone_since_training_saved_a_checkpoint_names_each(tmp_path):
+    from bbuvl.model.identity import record_digests, saved_files_note
+
+    folder = tmp_path / "final"
+    folder.mkdir()
+    for name in ("config.json", "tokenizer.json", "lora_base.json"):
+        (folder / name).write_text("{}", encoding="utf-8")
+    record_digests(folder)
+    assert saved_files_note(folder) is None
+    (folder / "config.json").write_text('{"edited": 1}', encoding="utf-8")
+    (folder / "lora_base.json").unlink()
+    # predict said only what changed, and nothing of a file gone; serve said neither
+    assert saved_files_note(folder) == (f"{folder}: config.json changed since training saved the checkpoint; "
+                                        "lora_base.json gone since training saved it in the checkpoint "
+                                        "(content_digest.json records each file's SHA-256): copy it again, unless the "
+                                        "change is an edit of your own")
+
+
+def test_a_plain_folders_pytorch_weights_cut_short_or_missing_a_shard_are_refused_naming_them(tiny_model_dir, tmp_path):
+    import torch
+
+    folder = tmp_path / "base"
+    shutil.copytree(tiny_model_dir, folder)
+    weights = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save(weights, folder / "pytorch_model.bin")  # an older base model's weights, as torch.save writes them
+    read_model_folder(folder, ["线缆"])  # whole: read as before
+    data = (folder / "pytorch_model.bin").read_bytes()
+    (folder / "pytorch_model.bin").write_bytes(data[:len(data) // 2])
+    # Before: torch's bare "Invalid argument" from predict, serve and train, naming no file
+    with pytest.raises(CheckpointError, match=re.escape(f"pytorch_model.bin: {len(data) // 2} bytes, its archive's end "
+                                                        "missing (a copy cut short?)")):
+        read_model_folder(folder, ["线缆"])
+    (folder / "pytorch_model.bin").rename(folder / "pytorch_model-00001-of-00002.bin")
+    index = {"weight_map": {key: f"pytorch_model-0000{1 + i % 2}-of-00002.bin" for i, key in enumerate(weights)}}
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index), encoding="utf-8")
+    with pytest.raises(CheckpointError, match=re.escape("pytorch_model-00002-of-00002.bin missing, of the 2 weights "
+                                                        "files pytorch_model.bin.index.json names")):
+        read_model_folder(folder, ["线缆"])

@@ -50,6 +50,8 @@ folder, photos = Path(sys.argv[1]), sys.argv[2:]
 card = (folder / "README.md").read_text(encoding="utf-8")
 messages = json.loads(re.search(r"As chat messages:\n\n```json\n(.*?)\n```", card, re.S).group(1))
 frame = json.loads(re.search(r"--mm-processor-kwargs '(\{.*?\})'", card).group(1))
+import numpy as np
+exec(re.search(r"\n(TURNS = .*?\n    return image.convert\('RGB'\))\n", card, re.S).group(1))  # the card's own
 size = {"shortest_edge": frame["min_pixels"], "longest_edge": frame["max_pixels"]}
 model = AutoModelForImageTextToText.from_pretrained(folder).eval()
 try:
@@ -65,7 +67,7 @@ template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
 stops = model.generation_config.eos_token_id
 stops = set(stops if isinstance(stops, list) else [stops])
 for photo in photos:
-    image = ImageOps.exif_transpose(Image.open(photo)).convert("RGB")
+    image = upright_rgb(photo)
     if processor is not None:
         text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, enable_thinking=False)
         inputs = processor(images=[image], text=[text], images_kwargs={"size": size}, return_tensors="pt")
@@ -432,6 +434,23 @@ def test_a_checkpoint_without_its_chat_template_is_refused_naming_the_file(porta
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
+def test_an_export_of_a_checkpoint_changed_since_training_saved_it_says_so_as_predict_does(portable, tmp_path):
+    import shutil
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(portable[0], checkpoint)
+    weights = checkpoint / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 1  # one bit of a weight: a copy's damage
+    weights.write_bytes(bytes(data))
+    r = export(checkpoint, tmp_path / "out")
+    said = " ".join(r.output.split())
+    # Before: exported without a word, into a folder that records no digest to tell the damage by afterwards
+    assert r.exit_code == 0 and f"warning: {checkpoint}: model.safetensors changed since training saved the " \
+                                "checkpoint" in said, said
+
+
 @pytest.mark.parametrize("name", ["config.json", "preprocessor_config.json"])
 def test_a_checkpoint_missing_a_file_transformers_loads_is_refused_naming_it(portable, tmp_path, name):
     import shutil
@@ -731,3 +750,41 @@ def test_a_labels_file_whose_system_prompt_is_no_text_is_refused_naming_it(tmp_p
     with pytest.raises(ValueError, match=f"{re.escape(str(path))}: 'system' must be the system prompt the model was "
                                          "trained with"):
         recorded_prompt(path)
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl", "qwen3_5"])
+def test_an_export_checks_its_chat_template_renders_the_prompt_bbuvl_asks_with(family, tmp_path):
+    from bbuvl.data.coords import CoordinateContract
+    from bbuvl.data.labels import Hierarchy
+    from bbuvl.encode.prompts import system_prompt
+    from bbuvl.model.checkpoint import Prompt
+    from bbuvl.model.export import template_drift
+    from bbuvl.model.loading import load_processor
+    from bbuvl.tiny.model import build_tiny_model
+    from bbuvl.tiny.templates import chat_template
+
+    processor = load_processor(str(build_tiny_model(tmp_path / "tiny", family=family, seed=0)))
+    prompt = Prompt(system_prompt(["线缆"], Hierarchy.load(None), "zh", family), ["线缆"], "zh")
+    contract = CoordinateContract(family=family)
+    assert template_drift(processor, prompt, contract) is None  # the family's own, as every tiny and Qwen folder has
+    other = {"qwen2_5_vl": "qwen3_5", "qwen3_vl": "qwen3_5", "qwen3_5": "qwen2_5_vl"}[family]
+    processor.chat_template = chat_template(other)  # another family's template copied into the checkpoint
+    # Before: exported without a word, and stock transformers asked the model with another prompt (a think block more
+    # or less) than bbu-vl trained and predicts it with
+    assert template_drift(processor, prompt, contract).startswith("renders another prompt than bbu-vl's from token ")
+
+
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
+def test_a_checkpoint_whose_chat_template_renders_another_prompt_is_refused_naming_it(portable, tmp_path):
+    import shutil
+
+    from bbuvl.tiny.templates import chat_template
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(portable[0], checkpoint)
+    (checkpoint / "chat_template.jinja").write_text(chat_template("qwen3_5"), encoding="utf-8")
+    r = export(checkpoint, tmp_path / "out")
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2 and f"{checkpoint / 'chat_template.jinja'}: renders another prompt than bbu-vl's from " \
+                                "token" in said and "(the template: '<think>" in said, said
+    assert not (tmp_path / "out").exists()

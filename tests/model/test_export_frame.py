@@ -57,9 +57,19 @@ def checkpoint_at(tiny_vlm, out: Path, min_pixels: int, max_pixels: int, budget:
                            Prompt("Find the parts.", ["螺丝"], "zh"), out)
 
 
+def card_opened(photo: Path) -> Image.Image:
+    """`photo` as the model card's code opens it (its `upright_rgb`)."""
+    import numpy as np
+
+    from bbuvl.model.model_card import UPRIGHT_RGB
+
+    namespace = {"np": np, "Image": Image}
+    exec("\n".join(UPRIGHT_RGB), namespace)
+    return namespace["upright_rgb"](photo)
+
+
 def shown(checkpoint: Path, exported: Path, photos: list[Path]) -> list[tuple[str, tuple, tuple, Path]]:
     """Each photo's (name, bbuvl's grid and pixel_values shape on the checkpoint, stock's on the export, photo)."""
-    from PIL import ImageOps
     from transformers import AutoImageProcessor
 
     from bbuvl.infer.predictor import Predictor
@@ -70,7 +80,7 @@ def shown(checkpoint: Path, exported: Path, photos: list[Path]) -> list[tuple[st
     rows = []
     for photo in photos:
         sample = predictor.encode(predictor.prepare(photo)).sample
-        image = ImageOps.exif_transpose(Image.open(photo)).convert("RGB")  # as the model card's code opens it
+        image = card_opened(photo)  # as the model card's code opens it
         theirs = stock(images=[image], return_tensors="pt")
         rows.append((photo.name, (tuple(sample.image_grid_thw[0].tolist()), tuple(sample.pixel_values.shape)),
                      (tuple(theirs["image_grid_thw"][0].tolist()), tuple(theirs["pixel_values"].shape)), photo))
@@ -115,14 +125,13 @@ def test_an_export_whose_processor_cannot_frame_some_photos_as_training_did_says
     folder_bounds, training_bounds = tuple(map(int, m.group(1, 2))), tuple(map(int, m.group(3, 4)))
     assert folder_bounds == (50176, 50176) and training_bounds == (784, 50176)
     from transformers import AutoImageProcessor
-    from PIL import ImageOps
 
     stock = AutoImageProcessor.from_pretrained(tmp_path / "exported")
     differ = 0
     for name, ours, theirs, photo in shown(checkpoint, tmp_path / "exported", photos):
         if theirs[0][1] * theirs[0][2] // 4 > 64:  # the output's rule: those photos at training's bounds instead
             differ += 1
-            image = ImageOps.exif_transpose(Image.open(photo)).convert("RGB")
+            image = card_opened(photo)
             out = stock(images=[image], size={"shortest_edge": training_bounds[0], "longest_edge": training_bounds[1]},
                         return_tensors="pt")
             theirs = (tuple(out["image_grid_thw"][0].tolist()), tuple(out["pixel_values"].shape))

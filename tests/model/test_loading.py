@@ -16,6 +16,7 @@ from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.families import family_of
 from bbuvl.model.loading import (
     SpecialTokenMismatch,
+    VisionGridMismatch,
     _image_only_class,
     check_special_tokens,
     load_model_and_processor,
@@ -258,6 +259,27 @@ def test_config_tokenizer_mismatch_is_an_error_naming_both_ids(tiny_dir, tmp_pat
         load_model_and_processor(str(broken))
 
 
+@pytest.mark.parametrize("key, value, said", [
+    ("patch_size", 16, "patch_size 16 where its vision_config has patch_size 14"),
+    ("merge_size", 1, "merge_size 1 where its vision_config has spatial_merge_size 2"),
+], ids=["another model's patches", "another merge"])
+def test_an_image_processor_of_another_grid_than_the_vision_tower_is_refused_naming_both_files(tiny_dir, tmp_path, key,
+                                                                                               value, said):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_dir, broken)
+    for name in ("preprocessor_config.json", "processor_config.json"):  # as a Qwen3-VL's processor files copied in
+        saved = json.loads((broken / name).read_text())
+        settings = saved.get("image_processor", saved)
+        if key in settings:
+            settings[key] = value
+        (broken / name).write_text(json.dumps(saved))
+    # Before: it loaded, and every photo then failed alone ("shape '[-1, 3, 2, 14, 14]' is invalid for input of size
+    # 258048"), naming no file
+    with pytest.raises(VisionGridMismatch, match=rf"^{broken / 'preprocessor_config.json'}: the image processor has "
+                                                 rf"{said} \({broken / 'config.json'}\)"):
+        load_model_and_processor(str(broken))
+
+
 def test_tokenizer_larger_than_the_embedding_is_an_error(loaded):
     model, processor = loaded
     config = model.config.__class__.from_dict(model.config.to_dict())
@@ -463,3 +485,16 @@ def test_a_tokenizer_or_generation_config_transformers_cannot_read_is_named(tiny
     with pytest.raises(ValueError) as e:
         load_model_and_processor(str(folder))
     assert str(e.value).startswith(f"{folder / name}: transformers cannot read it ("), str(e.value)
+
+
+def test_a_config_json_of_a_far_larger_model_is_refused_before_anything_is_built(tiny_dir, tmp_path):
+    from bbuvl.model.loading import WeightsMismatch
+
+    folder = tmp_path / "minimal"
+    shutil.copytree(tiny_dir, folder)
+    (folder / "config.json").write_text('{"model_type": "qwen2_5_vl"}', encoding="utf-8")  # Qwen's defaults: 75.8B
+    # Before: transformers built the 75.8-billion-parameter model before finding the weights did not fit it, and the
+    # kernel killed the process for want of memory, without a word (exit 137)
+    with pytest.raises(WeightsMismatch, match=rf"^{folder / 'config.json'}: builds a model of 75,789,228,800 "
+                                              r"parameters, but its weight files hold 939,200"):
+        load_model_and_processor(str(folder))

@@ -11,8 +11,9 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
-from bbuvl.model.checkpoint import CheckpointError, load_model
-from bbuvl.model.lora_base import BASE_FILE
+from bbuvl.model.checkpoint import CheckpointError, check_lora_base, load_model
+from bbuvl.model.identity import record_digests
+from bbuvl.model.lora_base import BASE_FILE, base_fingerprint
 from bbuvl.train.trainer import train
 from tests.lora_runs import one_step_lora
 
@@ -86,8 +87,31 @@ def test_the_same_base_copied_again_loads_and_a_checkpoint_without_a_fingerprint
     shutil.copytree(tmp_path / "old", base, copy_function=shutil.copyfile)  # new files, new times, the same bytes
     load_model(run / "final")
     replace_weights(base)
-    (run / "final" / BASE_FILE).unlink()  # saved before fingerprints were recorded
+    (run / "final" / BASE_FILE).unlink()
+    # Lost from a copy (its content_digest.json records it): the base cannot be checked, and is refused, naming the file
+    with pytest.raises(CheckpointError, match=f"{BASE_FILE}: missing, though training saved it"):
+        load_model(run / "final")
+    record_digests(run / "final")  # as a checkpoint saved before fingerprints were recorded: none to check against
     load_model(run / "final")
+
+
+def test_a_lora_checkpoint_that_lost_the_fingerprint_training_recorded_is_refused_naming_it(tmp_path):
+    # Before: taken for a checkpoint saved before fingerprints, its base went unchecked: adapters over a base replaced
+    # since answered wrongly without a word (predict, serve, export and merge-lora all load through check_lora_base).
+    checkpoint, base = tmp_path / "final", tmp_path / "base"
+    checkpoint.mkdir()
+    base.mkdir()
+    (base / "config.json").write_text("{}", encoding="utf-8")
+    (checkpoint / BASE_FILE).write_text(json.dumps({"base": str(base), "fingerprint": base_fingerprint(base)}),
+                                        encoding="utf-8")
+    record_digests(checkpoint)
+    check_lora_base(checkpoint, base)  # the same base: loads
+    (checkpoint / BASE_FILE).unlink()
+    with pytest.raises(CheckpointError, match=f"{checkpoint / BASE_FILE}: missing, though training saved it "
+                                              r"\(content_digest.json records it\).* --accept-base"):
+        check_lora_base(checkpoint, base)
+    record_digests(checkpoint)  # a checkpoint that never had one (saved before fingerprints): not checked, as before
+    check_lora_base(checkpoint, base)
 
 
 @pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")

@@ -93,7 +93,7 @@ def test_the_card_says_to_send_a_server_each_photo_upright(tmp_path: Path):
                                ExportResult(tmp_path / "out", "qwen3_vl", False)).split())
     vllm = card[card.index("With vLLM"):]
     assert "Send each photo upright: turned as its EXIF orientation asks and re-encoded without the tag" in vllm
-    assert "ImageOps.exif_transpose(Image.open(PHOTO))" in vllm
+    assert "upright_rgb(PHOTO)" in vllm
 
 
 def test_the_card_spells_the_bytes_of_a_folder_named_in_gbk(tmp_path: Path, monkeypatch):
@@ -112,3 +112,48 @@ def test_the_card_spells_the_bytes_of_a_folder_named_in_gbk(tmp_path: Path, monk
     card.encode("utf-8")
     assert f"validation photos (`{tmp_path}/\\xca\\xfd\\xbe\\xdd/val.jsonl`)" in card
     assert f"from `{tmp_path}/\\xca\\xfd\\xbe\\xdd/run/final`" in card
+
+
+def test_the_cards_code_shows_the_model_each_photo_as_bbuvl_predict_does(tmp_path: Path):
+    import re
+
+    import numpy as np
+    from PIL import Image
+
+    from bbuvl.data.images import load_image
+    from tests.exif_photos import (UNPARSABLE_EXIF, jpeg_turned_with_a_make_tag_of_the_wrong_type,
+                                   photo_with_an_unparsable_exif_block)
+
+    prompt, contract = Prompt("找出每个部件。", ["线缆"], "zh"), CoordinateContract(family="qwen2_5_vl")
+    folder = ModelFolder(tmp_path / "ckpt", True, Config(), prompt, contract)
+    card = model_card(folder, contract, prompt, Config(), ExportResult(tmp_path / "out", "qwen2_5_vl", False))
+    code = re.search(r"## Use it\n\n```python\n(.*?)\n```", card, re.S).group(1)
+    opened = code[code.index("TURNS = "):code.index("return image.convert('RGB')") + len("return image.convert('RGB')")]
+    namespace = {"np": np, "Image": Image}
+    exec(opened, namespace)
+    assert "photo = upright_rgb(PHOTO)" in code
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    turned = Image.Exif()
+    turned[0x0112] = 6
+    rgb.save(tmp_path / "turned.jpg", exif=turned.tobytes())
+    Image.fromarray(rng.integers(0, 65536, (48, 64), dtype=np.uint16)).save(tmp_path / "grey16.png")
+    Image.fromarray(rng.integers(0, 65536, (48, 64), dtype=np.uint16)).save(tmp_path / "grey16.tiff")
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(Image.fromarray(rng.choice([0, 128, 255], (48, 64)).astype(np.uint8)))
+    rgba.save(tmp_path / "rgba.png")
+    rgba.convert("LA").save(tmp_path / "la.png")
+    palette = rgb.convert("P", palette=Image.ADAPTIVE, colors=16)
+    palette.save(tmp_path / "palette.png", transparency=3)
+    rgb.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    rgb.save(tmp_path / "turned.tiff", exif=turned.tobytes())  # Pillow turns a TIFF itself as it decodes it
+    (tmp_path / "wrong_type.jpg").write_bytes(jpeg_turned_with_a_make_tag_of_the_wrong_type())
+    for kind, block in UNPARSABLE_EXIF.items():
+        for fmt in ("JPEG", "PNG", "WEBP"):
+            (tmp_path / f"{kind}.{fmt.lower()}").write_bytes(photo_with_an_unparsable_exif_block(rgb, fmt, block))
+    for photo in sorted(tmp_path.glob("*.*")):
+        ours = np.asarray(load_image(photo).image.convert("RGB"))
+        # Before: `ImageOps.exif_transpose(Image.open(PHOTO)).convert('RGB')`: 16-bit photos nearly white, transparent
+        # pixels black where bbu-vl put them on white, so stock transformers answered them otherwise; and a photo
+        # whose EXIF a camera wrote damaged, which bbu-vl reads, failed in exif_transpose
+        assert np.array_equal(np.asarray(namespace["upright_rgb"](photo)), ours), photo.name

@@ -51,3 +51,55 @@ def test_weights_copied_over_in_place_while_serving_change_no_answer(trained_che
         after = client.detect_file(photos[0])
         # other boxes before, from weights no checkpoint held (and a file cut shorter killed the process: SIGBUS)
         assert after.status == 200 and after.json()["objects"] == before
+
+
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
+def test_serve_warns_as_predict_does_of_checkpoint_files_changed_or_gone_since_training_saved_them(
+        trained_checkpoint, photos, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+    from tests.serve.conftest import cli_server
+
+    folder = shutil.copytree(trained_checkpoint, tmp_path / "final")
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 1  # one bit of a weight: a copy's damage
+    weights.write_bytes(bytes(data))
+    (folder / "training_scale.json").unlink()  # lost by a copy
+    said = (f"{folder}: model.safetensors changed since training saved the checkpoint; training_scale.json gone since "
+            "training saved it in the checkpoint (content_digest.json records each file's SHA-256)")
+    (tmp_path / "in").mkdir()
+    shutil.copy(photos[0], tmp_path / "in")
+    r = CliRunner().invoke(app, ["predict", "-c", str(folder), "-i", str(tmp_path / "in"), "-o", str(tmp_path / "p.jsonl"),
+                                 "--mode", "head", "--device", "cpu"], env={"COLUMNS": "400"})
+    # predict named the changed file alone before, and said nothing of one gone
+    assert r.exit_code == 0 and said in " ".join(r.output.split()), r.output
+    with cli_server(["-c", str(folder), "--mode", "head", "--device", "cpu"], tmp_path / "serve.log") as (client, _):
+        assert client.detect_file(photos[0]).status == 200
+    # serve said nothing of either before
+    assert said in " ".join((tmp_path / "serve.log").read_text().split())
+
+
+def test_serve_of_a_checkpoint_whose_hierarchy_is_not_there_names_the_key_and_its_run_config(trained_checkpoint,
+                                                                                              tmp_path, monkeypatch):
+    import shutil
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    folder = shutil.copytree(trained_checkpoint, tmp_path / "final")
+    config = yaml.safe_load((folder / "bbuvl.yaml").read_text(encoding="utf-8"))
+    config["data"]["hierarchy"] = str(tmp_path / "gone" / "hierarchy.json")  # the run's own, left on the training machine
+    (folder / "bbuvl.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("BBUVL_API_KEYS", "k" * 32)
+    r = CliRunner().invoke(app, ["serve", "-c", str(folder), "--device", "cpu", "--port", "0"], env={"COLUMNS": "400"})
+    said = " ".join(r.output.split())
+    # Before: "cannot read label hierarchy: no such file" once the model had loaded, naming neither the key nor the run
+    # config it is set in (predict names both)
+    assert r.exit_code == 2 and (f"the run config's data.hierarchy ({tmp_path / 'gone' / 'hierarchy.json'} in "
+                                 f"{folder / 'bbuvl.yaml'}) is not there") in said, said

@@ -106,6 +106,16 @@ def tiny(
     )
 
 
+def warn_of_saved_files(checkpoint: Path) -> None:
+    """Say which files of `checkpoint` changed or are gone since training saved it, as `bbuvl predict` does: the merged
+    checkpoint records its files anew and an export records none, so a copy's damage was carried on without a word,
+    and no record was left to tell it by."""
+    from bbuvl.model.identity import saved_files_note
+
+    if checkpoint.is_dir() and (note := saved_files_note(checkpoint)) is not None:
+        console.print(f"[yellow]warning[/]: {escape(note)}", soft_wrap=True)
+
+
 @app.command("merge-lora")
 def merge_lora_cmd(
     checkpoint: Path = typer.Argument(..., help="Checkpoint folder trained with model.lora.enabled=true."),
@@ -131,6 +141,7 @@ def merge_lora_cmd(
             fail(f"{checkpoint}: not a LoRA checkpoint (no adapter_config.json): its weights are whole already, "
                  "nothing to merge")
 
+    warn_of_saved_files(checkpoint)
     with user_errors():
         merge_lora(checkpoint, out, accept_base=accept_base)
     console.print(f"[green]merged[/] {escape(str(checkpoint))} -> {escape(str(out))}")
@@ -179,6 +190,7 @@ def export_cmd(
             check_replaced_whole(out, "model export")
     from bbuvl.model.export import export_checkpoint
 
+    warn_of_saved_files(checkpoint)
     costs = []
     if drop_vision_positions:
         from bbuvl.eval.part_cost import vision_positions_cost

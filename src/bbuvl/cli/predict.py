@@ -98,7 +98,7 @@ def predict(
                                      verdict_counts)
     from bbuvl.infer.tiles import check_containers
     from bbuvl.model.checkpoint import CheckpointError
-    from bbuvl.model.identity import DIGEST_FILE, changed_since_saved, identify
+    from bbuvl.model.identity import identify, saved_files_note
     from bbuvl.outputs import check_not_inputs
 
     with user_errors(ValueError):
@@ -177,12 +177,9 @@ def predict(
         job.key = predict_key(job, checkpoint, cfg, given, source if mode == "teachers" else None, labels, lang,
                               found.key if found else None, hierarchy, in_effect, files)
         # The key hashed what no record vouched for: files training saved and something changed since (a copy cut
-        # short, a disk's damage) answered without a word, where `doctor model` names them
-        changed, _ = changed_since_saved(checkpoint, {f.name: f for f in job.key.checkpoint_files})
-        if changed:
-            console.print(f"[yellow]warning[/]: {escape(str(checkpoint))}: {escape(', '.join(changed))} changed since "
-                          f"training saved the checkpoint ({DIGEST_FILE} records each file's SHA-256): copy it again, "
-                          "unless the change is an edit of your own", soft_wrap=True)
+        # short, a disk's damage) answered without a word, where `doctor model` names them; and files gone since
+        if (note := saved_files_note(checkpoint, {f.name: f for f in job.key.checkpoint_files})) is not None:
+            console.print(f"[yellow]warning[/]: {escape(note)}", soft_wrap=True)
     # The lock run_predictions takes, held from here: a busy --out is refused now. Another rank of a sharded run holds
     # its part alone: rank 0 holds --out for the merge, and every rank's lock on it refused all ranks but the first.
     hold_outputs("predict", [out if rank == 0 else part_path(out, rank, world)])

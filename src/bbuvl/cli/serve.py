@@ -138,7 +138,9 @@ def serve(
     require_serve_extra()
     from bbuvl.infer.predictor import Predictor
     from bbuvl.infer.tiles import check_containers
+    from bbuvl.infer.verdict import run_file_missing
     from bbuvl.model.checkpoint import CheckpointError
+    from bbuvl.model.identity import saved_files_note
     from bbuvl.outputs import refuse_inputs_being_written
     from bbuvl.serve.app import ServeSettings, bodies_bound_problem, create_app
     from bbuvl.serve.auth import read_keys
@@ -178,6 +180,11 @@ def serve(
             rescorer = FewShotRescorer.load(fewshot, fewshot_backbone, fewshot_threshold, device or "auto", fewshot_watch)
     with user_errors(ValueError, OSError, CheckpointError):
         folder = read_folder(checkpoint, labels, lang)
+        # Before minutes of loading, and naming where it was named: "cannot read label hierarchy: no such file" named
+        # neither the run config nor the key, on a checkpoint copied to a server without the run's hierarchy.
+        if missing := run_file_missing(checkpoint, "data.hierarchy", folder.cfg.data.hierarchy):
+            fail(f"{missing}: it says which labels are faults; copy it there, or set data.hierarchy in "
+                 f"{Path(checkpoint) / 'bbuvl.yaml'} to where it is")
         # A LoRA checkpoint's base model (and the hierarchy its run config names) is read too
         refuse_inputs_being_written({k: Path(v) for k, v in read_through_config(checkpoint, folder.cfg).items()
                                      if v is not None and os.path.lexists(v)})
@@ -186,6 +193,10 @@ def serve(
                          "--tile-refine / inference.tile_refine")
         if (diverged := diverged_warning(checkpoint)) is not None:
             console.print(f"[yellow]warning[/]: {escape(diverged)}", soft_wrap=True)
+        # As `bbuvl predict` warns on the same checkpoint: a copy that changed or lost a file since training saved it
+        # was served without a word.
+        if (note := saved_files_note(Path(checkpoint))) is not None:
+            console.print(f"[yellow]warning[/]: {escape(note)}", soft_wrap=True)
         predictor = Predictor.load(folder, device=device)
         engine = Engine(predictor, mode, served_name(checkpoint), rescorer, overrides=tiled)
     settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, timeout_s=timeout,

@@ -25,7 +25,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,8 +45,9 @@ from bbuvl.data.scale import TrainingScale
 from bbuvl.data.text import shell_word
 from bbuvl.model.checkpoint_files import (IMAGE_PROCESSOR_FILE, PROCESSOR_CONFIG_FILE, TEMPLATE_FILE, check_module_state,
                                           check_prompt, json_problem, saved_image_processor, template_problem)
-from bbuvl.model.identity import CHOSEN_LATER, record_digests, restamp_chosen, taken_choices, write_taken
-from bbuvl.model.lora_base import base_changes, record_base
+from bbuvl.model.identity import (CHOSEN_LATER, DIGEST_FILE, record_digests, recorded_digests, restamp_chosen,
+                                  taken_choices, write_taken)
+from bbuvl.model.lora_base import BASE_FILE, base_changes, record_base
 from bbuvl.outputs import writer_around
 from bbuvl.paths import real_path
 
@@ -162,6 +165,7 @@ TRAINING_FILES = (CONFIG_FILE, CONTRACT_FILE, PROMPT_FILE)  # what `bbuvl train`
 # A tokenizer's vocabulary in one of the forms HF saves it: without one, loading fails with a message about the
 # config and tokenizer disagreeing, far from the missing file.
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # a LoRA checkpoint's VLM, over its base
 
 
 def _has_training_files(directory: Path) -> bool:
@@ -180,12 +184,15 @@ def is_plain_model_folder(directory: str | Path) -> bool:
 def missing_model_files(directory: Path) -> list[str]:
     """The files transformers loads a checkpoint from that are not in it: without them its errors name other things
     ("Unrecognized model", "Can't load video processor", "config and tokenizer disagree")."""
-    config = "adapter_config.json" if (directory / "adapter_model.safetensors").is_file() else "config.json"
+    # An adapter checkpoint by either of its two files: one whose weights were lost was told "config.json missing",
+    # a file it never had.
+    adapter = [name for name in ADAPTER_FILES if (directory / name).is_file()]
     try:
         has_image_processor = saved_image_processor(directory) is not None
     except ValueError:
         has_image_processor = True  # there, but damaged: json_problem names the file
-    missing = [] if (directory / config).is_file() else [config]
+    missing = ([name for name in ADAPTER_FILES if name not in adapter] if adapter else
+               [] if (directory / "config.json").is_file() else ["config.json"])
     if not has_image_processor:
         missing.append(f"{IMAGE_PROCESSOR_FILE} (or an image_processor in {PROCESSOR_CONFIG_FILE})")
     return missing + ([] if (directory / "tokenizer_config.json").is_file() else ["tokenizer_config.json"])
@@ -209,11 +216,49 @@ def start_folder_problem(directory: str | Path) -> str | None:
 
 
 def weights_problem(directory: Path) -> str | None:
-    """Why one of a folder's safetensors files cannot be read (cut short, damaged), naming it; None when all can. A
-    plain folder's cut-short weights were a safetensors traceback ("incomplete metadata") in predict, serve and train."""
+    """Why a folder's weights cannot be read, naming the file; None when they can: a safetensors file cut short or
+    damaged (a plain folder's was a safetensors traceback, "incomplete metadata", in predict, serve and train), or a
+    weights shard that is not there (`shards_problem`)."""
+    if (problem := shards_problem(directory)) is not None:
+        return problem
     for weights in sorted(directory.glob("*.safetensors")):
         if (problem := safetensors_problem(weights)) is not None:
             return f"{weights.name}: {problem}"  # the caller says what to do
+    for weights in sorted(directory.glob("pytorch_model*.bin")):
+        # torch.save's zip archive (an older base model's weights): one cut short was torch's bare "Invalid argument"
+        with weights.open("rb") as fh:
+            zipped = fh.read(4) == b"PK\x03\x04"
+        if zipped and not zipfile.is_zipfile(weights):
+            return f"{weights.name}: {weights.stat().st_size} bytes, its archive's end missing (a copy cut short?)"
+    return None
+
+
+# The names save_pretrained gives the shards of a model (pytorch_model-...bin: an older base model's)
+SHARD = re.compile(r"^(model-\d{5}-of-\d{5}\.safetensors|pytorch_model-\d{5}-of-\d{5}\.bin)$")
+
+
+def shards_problem(directory: Path) -> str | None:
+    """Which of a sharded model's files is not there (a copy that lost one), naming it; None when none is missing.
+
+    A shard the index names but the folder lacks was transformers' bare "No such file or directory" once the others
+    had loaded; shards without their index, its "no file named model.safetensors", which names neither."""
+    indexes = sorted([*directory.glob("*.safetensors.index.json"), *directory.glob("pytorch_model*.bin.index.json")])
+    for index in indexes:
+        try:
+            weight_map = read_json(index).get("weight_map")
+        except (OSError, ValueError, AttributeError):
+            continue  # damaged: json_problem names it
+        names = sorted({v for v in weight_map.values() if isinstance(v, str)}) if isinstance(weight_map, dict) else []
+        gone = [name for name in names if not (directory / name).is_file()]
+        if gone:
+            return (f"{', '.join(gone[:3])}{f' and {len(gone) - 3} more' if len(gone) > 3 else ''} missing, of the "
+                    f"{len(names)} weights files {index.name} names")
+    shards = sorted(p.name for p in directory.glob("*model-*") if SHARD.match(p.name))
+    whole = ("model.safetensors", "pytorch_model.bin")
+    if shards and not indexes and not any((directory / name).is_file() for name in whole):
+        index = "pytorch_model.bin.index.json" if shards[0].endswith(".bin") else "model.safetensors.index.json"
+        return (f"{index} missing (it maps each tensor to one of the shards {shards[0]}, ...), without which no loader "
+                "reads them")
     return None
 
 
@@ -241,6 +286,8 @@ def checkpoint_problem(directory: str | Path) -> str | None:
     weights = sorted(directory.glob("*.safetensors"))
     if not any(w.name.startswith(("model", "adapter_model")) for w in weights):
         return "no model*.safetensors or adapter_model.safetensors"
+    if (problem := shards_problem(directory)) is not None:
+        return problem
     for w in weights:
         try:
             verify_safetensors(w)
@@ -607,6 +654,14 @@ def check_lora_base(checkpoint: str | Path, base: str | Path) -> None:
     if not Path(base).is_dir():
         return
     changes = base_changes(checkpoint, base)
+    if changes is None and BASE_FILE in recorded_digests(Path(checkpoint)):
+        # Training fingerprinted the base, and the copy lost the file: the check was skipped as for a checkpoint that
+        # never had one, and adapters over a base replaced since answered wrongly without a word.
+        raise CheckpointError(f"{Path(checkpoint) / BASE_FILE}: missing, though training saved it ({DIGEST_FILE} "
+                              f"records it): it fingerprints the base model the LoRA adapters trained on, without which "
+                              f"the base now at {base} (model.path in its {CONFIG_FILE}) cannot be told from another. "
+                              "Re-copy the checkpoint with it; if that base is the one they trained on, fold the "
+                              f"adapters into it with `bbuvl model merge-lora {shell_word(checkpoint)} OUT --accept-base`")
     if changes:
         shown = ", ".join(changes[:4]) + (f" and {len(changes) - 4} more" if len(changes) > 4 else "")
         raise CheckpointError(f"{checkpoint}: its LoRA adapters were trained on another base model than the one now at "
@@ -686,7 +741,7 @@ def merge_lora(src: str | Path, dst: str | Path, accept_base: bool = False) -> P
     `accept_base`: fold them into the base model.path holds now even when it is not the one they trained on.
 
     Its training scale and the files chosen for it (`CHOSEN_LATER`) are read once, before the weights load, and
-    written as read (`taken_choices`): copied once the merged weights were saved, they carried a choice
+    written as read (`taken_choices`): copied once the weights had loaded, they carried a choice
     `eval --choose-thresholds` or `choose-tiles` made meanwhile beside the checkpoint being read."""
     taken = taken_choices(src)
     scale = TrainingScale.load(src, taken)  # before minutes of loading: a damaged one is refused naming it

@@ -24,7 +24,7 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from safetensors.torch import load_file
 
@@ -34,8 +34,8 @@ from bbuvl.data.faults import TILED_THRESHOLDS_FILE
 from bbuvl.data.families import TURN_END
 from bbuvl.data.jsonfile import parse_json, read_json
 from bbuvl.data.scale import SCALE_FILE, TILE_SCALE_FILE, TrainingScale
-from bbuvl.model.checkpoint import (EXPORT_FRAME_FILE, HEAD_FILE, POSITIONS_FILE, READOUT_FILE, ModelFolder, is_peft,
-                                    is_plain_model_folder, load_model, read_model_folder)
+from bbuvl.model.checkpoint import (EXPORT_FRAME_FILE, HEAD_FILE, POSITIONS_FILE, READOUT_FILE, ModelFolder, Prompt,
+                                    is_peft, is_plain_model_folder, load_model, read_model_folder)
 from bbuvl.model.checkpoint_files import TEMPLATE_FILE
 from bbuvl.model.identity import CHOSEN_LATER, taken_choices, write_taken
 from bbuvl.model.processor import save_processor, set_pixel_range
@@ -371,6 +371,49 @@ def greedy_only(generation: GenerationConfig) -> None:
             setattr(generation, name, None)
 
 
+def chat_messages(prompt: Prompt) -> list[dict]:
+    """The chat messages a stock loader asks the model with (the card shows them): the system prompt, then the photo
+    and the user text."""
+    from bbuvl.encode.prompts import USER_TEXT
+
+    return [{"role": "system", "content": prompt.system},
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": USER_TEXT[prompt.lang]}]}]
+
+
+def template_drift(processor: Any, prompt: Prompt, contract: CoordinateContract) -> str | None:
+    """Where the processor's chat template, rendered as the card says (its messages, the generation prompt), gives
+    other token ids than bbu-vl's encoder asks the model with, in words; None when they are the same.
+
+    bbu-vl writes each family's markup itself (encode/chat.py); a stock loader renders the folder's template. A
+    template of another family (Qwen3.5's think block beside a Qwen2.5-VL) was exported without a word, and stock
+    transformers answered from another prompt (log-probabilities 0.016 off on the tiny model).
+    """
+    from PIL import Image
+
+    from bbuvl.data.families import get_family
+    from bbuvl.encode.chat import IMAGE_TOKEN, SPAN_STUDENT, ChatEncoder, Turn
+
+    family = get_family(contract.family)
+    encoder = ChatEncoder(processor, prompt.system, prompt.lang, family.assistant_prefix)
+    picture = Image.new("RGB", (2 * contract.factor, 2 * contract.factor))  # a frame of one merged token
+    ours = encoder.encode([Turn(picture, None, SPAN_STUDENT)], add_generation_prompt=True)
+    kwargs = {"enable_thinking": False} if family.assistant_prefix else {}
+    try:
+        text = processor.apply_chat_template(chat_messages(prompt), add_generation_prompt=True, tokenize=False, **kwargs)
+    except Exception as e:  # a template that cannot render these messages: what a stock loader would meet
+        return f"does not render the card's chat messages ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+    text = text.replace(IMAGE_TOKEN, IMAGE_TOKEN * ours.num_vision_tokens)
+    theirs = processor.tokenizer.encode(text, add_special_tokens=False)
+    mine = ours.input_ids.tolist()
+    if theirs == mine:
+        return None
+    first = next((i for i, (a, b) in enumerate(zip(theirs, mine)) if a != b), min(len(theirs), len(mine)))
+    def shown(ids: list[int]) -> str:
+        return repr(processor.tokenizer.decode(ids[first:first + 8])) if first < len(ids) else "its end"
+
+    return f"renders another prompt than bbu-vl's from token {first} (the template: {shown(theirs)}, bbu-vl: {shown(mine)})"
+
+
 def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartCost] | None = None,
                       accept_base: bool = False) -> ExportResult:
     """Write `checkpoint` (a folder `bbuvl train` wrote) to `out` as a stock Hugging Face folder with a model card.
@@ -396,6 +439,10 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
         # The export would load, then fail at the first apply_chat_template, with a card saying the template is there.
         raise ValueError(f"{folder.path / TEMPLATE_FILE}: missing, so the processor has no chat template, which stock "
                          "loaders build the prompt with; re-copy the checkpoint with it")
+    if (drift := template_drift(processor, prompt, contract)) is not None:
+        raise ExportRefused(f"{folder.path / TEMPLATE_FILE}: {drift}: stock loaders, which build the prompt with it, "
+                            "would ask the model otherwise than bbu-vl trained and predicts it (`bbuvl doctor model` "
+                            "compares the two); restore the checkpoint's own chat template")
     gap, trained = frame_gap(contract), contract
     contract = stock_frame(contract)
     set_pixel_range(processor, contract)  # the stock resize then shrinks a photo over the token budget as training did

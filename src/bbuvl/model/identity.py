@@ -79,6 +79,19 @@ def changed_since_saved(folder: Path, now: Mapping[str, FileDigest] | None = Non
     return changed, gone
 
 
+def saved_files_note(folder: Path, now: Mapping[str, FileDigest] | None = None) -> str | None:
+    """What `bbuvl predict` and `bbuvl serve` warn of before answering with checkpoint `folder`: the files training
+    recorded (`changed_since_saved`) that changed or are gone since, in words; None when none did."""
+    changed, gone = changed_since_saved(folder, now)
+    said = ([f"{', '.join(changed)} changed since training saved the checkpoint"] if changed else []) + (
+        [f"{', '.join(gone)} gone since training saved {'them' if len(gone) > 1 else 'it'} in the checkpoint"]
+        if gone else [])
+    if not said:
+        return None
+    return (f"{folder}: {'; '.join(said)} ({DIGEST_FILE} records each file's SHA-256): copy it again, unless the "
+            "change is an edit of your own")
+
+
 def record_digests(folder: str | Path) -> None:
     """Hash every deciding file of a checkpoint just saved and record the digests in it (`content_digest.json`)."""
     folder = Path(folder)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
+import struct
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,6 +25,7 @@ from bbuvl.data.jsonfile import read_json
 from bbuvl.data.families import TURN_START, VISION_SPECIAL_TOKENS, check_hub_reachable, family_of
 from bbuvl.data.input_paths import model_files_path_problem
 from bbuvl.model.checkpoint import TOKENIZER_FILES, CheckpointError
+from bbuvl.model.checkpoint_files import IMAGE_PROCESSOR_FILE, PROCESSOR_CONFIG_FILE
 from bbuvl.model.patch_projection import use_linear_patch_projection
 from bbuvl.model.window_attention import use_batched_window_attention
 from bbuvl.model.processor import (IMAGE_ONLY_PROCESSORS, PROCESSOR_CLASS_FILES, image_only_processor_class,
@@ -189,6 +192,9 @@ def load_model_and_processor(
     if frame is not None and processor_path is not None:  # a checkpoint's contract (train checks its config's)
         check_frame_family(path, frame, processor_path)
     processor = load_processor(processor_path or path, frame)
+    local_vision = _local_vision_config(path)
+    if local_vision is not None:  # before minutes of loading
+        check_vision_grid(local_vision, processor, path, processor_path or path)
     kwargs: dict[str, Any] = {}
     if load_in_bits != 16:
         kwargs["quantization_config"] = quantization_config(load_in_bits, DTYPES[dtype])
@@ -200,6 +206,8 @@ def load_model_and_processor(
         model = load_weights(AutoModelForImageTextToText, path, dtype=DTYPES[dtype],
                              attn_implementation=attn_implementation, **kwargs)
     check_special_tokens(model.config, processor, source=path)
+    if local_vision is None and getattr(model.config, "vision_config", None) is not None:  # a hub id's, read with it
+        check_vision_grid(model.config.vision_config.to_dict(), processor, path, processor_path or path)
     use_linear_patch_projection(model)  # the same numbers, a fraction of the convolution's time
     use_batched_window_attention(model)  # one SDPA call per window size, not per window (model/window_attention.py)
     if device is not None:
@@ -259,6 +267,8 @@ def load_weights(model_class: Any, path: str, **kwargs: Any) -> PreTrainedModel:
     do not fit the model config.json builds, or transformers cannot build that model at all, or its path is one the
     weights cannot be opened by (`check_folder_path`)."""
     check_folder_path(path)
+    if (problem := size_problem(Path(path))) is not None:  # before the model is built at the config's size
+        raise WeightsMismatch(problem)
     with _config_named(path), _weights_named(path):
         model, info = model_class.from_pretrained(path, output_loading_info=True, **kwargs)
     check_weights_fit(info, path)
@@ -354,6 +364,47 @@ def config_problem(folder: Path) -> str | None:
     return None
 
 
+# How many times the weights' parameters a config.json may build before it is refused unbuilt: a 7B's config beside
+# a 3B's weights builds 2.2 times them; a config a little off is left to the loading report, which names each weight.
+SIZE_MARGIN = 2
+
+
+def size_problem(folder: Path) -> str | None:
+    """Why `folder`'s config.json cannot be the model its safetensors weights hold, told before anything is built: it
+    builds more than SIZE_MARGIN times the parameters the files hold (counted on the meta device and from the files'
+    headers); None when not, or when there is nothing local to count.
+
+    transformers builds the whole model config.json describes before it finds the weights do not fit it: a config of
+    another size copied in (a minimal one, `{"model_type": "qwen2_5_vl"}`, builds Qwen's default, 75.8 billion
+    parameters) was killed by the kernel for want of memory, without a word, where the weights held a million.
+    """
+    from transformers import AutoConfig
+
+    # The VLM's files alone: a checkpoint's detection head and other modules are files of their own beside them
+    config_file, files = folder / "config.json", sorted(folder.glob("model*.safetensors"))
+    if not config_file.is_file() or not files:
+        return None
+    try:
+        held = sum(_stored_elements(f) for f in files)
+        config = AutoConfig.from_pretrained(str(folder))
+        with torch.device("meta"):
+            built = sum(p.numel() for p in AutoModelForImageTextToText.from_config(config).parameters())
+    except Exception:  # a damaged file or a config transformers cannot build: named where it is read
+        return None
+    if built <= SIZE_MARGIN * held:  # a config a little off is named weight by weight once loaded (check_weights_fit)
+        return None
+    return (f"{config_file}: builds a model of {built:,} parameters, but its weight files hold {held:,}: config.json "
+            "is another model's (another size, or edited); restore the checkpoint's own config.json, or re-copy the "
+            "checkpoint")
+
+
+def _stored_elements(file: Path) -> int:
+    """The numbers a safetensors file holds, read from its header alone."""
+    with file.open("rb") as fh:
+        header = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
+    return sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+
+
 def check_weights_fit(info: dict[str, list], path: str) -> None:
     """Raise WeightsMismatch when the loaded weights left parts of the model at random or went unused.
 
@@ -424,6 +475,47 @@ def special_token_ids(processor: Any) -> dict[str, int]:
     ids["eos_token_id"] = tokenizer.eos_token_id
     ids["pad_token_id"] = tokenizer.pad_token_id
     return ids
+
+
+# The image processor's setting -> the vision tower's (config.json `vision_config`) it must equal.
+GRID_KEYS = {"patch_size": "patch_size", "merge_size": "spatial_merge_size", "temporal_patch_size": "temporal_patch_size"}
+
+
+class VisionGridMismatch(ValueError):
+    """The image processor cuts photos into patches of another size than the model's vision tower takes."""
+
+
+def _local_vision_config(path: str) -> dict[str, Any] | None:
+    """A local model folder's `vision_config` from its config.json, None when there is none to read (a hub id; a
+    damaged file is named where it is read)."""
+    file = Path(path) / "config.json"
+    try:
+        vision = read_json(file).get("vision_config") if file.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return vision if isinstance(vision, dict) else None
+
+
+def check_vision_grid(vision: dict[str, Any], processor: Any, path: str, processor_path: str) -> None:
+    """VisionGridMismatch naming both files when the image processor's patch, merge or temporal patch size is not the
+    vision tower's (`vision`: its config as a dict).
+
+    A processor file of another model (a Qwen3-VL's, 16-pixel patches, beside a Qwen2.5-VL, 14) loaded, and every
+    photo then failed alone, as "RuntimeError: shape '[-1, 3, 2, 14, 14]' is invalid for input of size 258048",
+    naming no file; a merge size of another model's gave each photo another count of image tokens than features."""
+    image_processor = getattr(processor, "image_processor", None)
+    problems = [f"{ours} {getattr(image_processor, ours)} where its vision_config has {theirs} {vision[theirs]}"
+                for ours, theirs in GRID_KEYS.items()
+                if getattr(image_processor, ours, None) is not None and vision.get(theirs) is not None
+                and getattr(image_processor, ours) != vision[theirs]]
+    if not problems:
+        return
+    folder = Path(processor_path)
+    saved = next((folder / name for name in (IMAGE_PROCESSOR_FILE, PROCESSOR_CONFIG_FILE) if (folder / name).is_file()),
+                 folder)
+    raise VisionGridMismatch(f"{saved}: the image processor has {'; '.join(problems)} ({Path(path) / 'config.json'}): "
+                             "it cuts photos into patches the model does not take, so every photo would fail; the file "
+                             "is another model's: restore this model's own")
 
 
 def check_special_tokens(config: Any, processor: Any, source: str = "model") -> None:

@@ -19,11 +19,43 @@ from bbuvl.data.families import get_family
 from bbuvl.data.text import name_as_text
 from bbuvl.encode.prompts import USER_TEXT
 from bbuvl.model.checkpoint import ModelFolder, Prompt
-from bbuvl.model.export import stock_overshoot
+from bbuvl.model.export import chat_messages, stock_overshoot
 from bbuvl.paths import real_path
 
 if TYPE_CHECKING:
     from bbuvl.model.export import ExportResult
+
+
+# A photo as bbu-vl shows it to the model (data/images.py `oriented`, `convert_to_rgb`), in Pillow and numpy alone.
+# Its EXIF turn is read as `exif_orientation` reads it: ImageOps.exif_transpose, which the card used, fails on EXIF blocks
+# buggy cameras write (no TIFF header, a tag of the wrong type; tests/exif_photos.py) that bbu-vl reads.
+# Pillow's convert('RGB') clips a 16-bit photo's values at 255 (it turns nearly white) and shows what lies under
+# transparent pixels (mostly black), where bbu-vl scales the one and puts the other on white; the card's code had
+# `.convert('RGB')`, and answered such photos otherwise than `bbuvl predict`. 32-bit and float photos (rare TIFFs) are
+# left to Pillow here; the card says so.
+UPRIGHT_RGB = (
+    "TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,",
+    "         5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,",
+    "         8: Image.Transpose.ROTATE_90}  # by EXIF orientation",
+    "",
+    "",
+    "def upright_rgb(path):",
+    '    """The photo as bbu-vl shows it to the model: upright, in 8-bit RGB."""',
+    "    image = Image.open(path)",
+    "    image.load()  # decoded first: Pillow turns a TIFF itself as it decodes it, and drops its tag",
+    "    try:  # an EXIF block a camera wrote damaged turns nothing (ImageOps.exif_transpose fails on some)",
+    "        turn = TURNS.get(int(image.getexif().get(0x0112) or 1))",
+    "    except Exception:",
+    "        turn = None",
+    "    if turn is not None:",
+    "        image = image.transpose(turn)",
+    "    if image.mode.startswith('I;16'):  # 16-bit grey, scaled to 8 bits (convert('RGB') clips it: nearly white)",
+    "        image = Image.fromarray(np.rint(np.asarray(image) / 257).astype(np.uint8))",
+    "    if image.mode in ('RGBA', 'LA', 'PA') or (image.mode == 'P' and 'transparency' in image.info):",
+    "        rgba, image = image.convert('RGBA'), Image.new('RGB', image.size, (255, 255, 255))",
+    "        image.paste(rgba, mask=rgba.getchannel('A'))  # transparent pixels on white, as in training",
+    "    return image.convert('RGB')",
+)
 
 
 def _longest_backticks(text: str) -> int:
@@ -89,8 +121,7 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
     """The card's Markdown text."""
     family = get_family(contract.family)
     user = USER_TEXT[prompt.lang]
-    messages = [{"role": "system", "content": prompt.system},
-                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user}]}]
+    messages = chat_messages(prompt)  # what export checks the folder's template renders as bbu-vl asks
     thinking = family.assistant_prefix != ""
     template_kwargs = ", enable_thinking=False" if thinking else ""
     budget = ""
@@ -168,18 +199,26 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
         "## Use it",
         "",
         _fence("\n".join([
-            "from PIL import Image, ImageOps",
+            "import numpy as np",
+            "from PIL import Image",
             "from transformers import AutoModelForImageTextToText, AutoProcessor",
+            "",
+            *UPRIGHT_RGB,
             "",
             "model = AutoModelForImageTextToText.from_pretrained(FOLDER)",
             "processor = AutoProcessor.from_pretrained(FOLDER)",
             "messages = ...  # the chat messages above",
             f"text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False{template_kwargs})",
-            "photo = ImageOps.exif_transpose(Image.open(PHOTO)).convert('RGB')",
+            "photo = upright_rgb(PHOTO)",
             "inputs = processor(images=[photo], text=[text], return_tensors='pt')",
             "new = model.generate(**inputs)[0, inputs['input_ids'].shape[1]:]",
             "answer = processor.decode(new, skip_special_tokens=True)",
         ]), "python"),
+        "",
+        "`upright_rgb` shows the model each photo as bbu-vl did in training and `bbuvl predict`: a 16-bit photo scaled "
+        "to 8 bits and transparent pixels on white, where Pillow's `convert('RGB')` alone turns the one nearly white "
+        "and the other mostly black. A 32-bit or float photo (a rare TIFF) bbu-vl scales by its values' range "
+        "(`convert_to_rgb` in its `data/images.py`); convert such a photo to 8 bits first.",
         "",
         "With vLLM, greedy and in the frame above:",
         "",
@@ -191,7 +230,7 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
         # saying so, which a server decoding the file as stored does not apply: the model saw it sideways, and its
         # answer was read back as the upright photo's (docs/serving.md, "vLLM").
         "Send each photo upright: turned as its EXIF orientation asks and re-encoded without the tag "
-        "(`ImageOps.exif_transpose(Image.open(PHOTO)).convert('RGB')`, as above, saved as PNG), never the file's own "
+        "(`upright_rgb(PHOTO)` above, saved as PNG), never the file's own "
         "bytes or `Image.open(PHOTO)` alone: a phone stores a portrait photo sideways and tags it, a server may decode "
         "it as stored, and the boxes are read in the upright photo's pixels. "
         "`bbuvl.infer.openai_answers.server_photo` gives each photo so, at its frame, with the bounds that keep it "
