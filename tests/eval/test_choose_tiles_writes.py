@@ -8,6 +8,7 @@ import shutil
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -157,3 +158,78 @@ def test_the_thresholds_record_the_ground_truth_they_were_chosen_on_as_an_absolu
     written["chosen_on"] = "val.jsonl"
     (tmp_path / "ckpt" / TILED_THRESHOLDS_FILE).write_text(json.dumps(written), encoding="utf-8")
     assert ChosenThresholds.load(tmp_path / "ckpt", tiled=True).chosen_on == "val.jsonl"
+
+
+def _pair(ckpt, review: float, fail: float, scale: float) -> tuple[ChosenTileScale, ChosenThresholds]:
+    """A tile scale and the tiled photos' pair chosen with it, for the faults `ckpt`'s hierarchy marks."""
+    from bbuvl.config import read_run_config
+
+    faults = sorted(Faults.load(read_run_config(ckpt).data.hierarchy).labels)
+    verdict = ChosenThresholds(VerdictThresholds(review, fail), 0.8, 0.9, 1.0, 1.0, 4, 2, faults, "val.jsonl",
+                               tiled=True, tile_scale=scale, tile_refine=[])
+    return replace(EARLIER, scale=scale), verdict
+
+
+def test_a_tiled_pair_written_with_another_tile_scale_than_the_one_there_is_left_out_and_said(trained_checkpoint,
+                                                                                              tmp_path):
+    # What a `choose-tiles --choose-thresholds` killed between its two files leaves: its pair beside the scale of the
+    # run before. It judged fault scores of a scale it was not chosen at (predict only noted the scales differ).
+    from bbuvl.cli.choose_tiles import save_choices
+    from bbuvl.infer.verdict import checkpoint_verdict
+
+    ckpt = shutil.copytree(trained_checkpoint, tmp_path / "ckpt")
+    save_choices(ckpt, *_pair(ckpt, 0.3, 0.5, 0.5))
+    assert checkpoint_verdict(ckpt)[0].tiled == VerdictThresholds(0.3, 0.5)  # one run's pair, as written
+    before = (ckpt / TILE_SCALE_FILE).read_bytes()
+    save_choices(ckpt, *_pair(ckpt, 0.1, 0.3, 0.75))
+    (ckpt / TILE_SCALE_FILE).write_bytes(before)  # the second run's scale never written
+    framed, _, source = checkpoint_verdict(ckpt)
+    assert framed.tiled != VerdictThresholds(0.1, 0.3), source
+    assert f"{TILED_THRESHOLDS_FILE} was written with a {TILE_SCALE_FILE} other than the one there now" in source
+    from bbuvl.infer.predictor import Predictor
+
+    p = Predictor.load(ckpt, device="cpu")  # predict and serve
+    assert p.options("head").thresholds(tiled=True) != VerdictThresholds(0.1, 0.3)
+    [note] = [n for n in p.threshold_notes("head") if TILED_THRESHOLDS_FILE in n]
+    assert "other than the one there now" in note and "eval --choose-thresholds" not in note, note
+
+
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
+def test_a_choose_tiles_killed_between_its_two_files_leaves_no_pair_judging_another_runs_scale(trained_checkpoint,
+                                                                                              tmp_path):
+    # SIGKILL at the second of the two files `choose-tiles --choose-thresholds` writes into the checkpoint: before, the
+    # new tile_scale.json stood beside the old run's verdict_thresholds_tiled.json, which judged its photos.
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from bbuvl.cli.choose_tiles import save_choices
+    from bbuvl.infer.verdict import checkpoint_verdict
+
+    ckpt = shutil.copytree(trained_checkpoint, tmp_path / "ckpt")
+    own = checkpoint_verdict(ckpt)[0].tiled  # the run config's, which judges when no pair does
+    save_choices(ckpt, *_pair(ckpt, 0.3, 0.5, 0.5))
+    script = f"""
+import os, signal
+from bbuvl.cli.choose_tiles import save_choices
+from tests.eval.test_choose_tiles_writes import _pair
+ckpt, replace, written = {str(ckpt)!r}, os.replace, []
+def killed_at_the_second(src, dst):
+    if os.path.dirname(os.path.abspath(dst)) == ckpt:
+        written.append(dst)
+        if len(written) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return replace(src, dst)
+os.replace = killed_at_the_second
+save_choices(__import__("pathlib").Path(ckpt), *_pair(__import__("pathlib").Path(ckpt), 0.1, 0.3, 0.75))
+"""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    scale = ChosenTileScale.load(ckpt).scale
+    tiled = checkpoint_verdict(ckpt)[0].tiled
+    # Both of one run, or the scale without a pair: never one run's pair judging the other's scale
+    assert (scale, tiled) in ((0.5, VerdictThresholds(0.3, 0.5)), (0.75, VerdictThresholds(0.1, 0.3)), (0.5, own)), \
+        (scale, tiled)

@@ -629,3 +629,43 @@ def test_a_report_folder_another_eval_is_writing_is_refused_naming_it(eval_files
     said = " ".join(result.output.split())
     assert result.exit_code == 2 and f"another `bbuvl eval` (pid {child.pid}) is writing it" in said, result.output
     assert "did not write" not in said and "--overwrite" not in said
+
+
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
+def test_an_eval_killed_between_its_metrics_and_their_details_leaves_no_earlier_details_beside_them(eval_files,
+                                                                                                   tmp_path):
+    # METRICS.json and METRICS.coco.json are two files written one after the other: SIGKILLed between them, the
+    # second run's metrics stood beside the first run's COCO details, of other predictions.
+    import signal
+    import subprocess
+    import sys
+
+    from bbuvl.cli import app as bbuvl  # whose callback releases what each command claimed
+
+    out = tmp_path / "metrics.json"
+    args = ["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt), "--out", str(out)]
+    assert runner.invoke(bbuvl, [*args, "--min-score", "0.99"]).exit_code == 0
+    first = (tmp_path / "metrics.coco.json").read_bytes()
+    script = f"""
+import os, signal
+from typer.testing import CliRunner
+from bbuvl.cli import app
+replace = os.replace
+def killed_at_the_details(src, dst):
+    if os.path.basename(dst) == "metrics.coco.json":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return replace(src, dst)
+os.replace = killed_at_the_details
+print(CliRunner().invoke(app, ["eval", "--pred", {str(eval_files.pred)!r}, "--gt", {str(eval_files.gt)!r}, "--out",
+                               {str(out)!r}, "--overwrite"], catch_exceptions=False).output)
+"""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stdout + done.stderr
+    assert json.loads(out.read_text(encoding="utf-8"))["settings"]["min_score"] == 0.0, "the second run's metrics"
+    details = tmp_path / "metrics.coco.json"
+    assert not details.exists() or details.read_bytes() != first  # never the first run's beside the second's
+    result = runner.invoke(bbuvl, args)
+    assert result.exit_code == 0, result.output  # the killed run's outputs are its own to redo
+    assert json.loads(details.read_text(encoding="utf-8"))["coco"]["AP"] == json.loads(out.read_text())["AP"]

@@ -41,6 +41,13 @@ def said(result) -> str:
     return " ".join(result.output.split())
 
 
+def held(folder: Path) -> list[Path]:
+    """What `folder` holds but the ledger viz records its pictures in (bbuvl/outputs.py), sorted."""
+    from bbuvl.outputs import LEDGER
+
+    return sorted(p for p in folder.iterdir() if p.name != LEDGER)
+
+
 def test_viz_of_predictions_refuses_a_photo_changed_since_it_was_predicted_naming_it(tmp_path):
     # It drew the boxes on whatever photo had the name now, as eval refuses to score them.
     pred = predicted(tmp_path, ["a.png", "b.png"])
@@ -80,7 +87,7 @@ def test_photos_named_with_250_bytes_or_odd_characters_get_pictures_with_short_p
     names = ["x" * 251 + ".png", "\U00020000" * 62 + ".png", "my photo #1 %20?.png", "tab\there.png"]
     result = runner.invoke(app, ["viz", str(ground_truth(tmp_path / "ds", names)), str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    drawn = sorted(p.name for p in (tmp_path / "out").iterdir())
+    drawn = [p.name for p in held(tmp_path / "out")]
     assert len(drawn) == 4 and all(len(name.encode("utf-8")) <= 130 for name in drawn)
     assert "0002_my_photo_1_20_.png" in drawn and "0003_tab_here.png" in drawn
 
@@ -113,7 +120,7 @@ def test_a_record_claiming_60000x60000_pixels_is_drawn_at_the_pictures_size(tmp_
         alone = runner.invoke(app, ["viz", str(pred), str(tmp_path / "alone")])
     assert both.exit_code == 0 and alone.exit_code == 0, both.output + alone.output
     for folder in ("both", "alone"):
-        (picture,) = (tmp_path / folder).iterdir()
+        (picture,) = held(tmp_path / folder)
         assert max(Image.open(picture).size) < 2000
 
 
@@ -124,21 +131,37 @@ def test_viz_run_again_into_its_own_folder_replaces_its_pictures_and_keeps_other
     assert runner.invoke(app, ["viz", str(gt), str(out)]).exit_code == 0
     result = runner.invoke(app, ["viz", str(gt), str(out), "--limit", "2"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["0000_p0.png", "0001_p1.png"]
+    assert [p.name for p in held(out)] == ["0000_p0.png", "0001_p1.png"]
     (out / "notes.txt").write_text("mine\n", encoding="utf-8")  # no longer what viz wrote: --overwrite, and kept
     result = runner.invoke(app, ["viz", str(gt), str(out), "--limit", "1", "--overwrite"])
     assert result.exit_code == 0, result.output
     # The first run's 0001_p1.png stayed beside this run's 0000_p0.png: two runs' pictures in one folder
-    assert sorted(p.name for p in out.iterdir()) == ["0000_p0.png", "notes.txt"]
+    assert [p.name for p in held(out)] == ["0000_p0.png", "notes.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no temporary folder left
     # Recorded as viz's after that run, the folder was replaced whole on the next one, and notes.txt went with it
     result = runner.invoke(app, ["viz", str(gt), str(out), "--limit", "3"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["0000_p0.png", "0001_p1.png", "0002_p2.png", "notes.txt"]
+    assert [p.name for p in held(out)] == ["0000_p0.png", "0001_p1.png", "0002_p2.png", "notes.txt"]
     assert (out / "notes.txt").read_text(encoding="utf-8") == "mine\n"
     result = runner.invoke(app, ["viz", str(gt), str(out), "--limit", "1"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["0000_p0.png", "notes.txt"]
+    assert [p.name for p in held(out)] == ["0000_p0.png", "notes.txt"]
+
+
+@pytest.mark.parametrize("others", [[], ["notes.txt"]], ids=["pictures alone", "beside notes"])
+def test_a_users_file_named_like_a_picture_in_a_folder_given_with_overwrite_stays_the_users(tmp_path, others):
+    # Read as viz's by its name alone, the user's 0007_mine.png, in a folder viz drew into with --overwrite, went with
+    # the folder replaced whole on the next plain run, or was dropped as an earlier run's picture not drawn again.
+    gt = ground_truth(tmp_path / "ds", [f"p{i}.png" for i in range(3)])
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ["0007_mine.png", *others]:
+        (out / name).write_bytes(b"the user's own")
+    for extra in (["--limit", "2", "--overwrite"], ["--limit", "1"]):
+        result = runner.invoke(app, ["viz", str(gt), str(out), *extra])
+        assert result.exit_code == 0, result.output
+    assert [p.name for p in held(out)] == sorted(["0000_p0.png", "0007_mine.png", *others])  # 0001_p1.png: viz's
+    assert (out / "0007_mine.png").read_bytes() == b"the user's own"
 
 
 @pytest.mark.parametrize("name", ["img{}.png", "{:04d}_site.png"])
@@ -153,7 +176,7 @@ def test_viz_drawn_again_into_the_folder_of_its_photos_keeps_every_photo(tmp_pat
         result = runner.invoke(app, ["viz", str(gt), str(images), "--limit", "1", *extra])
         assert result.exit_code == 0, result.output
     drawn = [f"{i:04d}_{Path(n).stem}.png" for i, n in enumerate(names[:2])]
-    assert sorted(p.name for p in images.iterdir()) == sorted(drawn + [Path(n).name for n in names])
+    assert [p.name for p in held(images)] == sorted(drawn + [Path(n).name for n in names])
 
 
 def test_viz_into_a_file_says_it_is_a_file_and_keeps_it(tmp_path):
@@ -180,7 +203,7 @@ def test_viz_beside_predictions_refuses_an_empty_file_and_pairs_lines_with_photo
     pred.write_text(json.dumps({"image": "p1.png", "width": 64, "height": 48, "objects": []}) + "\n", encoding="utf-8")
     result = runner.invoke(app, ["viz", str(gt), str(tmp_path / "out"), "--pred", str(pred), "--limit", "1"])
     assert result.exit_code == 0, result.output
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["0000_p0.png"]
+    assert [p.name for p in held(tmp_path / "out")] == ["0000_p0.png"]
 
 
 def test_viz_draws_boxes_past_the_photo_of_no_size_and_lines_without_objects(tmp_path):
@@ -194,7 +217,7 @@ def test_viz_draws_boxes_past_the_photo_of_no_size_and_lines_without_objects(tmp
     for args in ([str(gt), str(tmp_path / "both"), "--pred", str(pred)], [str(pred), str(tmp_path / "alone")]):
         result = runner.invoke(app, ["viz", *args])
         assert result.exit_code == 0 and "drew 2 photo(s)" in said(result), result.output
-    assert len(list((tmp_path / "both").iterdir())) == len(list((tmp_path / "alone").iterdir())) == 2
+    assert len(held(tmp_path / "both")) == len(held(tmp_path / "alone")) == 2
 
 
 def test_a_photo_predict_could_not_answer_is_titled_with_why_not_as_a_photo_where_nothing_was_found():

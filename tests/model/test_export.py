@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -574,6 +575,34 @@ def test_an_export_carries_the_scale_tiles_auto_reads_and_the_choices_made_for_i
     assert theirs.part_sides == ours.part_sides != () and theirs.long_sides == ours.long_sides
     assert theirs.chosen_for_faults()[0] == ours.chosen_for_faults()[0] is not None
     assert theirs.chosen_for_faults()[1] is None  # the head's, left out and said so
+
+
+def test_an_export_leaves_out_the_tiled_pair_chosen_with_a_scale_it_leaves_out(portable, tmp_path):
+    # `choose-tiles --choose-thresholds` ties its two files by one id (infer/verdict.py `unpaired`); a scale chosen
+    # again in head mode keeps the pair's id, and the export, which leaves the head's scale out, carried the pair alone:
+    # predict there left it out as if a choose-tiles run had stopped between its files.
+    import shutil
+
+    from bbuvl.cli.choose_tiles import save_choices
+    from bbuvl.data.faults import Faults
+    from bbuvl.infer.tile_scale import ChosenTileScale
+    from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(portable[0], checkpoint)
+    scale = ChosenTileScale(scale=0.5, metric="AP50", train_scale=1.0, candidates=[], photos=2, chosen_on="val.jsonl",
+                            mode="generate")
+    save_choices(checkpoint, scale, ChosenThresholds(VerdictThresholds(0.3, 0.6), 0.9, 0.9, 1.0, 1.0, 2, 1,
+                                                     sorted(Faults.load(None).labels), "val.jsonl", tiled=True,
+                                                     mode="generate", tile_scale=0.5))
+    save_choices(checkpoint, replace(scale, mode="head"), None)  # chosen again in head mode, the pair kept
+    r = export(checkpoint, tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / "out" / "tile_scale.json").exists()
+    assert not (tmp_path / "out" / "verdict_thresholds_tiled.json").exists()
+    card = " ".join((tmp_path / "out" / "README.md").read_text(encoding="utf-8").split())
+    assert "`verdict_thresholds_tiled.json`: chosen with the tile_scale.json beside it, which this export leaves out" \
+        in card, card
 
 
 def test_an_export_carries_the_choices_it_read_at_its_start_not_those_chosen_while_it_saved(portable, tmp_path,

@@ -144,3 +144,39 @@ def test_a_merge_into_a_relative_folder_records_where_the_merged_model_is(lora_r
     assert r.exit_code == 0, r.output
     # As typed ('merged'), the merged checkpoint's model.path named another folder to any command run elsewhere.
     assert read_run_config(tmp_path / "merged").model.path == str(real_path(tmp_path / "merged"))
+
+
+@pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
+def test_a_merge_carries_the_choices_it_read_at_its_start_not_those_chosen_while_it_saved(lora_run, tmp_path,
+                                                                                         monkeypatch):
+    # `eval --choose-thresholds` and `choose-tiles` write beside a checkpoint being read (outputs.CHOICE_FILES): a
+    # merge copied the checkpoint's chosen files once its weights had loaded (minutes on a real model), so one chosen
+    # meanwhile was carried, a tile scale of one choice beside thresholds of another (model/identity.py
+    # `taken_choices`, as `model export` does).
+    from dataclasses import replace
+
+    from peft.tuners.tuners_utils import BaseTuner
+
+    from bbuvl.infer.tile_scale import ChosenTileScale
+    from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds
+
+    run, _ = lora_run
+    checkpoint = shutil.copytree(run / "final", tmp_path / "ckpt")
+    chosen = ChosenThresholds(VerdictThresholds(0.3, 0.6), 0.9, 0.9, 1.0, 1.0, 2, 1, [], "val.jsonl", mode="generate")
+    chosen.save(checkpoint)
+    scale = ChosenTileScale(0.5, "AP50", 1.0, [], 2, "wide.jsonl")
+    scale.save(checkpoint)
+    merge = BaseTuner.merge_and_unload
+
+    def chosen_meanwhile(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - peft's own signature
+        ChosenThresholds(VerdictThresholds(0.1, 0.2), 0.9, 0.9, 1.0, 1.0, 2, 1, [], "val.jsonl",
+                         mode="head").save(checkpoint)
+        ChosenTileScale(2.0, "AP50", 1.0, [], 2, "other.jsonl").save(checkpoint)
+        return merge(self, *args, **kwargs)
+
+    monkeypatch.setattr(BaseTuner, "merge_and_unload", chosen_meanwhile)
+    r = invoke("model", "merge-lora", checkpoint, tmp_path / "merged")
+    assert r.exit_code == 0, r.output
+    assert replace(ChosenThresholds.load(tmp_path / "merged"), model=None) == replace(chosen, model=None)
+    assert replace(ChosenTileScale.load(tmp_path / "merged"), model=None) == replace(scale, model=None)
+    assert ChosenThresholds.load(checkpoint).mode == "head"  # the new choice stays the checkpoint's

@@ -201,24 +201,34 @@ def choose_tiles(
 
 
 def save_choices(checkpoint: Path, chosen, verdict) -> Path:  # noqa: ANN001 - a ChosenTileScale, ChosenThresholds
-    """Write the chosen scale into the checkpoint, then the tiled photos' verdict thresholds (when chosen), each
-    atomically; the scale before is put back when the thresholds cannot be written, so the two never disagree."""
-    from bbuvl.atomic import write_bytes_atomic
-    from bbuvl.data.scale import TILE_SCALE_FILE
+    """Write the tiled photos' verdict thresholds (when chosen), then the chosen scale, into the checkpoint, each
+    atomically and tied by one new id (`pair`): a run killed between the two leaves a pair whose id is not the scale's,
+    which every reader leaves out (infer/verdict.py `unpaired`), never a pair judging another run's scale. The pair
+    before is put back when the scale cannot be written. Without a new pair, the scale takes the id of the one kept."""
+    import secrets
 
-    scale_file = checkpoint / TILE_SCALE_FILE
-    before = scale_file.read_bytes() if scale_file.is_file() else None
-    path = chosen.save(checkpoint)
-    if verdict is not None:
+    from bbuvl.atomic import write_bytes_atomic
+    from bbuvl.data.faults import TILED_THRESHOLDS_FILE
+    from bbuvl.infer.verdict import ChosenThresholds
+
+    if verdict is None:
         try:
-            verdict.save(checkpoint)
-        except BaseException:
-            if before is None:
-                scale_file.unlink(missing_ok=True)
-            else:
-                write_bytes_atomic(scale_file, before)
-            raise
-    return path
+            kept = ChosenThresholds.load(checkpoint, tiled=True)
+        except ValueError:  # damaged: every reader says so, naming it
+            kept = None
+        return replace(chosen, pair=None if kept is None else kept.pair).save(checkpoint)
+    pair_file = checkpoint / TILED_THRESHOLDS_FILE
+    before = pair_file.read_bytes() if pair_file.is_file() else None
+    pair = secrets.token_hex(8)
+    replace(verdict, pair=pair).save(checkpoint)
+    try:
+        return replace(chosen, pair=pair).save(checkpoint)
+    except BaseException:
+        if before is None:
+            pair_file.unlink(missing_ok=True)
+        else:
+            write_bytes_atomic(pair_file, before)
+        raise
 
 
 def refuse_unmeasured(predictions: Path, gt: Path) -> None:

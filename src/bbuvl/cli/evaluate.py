@@ -14,7 +14,7 @@ from rich.table import Table
 from bbuvl.atomic import write_text_atomic
 from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, claim_outputs, console, fail, finite_range,
                               int_range, cell, print_first, refuse_unused, require_file, user_errors)
-from bbuvl.outputs import output_path, recorded_writer, same_path, strangers_in, writer_of
+from bbuvl.outputs import output_path, recorded_writer, replacing, same_path, strangers_in, writer_of
 from bbuvl.paths import real_path
 
 LEVEL_HELP = "Evaluate categories at this hierarchy level (1 = category, 2 = category/attribute; default: full label)."
@@ -214,9 +214,12 @@ def evaluate(
     # The settings name the files given, which a folder named in bytes that are not UTF-8 (GBK) makes no text: kept
     # as JSON escapes (`dumps_json`), as every record of a run keeps them; any other write error is one line too.
     with user_errors():
-        write_text_atomic(out, dumps_json({**evaluation.metrics, SETTINGS_KEY: {**settings, PREDICTIONS_KEY: predictions}},
-                                          indent=2) + "\n")
-        write_text_atomic(details_path(out), dumps_json(details, indent=2) + "\n")
+        # Two files, set aside together first: a run killed between their writes left its metrics beside an earlier
+        # run's details, of other predictions; now beside none (outputs.py `replacing`), which a re-run redoes.
+        with replacing([out, details_path(out)]):
+            write_text_atomic(out, dumps_json({**evaluation.metrics,
+                                               SETTINGS_KEY: {**settings, PREDICTIONS_KEY: predictions}}, indent=2) + "\n")
+            write_text_atomic(details_path(out), dumps_json(details, indent=2) + "\n")
         replaced = [note for c in chosen if (note := replaced_mode(judged.checkpoint, c)) is not None]
         written = [c.save(judged.checkpoint) for c in chosen]
     print_metrics(evaluation, h)
@@ -542,7 +545,7 @@ def viz(
     from bbuvl.eval.draw import LabelNamer
     from bbuvl.eval.fonts import find_cjk_font
     from bbuvl.eval.in_progress import edited_predictions_note, unfinished_predictions_note
-    from bbuvl.eval.viz import draw_pictures, is_prediction_file, written_by_viz
+    from bbuvl.eval.viz import draw_pictures, is_prediction_file, viz_pictures
     from bbuvl.infer.verdict import typed_thresholds_problem
 
     refuse_unused(ctx, pred is not None, "--pred", "iou")  # only the predictions beside ground truth are judged
@@ -567,7 +570,9 @@ def viz(
     # and only its pictures are replaced. That folder, recorded as viz's after such a run, still holds the user's files:
     # replaced whole on the next run, they went with it, and so did the photos of a dataset's images/ drawn into.
     beside_photos = holds_photos_drawn(out_dir, input, pred)
-    own = writer_of(out_dir) == "viz" and not strangers_in(output_path(out_dir), written_by_viz) and not beside_photos
+    # Its pictures are those its folder's own ledger records (viz_pictures): a user's 0003_x.png there is no picture
+    own = (writer_of(out_dir) == "viz" and not strangers_in(output_path(out_dir), viz_pictures(out_dir))
+           and not beside_photos)
     with user_errors(ValueError, OSError):
         font = find_cjk_font(font_path)
         name = LabelNamer(font, Hierarchy.load(hierarchy))

@@ -209,13 +209,20 @@ def read_json(path: str | Path, what: str = "file") -> Any:
     if kind not in (None, "no such file", "a link that reaches no file"):  # reading a pipe waited for a writer forever
         raise OSError(f"{path}: {kind}, not a {what}")
     try:
-        return parse_json(path.read_bytes())  # UTF-8 (a BOM too), or UTF-16/32 as Windows tools save it
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such {what}") from None
     except OSError as e:
         if e.errno != errno.ELOOP:
             raise
         raise OSError(f"{path}: a link that never reaches a file (its links lead in a loop), not a {what}") from None
+    return parse_json_read(path, raw)
+
+
+def parse_json_read(path: str | Path, raw: bytes) -> Any:
+    """The parsed content of `raw`, read from `path` earlier; ValueError naming the file (and line), as `read_json`."""
+    try:
+        return parse_json(raw)  # UTF-8 (a BOM too), or UTF-16/32 as Windows tools save it
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: {json_problem(e)}") from None
     except UnicodeDecodeError as e:

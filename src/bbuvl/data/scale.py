@@ -12,11 +12,11 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.data.jsonfile import read_json
+from bbuvl.data.jsonfile import parse_json_read, read_json
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.schema import ImageRecord
 
@@ -119,12 +119,18 @@ class TrainingScale:
         return write_text_atomic(Path(directory) / SCALE_FILE, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
-    def load(cls, directory: str | Path) -> "TrainingScale | None":
-        """The scale a checkpoint trained at; None for a checkpoint saved without one (older, or a plain model folder)."""
+    def load(cls, directory: str | Path, taken: Mapping[str, bytes] | None = None) -> "TrainingScale | None":
+        """The scale a checkpoint trained at; None for a checkpoint saved without one (older, or a plain model folder).
+        `taken`: the folder's files as read earlier, by name (model/identity.py `taken_choices`), read instead."""
         path = Path(directory) / SCALE_FILE
-        if not path.exists():
+        if taken is not None:
+            if SCALE_FILE not in taken:
+                return None
+            fields = parse_json_read(path, taken[SCALE_FILE])
+        elif not path.exists():
             return None
-        fields = read_json(path, "training scale")
+        else:
+            fields = read_json(path, "training scale")
         try:
             scale = cls(**fields)
         except TypeError as e:

@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 from PIL import Image
 
-from bbuvl.atomic import atomic_folder, name_or_temporary, remove_path, save_atomic
+from bbuvl.atomic import atomic_folder, name_or_temporary, remove_path, save_atomic, temporary_of
 from bbuvl.data.input_paths import spelling_note
 from bbuvl.data.library_outputs import holding_outputs
 from bbuvl.data.faults import Faults
@@ -26,6 +26,7 @@ from bbuvl.eval.predictions import (PredictedPhotos, PredictionLine, align_predi
                                    read_ground_truth, read_predictions)
 from bbuvl.infer.output import manifest_path
 from bbuvl.infer.verdict import FramedThresholds
+from bbuvl.outputs import LEDGER, Claim, output_path, written_here
 from bbuvl.paths import real_path
 
 
@@ -34,9 +35,23 @@ from bbuvl.paths import real_path
 _PICTURE = re.compile(name_or_temporary(r"\d{4,}_[^/]+\.png"))
 
 
+VIZ = "viz"  # the writer the pictures are recorded under, in their folder's own ledger
+
+
 def written_by_viz(name: str) -> bool:
     """Whether `name`, relative to a viz folder, is one a run of `draw_pictures` writes there."""
     return _PICTURE.fullmatch(name) is not None
+
+
+def viz_pictures(folder: str | Path) -> Callable[[str], bool]:
+    """Which names in `folder` are pictures a run of `draw_pictures` drew there: those its own ledger records as drawn,
+    unchanged (`_record_pictures`). A user's `0003_site.png` in a folder viz was given with --overwrite is named like
+    one, and read by the name alone it was replaced with the folder, or dropped as an earlier run's picture. A folder
+    whose ledger records none (drawn by an earlier version) is read by the names, as it was."""
+    recorded = frozenset(name for name in written_here(output_path(folder), VIZ) if written_by_viz(name))
+    if not recorded and not os.path.isfile(os.path.join(folder, LEDGER)):
+        return written_by_viz
+    return lambda name: name in recorded or temporary_of(name) in recorded
 
 
 def is_prediction_file(path: str | Path) -> bool:
@@ -62,9 +77,10 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
     A photo that cannot be read is drawn on a grey placeholder naming why, and `unreadable` (when given) gets
     why (naming the photo) for it, so that the caller can say so too. The pictures go beside what `out_dir` holds;
     with `replace`, or where there is no `out_dir` yet, they fill a new folder that takes its name once all are drawn.
-    With `drop_earlier` the pictures an earlier run drew there (named as this one names them, `written_by_viz`) that
-    this run did not draw again are removed once it has drawn its own (never in a folder holding photos it draws):
-    `bbuvl viz` drawing beside the other files of a folder it wrote before.
+    With `drop_earlier` the pictures an earlier run drew there (as the folder's own ledger records them,
+    `viz_pictures`) that this run did not draw again are removed once it has drawn its own (never in a folder holding
+    photos it draws): `bbuvl viz` drawing beside the other files of a folder it wrote before. The pictures drawn are
+    recorded there in turn.
 
     Refused (OutputConflict) before anything is drawn when `out_dir` is `input` or `pred`, holds one (`replace` would
     take it with the folder) or lies inside one, or another process writes or reads it (data/library_outputs.py)."""
@@ -114,7 +130,10 @@ def _draw_held(input: Path, out_dir: Path, font: FontChoice, name: LabelNamer, p
         raise ValueError(f"{input}: none of the {len(pictures)} photo(s) to draw is there (the first: "
                          f"{first}{spelling_note(first)}); nothing drawn. Give the file where its photos are, or put the photos "
                          "where it names them")
+    drawn = [file for file, _, _ in pictures]
+    dropped: list[str] = []
     with _picture_folder(out_dir, replace) as folder:  # only once there is something to draw
+        earlier = viz_pictures(folder)  # read before this run's pictures are drawn over theirs
         for file, _, draw in pictures:
             picture, problem = draw()
             if problem is not None:
@@ -125,11 +144,18 @@ def _draw_held(input: Path, out_dir: Path, font: FontChoice, name: LabelNamer, p
             # Drawn beside what the folder holds: an earlier run's pictures this one did not draw again (it drew fewer
             # photos, or others) stood beside its own, two runs' pictures in one folder; what else is there is kept,
             # and nothing goes from a folder of the photos drawn (named like pictures, they are the input).
-            drawn = {file for file, _, _ in pictures}
             for entry in sorted(os.listdir(folder)):
-                if written_by_viz(entry) and entry not in drawn and (folder / entry).is_file():
+                if earlier(entry) and written_by_viz(entry) and entry not in drawn and (folder / entry).is_file():
                     remove_path(folder / entry)
+                    dropped.append(entry)
+    _record_pictures(out_dir, drawn + dropped)
     return len(pictures)
+
+
+def _record_pictures(folder: Path, names: list[str]) -> None:
+    """Record the pictures drawn into `folder` in its own ledger, each by its content, and drop the entries of those
+    removed (bbuvl/outputs.py): what `viz_pictures` reads as viz's in a later run, and nothing else there."""
+    Claim(VIZ, [output_path(folder / name) for name in names], {}).finish(succeeded=True)
 
 
 Drawing = Callable[[], tuple[Image.Image, str | None]]  # a picture and why its photo could not be read, or None

@@ -40,7 +40,7 @@ from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.tiles import TilePlan, category_spellings, predict_tiled
 from bbuvl.infer.tile_scale import ChosenTileScale, for_model, scale_of_other_mode
 from bbuvl.infer.verdict import (SCORE_DIGITS, ChosenThresholds, Verdict, VerdictThresholds, at_review, cut_otherwise,
-                                 for_faults, hierarchy_judges_none, judge, other_mode, unjudged_at_review,
+                                 for_faults, hierarchy_judges_none, judge, other_mode, unjudged_at_review, unpaired,
                                  with_chosen)
 from bbuvl.model.checkpoint import ModelFolder
 from bbuvl.model.identity import trained_identity
@@ -310,6 +310,7 @@ class Predictor:
         # judges the photos of the mode it was chosen in (`options`), the run config's the others.
         self.chosen: tuple[ChosenThresholds | None, ChosenThresholds | None] = (None, None)
         self.identity: str | None = None  # the checkpoint's `trained_identity`, which chosen files are checked against
+        self.scale_pair: str | None = None  # the `pair` of its tile_scale.json, which the tiled pair is checked against
 
     @classmethod
     def load(cls, folder: ModelFolder | str | Path, device: str | None = None, dtype: str | None = None,
@@ -339,6 +340,7 @@ class Predictor:
         predictor = cls(model, processor, contract, prompt, run, device, shown)
         predictor.chosen = (chosen, chosen_tiled)
         predictor.identity = identity
+        predictor.scale_pair = None if chosen_scale is None else chosen_scale.pair
         predictor.tile_scale = tile_scale
         predictor.part_sides = () if scale is None else tuple(scale.part_sides.items())
         predictor.long_sides = () if scale is None else tuple(scale.part_long_sides.items())
@@ -361,19 +363,23 @@ class Predictor:
         by (`for_faults`): one chosen for another model (copied in, or the model trained again since), or when the
         hierarchy marked other faults (edited since, or another given with --hierarchy), is left out for the run
         config's thresholds, as `bbuvl eval` leaves it out."""
-        return for_faults(*self.chosen, self.faults.labels, self.identity)[0]
+        return for_faults(*self.chosen, self.faults.labels, self.identity, self.scale_pair)[0]
 
     def threshold_notes(self, mode: str, tiles: str | None = None) -> list[str]:
         """What the checkpoint's chosen thresholds leave to the run config's for photos predicted in `mode`, in words
         (`bbuvl predict` and `bbuvl serve` print them): chosen in another mode, for another model, or when the
         hierarchy marked other faults; a hierarchy that marks none of its labels a fault; and a tile scale chosen in
         another mode, unless the photos are cut with other `tiles` than auto (None: not known)."""
-        kept, left_out = for_faults(*self.chosen, self.faults.labels, self.identity)
+        kept, left_out = for_faults(*self.chosen, self.faults.labels, self.identity, self.scale_pair)
+        # Said with its own remedy (choose-tiles), not eval's
+        other_scale = unpaired(self.chosen[1], self.scale_pair)
+        left_out = [r for r in left_out if r != other_scale]
         auto = tiles in (None, "auto")
         tiled = kept[1] if kept[1] is not None and kept[1].applies(mode) else None
         notes = [other_mode(*kept, mode), hierarchy_judges_none(self.faults, self.prompt.labels),
                  scale_of_other_mode(self.tile_scale, mode) if auto else None,
-                 cut_otherwise(tiled, self.train_scale, self.tile_refine) if auto else None]
+                 cut_otherwise(tiled, self.train_scale, self.tile_refine) if auto else None,
+                 other_scale]
         if left_out:
             notes.append(f"{' and '.join(left_out)}: the photos are judged by the run config's thresholds; choose them "
                          "again with `bbuvl eval --choose-thresholds` on predictions of this model judged by these faults")

@@ -73,6 +73,9 @@ class ChosenTileScale:
     # The prediction mode its candidates were predicted and scored in (None: a file written before it was recorded).
     # `auto` in another mode still shows photos at it (`scale_of_other_mode`).
     mode: str | None = None
+    # What ties it to the tiled photos' verdict thresholds `choose-tiles` wrote with it or kept (their `pair`; None: not
+    # recorded): a pair whose id is another's is of another run (infer/verdict.py `unpaired`).
+    pair: str | None = None
 
     def save(self, checkpoint: str | Path) -> Path:
         """Write tile_scale.json into the checkpoint folder (atomically), recording the model it was chosen for."""
@@ -99,6 +102,8 @@ class ChosenTileScale:
                 raise ValueError(f"mode must be the name of a prediction mode, got {chosen.mode!r}")
             if chosen.model is not None and not isinstance(chosen.model, str):
                 raise ValueError(f"model must be the checkpoint's digest, got {chosen.model!r}")
+            if chosen.pair is not None and not isinstance(chosen.pair, str):
+                raise ValueError(f"pair must be the id of the pair it was chosen with, got {chosen.pair!r}")
             scale = chosen.scale
             if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
                 raise ValueError(f"scale must be a positive number, got {chosen.scale!r}")

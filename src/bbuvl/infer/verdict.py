@@ -28,6 +28,7 @@ from bbuvl.atomic import write_text_atomic
 from bbuvl.data.digests import FileDigest
 from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE, Faults
 from bbuvl.data.jsonfile import is_json_number, read_json
+from bbuvl.data.scale import TILE_SCALE_FILE
 from bbuvl.model.identity import CHOSEN_FOR_ANOTHER, chosen_for_another, trained_identity
 
 PASS, REVIEW, FAIL = "pass", "review", "fail"
@@ -129,6 +130,10 @@ class ChosenThresholds:
     tile_scale: float | None = None
     # ... and the categories the tiles refined then (None: not recorded): another refinement makes other fault scores too
     tile_refine: list[str] | None = None
+    # Of a tiled pair `choose-tiles --choose-thresholds` wrote, the id it wrote into tile_scale.json after it (None: not
+    # recorded, as `eval --choose-thresholds` writes it): the two are two files, and a run killed between its writes
+    # left this pair beside another run's scale (`unpaired`).
+    pair: str | None = None
 
     def applies(self, mode: str | None) -> bool:
         """Whether these thresholds judge photos predicted in `mode` (None: a mode not known, which they do)."""
@@ -174,6 +179,9 @@ class ChosenThresholds:
             refine = data.get("tile_refine")
             if refine is not None and (not isinstance(refine, list) or not all(isinstance(c, str) for c in refine)):
                 raise ValueError(f"'tile_refine' must be a list of categories, got {refine!r}")
+            pair = data.get("pair")
+            if pair is not None and not isinstance(pair, str):
+                raise ValueError(f"'pair' must be the id written into tile_scale.json with it, got {pair!r}")
             if data.get("tiled", False) is not tiled:
                 raise ValueError(f"chosen for photos predicted {'in one pass' if tiled else 'through tiles or zoom'} "
                                  f"('tiled': {data.get('tiled')!r}), not for the photos this file judges")
@@ -181,7 +189,7 @@ class ChosenThresholds:
                        float(data["target_precision"]), _number(data.get("recall")), _number(data.get("precision")),
                        int(data["photos"]), int(data["faulty_photos"]), faults, str(data["chosen_on"]),
                        [str(n) for n in data.get("notes", [])], tiled, mode, model,
-                       None if scale is None else float(scale), refine)
+                       None if scale is None else float(scale), refine, pair)
         except (KeyError, TypeError, ValueError) as e:
             what = f"missing key {e}" if isinstance(e, KeyError) else str(e)
             raise ValueError(f"{path}: damaged verdict thresholds ({what}); choose them again with `bbuvl eval "
@@ -221,17 +229,36 @@ def fault_difference(now: Iterable[str], then: Iterable[str]) -> str | None:
     return "; ".join(parts) or None
 
 
+def unpaired(chosen_tiled: ChosenThresholds | None, scale_pair: str | None) -> str | None:
+    """Why the tiled photos' pair is not the one written with the checkpoint's tile_scale.json, whose `pair` is
+    `scale_pair` (None: no such file, or one that records none); None when it is, or records no pair.
+
+    `choose-tiles --choose-thresholds` writes the pair, then the scale, each whole, with one new id: a run killed
+    between the two left its thresholds beside the scale of a run before (or none), and they judged the scores of a
+    scale they were not chosen at. Such a pair is left out; the scale, one run's whole, is kept."""
+    if chosen_tiled is None or chosen_tiled.pair is None or chosen_tiled.pair == scale_pair:
+        return None
+    return (f"{TILED_THRESHOLDS_FILE} was written with a {TILE_SCALE_FILE} other than the one there now (a `choose-tiles "
+            "--choose-thresholds` stopped between its two files, or one of them copied from elsewhere): the photos cut "
+            "into tiles are judged by the run config's thresholds; choose it again with `bbuvl choose-tiles "
+            "--choose-thresholds`")
+
+
 def for_faults(chosen: ChosenThresholds | None, chosen_tiled: ChosenThresholds | None, judged: Iterable[str],
-               model: str | None = None) -> tuple[tuple[ChosenThresholds | None, ChosenThresholds | None], list[str]]:
+               model: str | None = None,
+               scale_pair: str | None = None) -> tuple[tuple[ChosenThresholds | None, ChosenThresholds | None], list[str]]:
     """The chosen pairs (one pass, tiled) chosen for the fault labels `judged` and for the checkpoint whose
     `trained_identity` is `model` (None: not known), and a sentence for each one left out: a pair chosen when the
     hierarchy marked other faults (edited or swapped since), or in a checkpoint whose training record differs (the
-    file copied from another model, or the model trained again in place), was chosen on other scores."""
+    file copied from another model, or the model trained again in place), was chosen on other scores; a tiled pair
+    not written with the tile scale whose `pair` is `scale_pair` (`unpaired`) was chosen at another scale."""
     judged = set(judged)
 
     def why(c: ChosenThresholds | None) -> str | None:
         if c is None:
             return None
+        if c.tiled and (problem := unpaired(c, scale_pair)):
+            return problem
         if chosen_for_another(c.model, model):
             return f"{thresholds_file(c.tiled)} {CHOSEN_FOR_ANOTHER}"
         differ = c.faults_differ(judged)
@@ -362,7 +389,10 @@ def checkpoint_verdict(checkpoint: str | Path, mode: str | None = None, hierarch
     chosen, chosen_tiled = ChosenThresholds.load(checkpoint), ChosenThresholds.load(checkpoint, tiled=True)
     # Hashed only to check a chosen file: a checkpoint copied whole has no record vouching for its files (seconds a 3B).
     model = trained_identity(checkpoint, known) if chosen is not None or chosen_tiled is not None else None
-    (chosen, chosen_tiled), other_faults = for_faults(chosen, chosen_tiled, judged, model)
+    pair = scale_pair(checkpoint) if chosen_tiled is not None else None
+    other_scale = unpaired(chosen_tiled, pair)  # said with its own remedy (choose-tiles), not eval's
+    (chosen, chosen_tiled), other_faults = for_faults(chosen, chosen_tiled, judged, model, pair)
+    other_faults = [r for r in other_faults if r != other_scale]
     framed = framed_thresholds(with_chosen(inference, chosen, chosen_tiled, mode))
     if chosen is not None and chosen.applies(mode):
         source = f"{checkpoint / THRESHOLDS_FILE} (chosen on {chosen.chosen_on})"
@@ -380,7 +410,21 @@ def checkpoint_verdict(checkpoint: str | Path, mode: str | None = None, hierarch
     if other_faults:
         source += (f" ({' and '.join(other_faults)}: judged by the run config's thresholds instead; choose them again "
                    "with `bbuvl eval --choose-thresholds`)")
+    if other_scale:
+        source += f" ({other_scale})"
     return framed, own_hierarchy, source
+
+
+def scale_pair(checkpoint: str | Path) -> str | None:
+    """The `pair` the checkpoint's tile_scale.json records (None: no such file, none recorded, or a damaged file, which
+    each reader of the scale refuses naming it: the verdict of photos predicted in one pass does not read it)."""
+    from bbuvl.infer.tile_scale import ChosenTileScale
+
+    try:
+        chosen = ChosenTileScale.load(checkpoint)
+    except ValueError:
+        return None
+    return None if chosen is None else chosen.pair
 
 
 def cut_otherwise(chosen_tiled: ChosenThresholds | None, scale: float | None, refine: Sequence[str]) -> str | None:

@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -46,7 +45,8 @@ from bbuvl.data.scale import TrainingScale
 from bbuvl.data.text import shell_word
 from bbuvl.model.checkpoint_files import (IMAGE_PROCESSOR_FILE, PROCESSOR_CONFIG_FILE, TEMPLATE_FILE, check_module_state,
                                           check_prompt, json_problem, saved_image_processor, template_problem)
-from bbuvl.model.identity import CHOSEN_LATER, DIGEST_FILE, record_digests, recorded_digests, restamp_chosen
+from bbuvl.model.identity import (CHOSEN_LATER, DIGEST_FILE, record_digests, recorded_digests, restamp_chosen,
+                                  taken_choices, write_taken)
 from bbuvl.model.lora_base import BASE_FILE, base_changes, record_base
 from bbuvl.outputs import writer_around
 from bbuvl.paths import real_path
@@ -763,7 +763,13 @@ def load_model(folder: ModelFolder | str | Path, dtype: str | None = None, devic
 
 def merge_lora(src: str | Path, dst: str | Path, accept_base: bool = False) -> Path:
     """Fold a LoRA checkpoint's adapters into the base weights and save a plain checkpoint (same head, prompt, contract);
-    `accept_base`: fold them into the base model.path holds now even when it is not the one they trained on."""
+    `accept_base`: fold them into the base model.path holds now even when it is not the one they trained on.
+
+    Its training scale and the files chosen for it (`CHOSEN_LATER`) are read once, before the weights load, and
+    written as read (`taken_choices`): copied once the weights had loaded, they carried a choice
+    `eval --choose-thresholds` or `choose-tiles` made meanwhile beside the checkpoint being read."""
+    taken = taken_choices(src)
+    scale = TrainingScale.load(src, taken)  # before minutes of loading: a damaged one is refused naming it
     model, processor, cfg, contract, prompt = load_model(src, dtype="float32", accept_base=accept_base)
     if not is_peft(model.vlm):
         raise ValueError(f"{src}: not a LoRA checkpoint (no adapter_config.json)")
@@ -772,10 +778,8 @@ def merge_lora(src: str | Path, dst: str | Path, accept_base: bool = False) -> P
     cfg.model.lora.enabled = False
     cfg.model.path = str(real_path(dst))  # as typed, a relative OUT named another folder to whatever read it elsewhere
     with atomic_folder(dst) as tmp:  # a merge killed half-way leaves the previous folder, never half a model
-        for chosen in CHOSEN_LATER:  # restamped for the merged folder below, once its digests are recorded
-            if (Path(src) / chosen).is_file():
-                shutil.copy2(Path(src) / chosen, Path(tmp) / chosen)
-        save_checkpoint(model, processor, cfg, contract, prompt, tmp, scale=TrainingScale.load(src))
+        write_taken(taken, tmp, CHOSEN_LATER)  # restamped for the merged folder below, once its digests are recorded
+        save_checkpoint(model, processor, cfg, contract, prompt, tmp, scale=scale)
         restamp_chosen(src, tmp)  # the thresholds chosen for the adapters' model are the merged model's
         record_digests(tmp)
     return Path(dst)

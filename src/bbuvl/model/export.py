@@ -28,15 +28,16 @@ from typing import TYPE_CHECKING, Any
 
 from safetensors.torch import load_file
 
-from bbuvl.atomic import atomic_folder, write_bytes_atomic, write_text_atomic
+from bbuvl.atomic import atomic_folder, write_text_atomic
 from bbuvl.data.coords import MAX_ASPECT, CoordinateContract
+from bbuvl.data.faults import TILED_THRESHOLDS_FILE
 from bbuvl.data.families import TURN_END
 from bbuvl.data.jsonfile import parse_json, read_json
-from bbuvl.data.scale import SCALE_FILE, TrainingScale
+from bbuvl.data.scale import SCALE_FILE, TILE_SCALE_FILE, TrainingScale
 from bbuvl.model.checkpoint import (EXPORT_FRAME_FILE, HEAD_FILE, POSITIONS_FILE, READOUT_FILE, ModelFolder, Prompt,
                                     is_peft, is_plain_model_folder, load_model, read_model_folder)
 from bbuvl.model.checkpoint_files import TEMPLATE_FILE
-from bbuvl.model.identity import CHOSEN_LATER
+from bbuvl.model.identity import CHOSEN_LATER, taken_choices, write_taken
 from bbuvl.model.processor import save_processor, set_pixel_range
 
 if TYPE_CHECKING:
@@ -272,21 +273,6 @@ def _given(option: str, value: object) -> str:
     return f"{option} {value}"
 
 
-def taken_choices(folder: Path) -> dict[str, bytes]:
-    """The bytes of the checkpoint's training scale and of each file chosen for it later (`CHOSEN_LATER`) there now,
-    by name: read once, what the export decides on, says in its card and writes. `choose-tiles` and `eval
-    --choose-thresholds` write their choices beside a model being read (bbuvl/outputs.py `CHOICE_FILES`), and an export
-    that copied them once its weights were saved, minutes later, carried a head-mode choice made meanwhile that it
-    leaves out, a scale of one choice beside tiled thresholds of another, under a card naming the files it had judged."""
-    taken = {}
-    for name in (SCALE_FILE, *CHOSEN_LATER):
-        try:
-            taken[name] = (folder / name).read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            continue
-    return taken
-
-
 def chosen_files(folder: ModelFolder, costs: list[PartCost],
                  taken: dict[str, bytes] | None = None) -> tuple[list[str], dict[str, str]]:
     """The files chosen for the checkpoint's answers later (`CHOSEN_LATER`: verdict thresholds, the tile scale) that
@@ -297,7 +283,7 @@ def chosen_files(folder: ModelFolder, costs: list[PartCost],
     an export runs): carried, its verdicts and `tiles: auto` grid are the checkpoint's. Chosen on another mode's
     scores, or on answers a left-out part changes, they would judge answers they were not chosen on.
     """
-    carried, left = [], {}
+    carried, left, pairs = [], {}, {}
     for name in CHOSEN_LATER:
         path = folder.path / name
         if taken is not None and name not in taken or taken is None and not path.is_file():
@@ -305,6 +291,7 @@ def chosen_files(folder: ModelFolder, costs: list[PartCost],
         # Damaged: refused naming it, as `bbuvl predict` on the checkpoint does
         saved = read_json(path, "chosen file") if taken is None else _parsed(path, taken[name])
         mode = saved.get("mode") if isinstance(saved, dict) else None
+        pairs[name] = saved.get("pair") if isinstance(saved, dict) else None
         if costs:
             left[name] = (f"chosen on answers with {', '.join(c.part for c in costs)}, which this export leaves out "
                           "and so answers otherwise")
@@ -313,6 +300,15 @@ def chosen_files(folder: ModelFolder, costs: list[PartCost],
                           "mode only")
         else:
             carried.append(name)
+    if TILED_THRESHOLDS_FILE in carried and pairs[TILED_THRESHOLDS_FILE] is not None \
+            and pairs[TILED_THRESHOLDS_FILE] != (pairs.get(TILE_SCALE_FILE) if TILE_SCALE_FILE in carried else None):
+        # Chosen with a scale the export does not carry: predict there leaves such a pair out (infer/verdict.py
+        # `unpaired`), and would say a choose-tiles run had stopped between its files
+        carried.remove(TILED_THRESHOLDS_FILE)
+        left[TILED_THRESHOLDS_FILE] = (f"chosen with the {TILE_SCALE_FILE} beside it, which this export leaves out: it "
+                                       "judges photos cut at that scale" if TILE_SCALE_FILE in left else
+                                       f"written with another {TILE_SCALE_FILE} than the checkpoint's (a `choose-tiles "
+                                       "--choose-thresholds` stopped between its two files)")
     return carried, left
 
 
@@ -446,8 +442,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     problem = portability_problem(folder)
     if problem and not any(c.part == POSITIONS_FILE for c in costs):
         raise ExportRefused(problem)
-    TrainingScale.load(folder.path)  # before minutes of loading: a damaged one is refused naming it, never copied
     taken = taken_choices(folder.path)  # decided on, said and written as read here, whatever is chosen meanwhile
+    TrainingScale.load(folder.path, taken)  # before minutes of loading: a damaged one is refused naming it, never copied
     carried = [SCALE_FILE, *chosen_files(folder, costs, taken)[0]]
     model, processor, cfg, contract, prompt = load_model(folder, device="cpu", accept_base=accept_base)
     if not getattr(processor, "chat_template", None):
@@ -493,9 +489,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
         write_text_atomic(tmp / EXPORT_FRAME_FILE, json.dumps(trained.to_dict(), indent=2) + "\n")
         # Not read by stock loaders; `bbuvl predict -c OUT --tiles auto` reads them as in the checkpoint, where without
         # them it tiled at scale 1 and said it was 'the scale the checkpoint trained at'.
-        for name in carried:
-            if name in taken:
-                write_bytes_atomic(tmp / name, taken[name])
+        write_taken(taken, tmp, carried)
     return result
 
 

@@ -16,12 +16,12 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
-from bbuvl.atomic import write_text_atomic
+from bbuvl.atomic import write_bytes_atomic, write_text_atomic
 from bbuvl.data.digests import FileDigest, by_name, combined, file_digest
 from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE
-from bbuvl.data.scale import TILE_SCALE_FILE
+from bbuvl.data.scale import SCALE_FILE, TILE_SCALE_FILE
 
 DIGEST_FILE = "content_digest.json"
 # What HF Trainer adds to a numbered checkpoint to resume the loop: no part of what the model answers.
@@ -126,6 +126,29 @@ def chosen_for_another(recorded: str | None, now: str | None) -> bool:
     """Whether a file chosen for the model whose `trained_identity` was `recorded` sits in a checkpoint whose identity
     is `now` and differs (either None: not known, so not another)."""
     return recorded is not None and now is not None and recorded != now
+
+
+def taken_choices(folder: str | Path) -> dict[str, bytes]:
+    """The bytes of a checkpoint's training scale and of each file chosen for it later (`CHOSEN_LATER`) there now, by
+    name: read once, before its weights load, and what a command that carries them into another folder (`model
+    export`, `model merge-lora`) decides on, says and writes. `choose-tiles` and `eval --choose-thresholds` write their
+    choices beside a model being read (bbuvl/outputs.py `CHOICE_FILES`), and a copy made once the weights were saved,
+    minutes later, carried a choice made meanwhile, a scale of one choice beside tiled thresholds of another, under a
+    record of the files judged at the start."""
+    taken = {}
+    for name in (SCALE_FILE, *CHOSEN_LATER):
+        try:
+            taken[name] = (Path(folder) / name).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            continue
+    return taken
+
+
+def write_taken(taken: Mapping[str, bytes], folder: str | Path, names: Iterable[str] | None = None) -> None:
+    """Write into `folder` the files of `taken` (`taken_choices`) as read, those of `names` only when given."""
+    for name, raw in taken.items():
+        if names is None or name in names:
+            write_bytes_atomic(Path(folder) / name, raw)
 
 
 def restamp_chosen(source: str | Path, folder: str | Path) -> None:
