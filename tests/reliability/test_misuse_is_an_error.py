@@ -240,7 +240,6 @@ def test_a_positive_learning_rate_on_a_group_the_model_lacks_trains_nothing_and_
 @pytest.fixture(scope="module")
 def headless_checkpoint(tiny_model_dir, tmp_path_factory) -> Path:
     """A checkpoint saved without a detection head (detection.enabled: false)."""
-    from bbuvl.data.coords import CoordinateContract
     from bbuvl.model.checkpoint import Prompt, save_checkpoint
     from bbuvl.model.loading import load_model_and_processor
     from bbuvl.model.vlm import BBUVLModel
@@ -251,7 +250,7 @@ def headless_checkpoint(tiny_model_dir, tmp_path_factory) -> Path:
     prompt = Prompt("Find the objects.", ["螺丝"], "zh")
     root = tmp_path_factory.mktemp("headless")
     return save_checkpoint(BBUVLModel.build(vlm, cfg, processor.tokenizer), processor, cfg,
-                           CoordinateContract(12544, 50176), prompt, root / "ckpt")
+                           cfg.model.frame(), prompt, root / "ckpt")  # the frame of the family trained, as train saves it
 
 
 @pytest.mark.parametrize("mode", ["head", "name"])
