@@ -23,6 +23,12 @@ BEAMS = {"num_beams": 3, "num_return_sequences": 2, "length_penalty": 1.2, "earl
          "repetition_penalty": 1.05}
 # A base's whole-sequence length limit, beside which the export's max_new_tokens is a second limit.
 LENGTH = {"max_length": 4096}
+# Qwen3.5's note, once a kernel, that an optional kernel package (causal-conv1d, flash-linear-attention) is not
+# installed: the machine's, not the export's, as tests/model/test_export.py reads it. Exactly that sentence is set
+# aside; every other line still fails the test.
+MISSING_KERNEL = re.compile(r"transformers\.integrations\.hub_kernels: `\w+` is falling back to its reference PyTorch "
+                            r"implementation because `([\w-]+)` is not installed\. This is correct but much slower; "
+                            r"install `\1` for the optimized kernel\.")
 
 
 def checkpoint_with(tiny, tiny_model_dir: Path, out: Path, defaults: dict) -> Path:
@@ -83,7 +89,7 @@ def test_an_export_of_a_base_with_sampling_beam_or_length_defaults_is_written_lo
             plain = model.generate(**inputs, do_sample=False, num_beams=1)
     finally:
         hf_logging.get_logger().removeHandler(handler)
-    assert noise + [str(w.message) for w in caught] == []
+    assert [line for line in noise if not MISSING_KERNEL.fullmatch(line)] + [str(w.message) for w in caught] == []
     assert first.shape[1] > inputs["input_ids"].shape[1], "nothing generated: nothing was compared"
     assert first.tolist() == second.tolist() == plain.tolist()
 
