@@ -201,7 +201,7 @@ def test_overwrite_never_deletes_a_folder_of_the_users_files_or_a_file_where_it_
 
 @pytest.mark.parametrize("recorded, says", [
     (2.0, "is kept, chosen on photos cut at scale 2; choose it again (--choose-thresholds)"),
-    (1.0, "is kept: it was chosen at this scale (1)"),
+    ("trained", "is kept: it was chosen at this scale ({scale:g})"),  # factor 1 of the family's training scale
     (None, "the scale it was chosen at is not recorded"),
 ])
 @pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
@@ -211,6 +211,12 @@ def test_the_note_on_the_kept_tiled_thresholds_reads_the_scale_they_were_chosen_
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(trained_checkpoint, ckpt)
+    # --factors 1 chooses the training scale: 1 for Qwen2.5-VL's 28-px grid, 0.9759 for the 32-px one of Qwen3-VL and
+    # Qwen3.5 (`_training_scale`); a pair chosen at it is the one the note keeps.
+    first = json.loads((small_dataset / "val.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    scale = _training_scale(ckpt, first["width"], first["height"])
+    recorded = scale if recorded == "trained" else recorded
+    says = says.format(scale=scale)
     pair = ChosenThresholds(VerdictThresholds(0.3, 0.6), 0.8, 0.8, 0.9, 0.9, 16, 5, [], "wide.jsonl", tiled=True,
                             tile_scale=recorded)
     pair.save(ckpt)
@@ -234,7 +240,9 @@ def test_overwrite_refuses_a_file_put_among_its_predictions_and_still_replaces_i
                                         str(out), "--factors", "1", "--no-refine", "--device", "cpu", *typed],
                                   env={"COLUMNS": "300"})
     assert choose().exit_code == 0
-    pred = out / "pred_scale_1.jsonl"
+    first = json.loads((small_dataset / "val.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    # --factors 1: the family's training scale (`_training_scale`), which names the file
+    pred = out / f"pred_scale_{_training_scale(ckpt, first['width'], first['height']):g}.jsonl"
     written = pred.read_text(encoding="utf-8")
     pred.write_text("edited\n", encoding="utf-8")  # its own name: --overwrite gives it up, as before
     (out / "notes.txt").write_text("field notes", encoding="utf-8")
