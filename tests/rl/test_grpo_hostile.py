@@ -79,9 +79,12 @@ def test_a_refused_grpo_start_with_overwrite_keeps_the_previous_run(grpo_config,
 
 @pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_a_reward_weight_past_what_float32_holds_stops_the_run_naming_the_weights(grpo_config, tmp_path):
-    # A weight of 1e308 is a finite config value, and each weighted reward inf in float32.
-    code, said = invoke(grpo_config("grpo.rewards.detection=1e308", "training.max_steps=1"), tmp_path)
-    assert code == 2 and "arenotfiniteinthefloat32theobjectivecomputesin" in said and "detection1e+308" in said, said
+    # A weight of 1e308 is a finite config value, and each weighted reward inf in float32. On a term every rollout
+    # earns: a 2-step model's detection reward is 0 at step 1 in Qwen3-VL and Qwen3.5 (no box near a true one), and
+    # 1e308 x 0 stopped nothing there.
+    code, said = invoke(grpo_config("grpo.rewards.user=1e308", "grpo.rewards.user_function=tests.rl.reward_fns:one",
+                                    "training.max_steps=1"), tmp_path)
+    assert code == 2 and "arenotfiniteinthefloat32theobjectivecomputesin" in said and "user1e+308" in said, said
 
 
 @pytest.mark.parametrize("where, says", [
