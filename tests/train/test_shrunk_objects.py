@@ -31,10 +31,15 @@ def notes(caplog) -> list[str]:
 
 @pytest.mark.slow  # the default run keeps under 10 minutes (docs/design.md, "The test run's time")
 def test_screws_a_large_photo_shrinks_under_a_pixel_and_writes_as_one_box_are_named(run_config, tmp_path, caplog):
-    # Four screws of 4 px, 6 px apart, on a 4000x3000 photo (data check and training take them: no two are one
-    # object); a 224x168 photo of the same screws keeps them whole.
-    screws = [[1000 + 6 * i, 1000, 1004 + 6 * i, 1004] for i in range(4)]
-    train = dataset(tmp_path, [((224, 168), [[10 + 6 * i, 10, 14 + 6 * i, 14] for i in range(4)]),
+    # Four screws on a 4000x3000 photo, under a frame pixel and closer together than a unit of what an answer writes
+    # (data check and training take them: no two are one object); a 224x168 photo of the same screws keeps them whole.
+    # A unit is a frame pixel for Qwen2.5-VL (16 photo pixels at 252x168): screws of 4 px, 6 px apart. It is a
+    # thousandth of each side for the relative families (4 photo pixels across), which write those screws as four
+    # boxes: screws of 2 px, side by side, are written as two (docs/families.md).
+    cfg = run_config("data.val=null", "data.teachers=null")
+    side, step = {"absolute": (4, 6), "relative": (2, 2)}[cfg.model.frame().box_format]
+    screws = [[1000 + step * i, 1000, 1000 + side + step * i, 1000 + side] for i in range(4)]
+    train = dataset(tmp_path, [((224, 168), [[10 + step * i, 10, 10 + side + step * i, 10 + side] for i in range(4)]),
                                ((4000, 3000), screws), ((4000, 3000), [[0, 0, 400, 300]])])
     cfg = run_config(f"data.train={train}", "data.val=null", "data.teachers=null")
     frame = "x".join(map(str, cfg.model.frame().model_size((4000, 3000))))
