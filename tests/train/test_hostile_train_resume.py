@@ -286,9 +286,13 @@ def _widen_vocabulary(checkpoint: Path) -> None:
 
 
 def _another_models_weights(checkpoint: Path) -> None:
+    """A narrower model of the checkpoint's own family copied in (its config.json and weights). Two heads of 32: Qwen3.5
+    rotates a quarter of each head, and four heads of 16 left it 4 rotary dims, fewer than its three mRoPE axes take."""
+    from bbuvl.data.families import family_of
     from bbuvl.tiny.model import build_tiny_model
 
-    other = build_tiny_model(checkpoint.parent.parent / "narrow", hidden=64)
+    other = build_tiny_model(checkpoint.parent.parent / "narrow", hidden=64, heads=2,
+                             family=family_of(checkpoint).model_type)
     for name in ("config.json", "model.safetensors"):
         shutil.copy2(other / name, checkpoint / name)
 
@@ -314,6 +318,30 @@ def test_a_checkpoint_whose_weights_are_not_the_runs_model_is_refused_naming_it_
     text = " ".join(r.output.split())
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     assert f"error: {out / 'checkpoint-2'}: " in text and says in text, r.output
+    assert snapshot(out) == before
+
+
+def test_a_checkpoint_of_another_family_is_refused_naming_both_families(finished, tmp_path):
+    """Its weights were loaded into the run's class, and the error was that they "do not fit config.json: 63 weights its
+    config.json builds are not in its weight files ...; restore its config.json", where config.json and the weights
+    were one model, of another family."""
+    from bbuvl.data.families import family_of, get_family
+    from bbuvl.tiny.model import build_tiny_model
+
+    out, config = copy_run(finished, tmp_path)
+    ours = family_of(finished.model.path)
+    theirs = get_family("qwen3_vl" if ours.model_type == "qwen2_5_vl" else "qwen2_5_vl")
+    other = build_tiny_model(tmp_path / "other", family=theirs.model_type)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy2(other / name, out / "checkpoint-2" / name)
+    before = snapshot(out)
+    r = CliRunner().invoke(app, ["train", str(config), "--resume"])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert (f"error: {out / 'checkpoint-2'}: its weights are not those of the model this run builds: its config.json is "
+            f"a {theirs.name} model ('{theirs.model_type}'), and this run trains {ours.name} ('{ours.model_type}'") in text, \
+        r.output
+    assert "do not fit config.json" not in text
     assert snapshot(out) == before
 
 

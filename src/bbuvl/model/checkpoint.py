@@ -39,7 +39,7 @@ from bbuvl.atomic import (atomic_folder, atomic_path, readable_as_opened, remove
                           replace_folder, set_aside_by_dead_writers, write_text_atomic)
 from bbuvl.config import CONFIG_FILE, Config, absent_keys, dump_config, not_a_checkpoint, read_run_config
 from bbuvl.data.coords import CONTRACT_FILE, EXPORT_FRAME_FILE, CoordinateContract, export_frame
-from bbuvl.data.families import family_of
+from bbuvl.data.families import family_of, get_family
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.scale import TrainingScale
 from bbuvl.data.text import shell_word
@@ -342,6 +342,8 @@ def load_weights_into(model: Any, directory: str | Path) -> None:
         from bbuvl.model.loading import WeightsMismatch, load_weights
 
         core = core_model(model.vlm)
+        if (problem := family_problem(directory, core.config.model_type)) is not None:
+            raise CheckpointError(problem)
         # from_pretrained applies transformers' checkpoint key mapping (saved names differ from module names).
         try:
             saved = load_weights(type(core), str(directory), dtype=next(core.parameters()).dtype)
@@ -356,6 +358,23 @@ def load_weights_into(model: Any, directory: str | Path) -> None:
                                   "resume from a checkpoint of this run, or restore its config.json") from None
         del saved
     _load_modules(model, modules)
+
+
+def family_problem(directory: Path, model_type: str) -> str | None:
+    """Why a checkpoint's config.json cannot be resumed into a run building a `model_type` model: it is another
+    family's (None when not, or when config.json names no family this version knows: the weights then say it).
+
+    Its weights were loaded into the run's class, and the error said they "do not fit config.json" and to restore it,
+    when config.json and the weights were one model of another family (tests/train/test_hostile_train_resume.py)."""
+    try:
+        theirs, ours = family_of(directory), get_family(model_type)
+    except (ValueError, OSError):
+        return None
+    if theirs.model_type == ours.model_type:
+        return None
+    return (f"{directory}: its weights are not those of the model this run builds: its config.json is a {theirs.name} "
+            f"model ({theirs.model_type!r}), and this run trains {ours.name} ({ours.model_type!r}, model.path); resume "
+            "from a checkpoint of this run, or start a new run from it (model.path) in a training.output_dir of its own")
 
 
 MODULE_NAMES = {HEAD_FILE: "detection head", POSITIONS_FILE: "vision positions", READOUT_FILE: "coordinate read-out"}
