@@ -5,6 +5,7 @@ rank, so a log of 8 GPUs held each 8 times."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from collections import Counter
@@ -82,3 +83,28 @@ def test_a_grpo_start_under_torchrun_says_each_note_once(tiny_model_dir, small_d
     # Before: the plain model's head note and "training.method grpo ignores ..." were printed twice each
     assert "is a plain model folder" in printed and "training.method grpo ignores" in printed
     assert _said_twice(printed) == []
+
+
+def test_a_later_rank_leaves_transformers_optional_kernel_notes_to_the_first(monkeypatch, caplog):
+    # Before: every rank of a Qwen3.5 run without flash-linear-attention said transformers' note of it (the slow tests
+    # above, qwen3_5), so a log of 8 GPUs held it 8 times
+    from bbuvl.train.all_ranks import KERNEL_LOGGER, kernel_notes_once
+
+    log = logging.getLogger(KERNEL_LOGGER)
+    note = ("`chunk_gated_delta_rule` is falling back to its reference PyTorch implementation because "
+            "`flash-linear-attention` is not installed. This is correct but much slower; install "
+            "`flash-linear-attention` for the optimized kernel.")
+    kept = list(log.filters)
+    try:
+        with caplog.at_level(logging.WARNING):
+            for rank in ("0", "1", "1"):
+                monkeypatch.setenv("RANK", rank)
+                kernel_notes_once()
+                log.warning(note)
+                log.warning("Kernel chunk_gated_delta_rule not found in _HUB_KERNEL_MAPPING")
+        said = [r.getMessage() for r in caplog.records if r.name == KERNEL_LOGGER]
+        # the first process says it; a later one says only the others
+        assert said == [note] + ["Kernel chunk_gated_delta_rule not found in _HUB_KERNEL_MAPPING"] * 3, said
+        assert len(log.filters) == len(kept) + 1  # added once, however often a process starts a run
+    finally:
+        log.filters[:] = kept

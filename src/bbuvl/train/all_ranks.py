@@ -7,6 +7,7 @@ from the summary of a run under torchrun (its warning scrolled past in the middl
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,29 @@ def first_process() -> bool:
     """Whether this is the run's first process: under torchrun or accelerate every process builds the same run, and
     only the first says what it found and prints the run's summary."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+# transformers' note, once a process, that a model runs an optional kernel's reference PyTorch code because its package
+# is not installed (transformers/integrations/hub_kernels.py): Qwen3.5's Gated DeltaNet layers without
+# flash-linear-attention and causal-conv1d (docs/families.md, "Optional kernels")
+KERNEL_FALLBACK = "is falling back to its reference PyTorch implementation because"
+KERNEL_LOGGER = "transformers.integrations.hub_kernels"
+
+
+class _KernelFallbackOnFirst(logging.Filter):
+    """Drops transformers' optional-kernel fallback notes: the first process says them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return KERNEL_FALLBACK not in record.getMessage()
+
+
+def kernel_notes_once() -> None:
+    """Leave transformers' notes of an optional kernel not installed to the first process: every process of a run
+    runs the same packages and said them, so a Qwen3.5 run on 8 GPUs without flash-linear-attention held each 8
+    times. The first process still says each (an environment fact: correct, and slower)."""
+    log = logging.getLogger(KERNEL_LOGGER)
+    if not first_process() and not any(isinstance(f, _KernelFallbackOnFirst) for f in log.filters):
+        log.addFilter(_KernelFallbackOnFirst())
 
 
 def every_rank(value: Any) -> list[Any]:

@@ -42,7 +42,7 @@ from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.model.packed_attention import use_packed_sdpa
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.paths import real_path
-from bbuvl.train.all_ranks import drawn_notes, first_process
+from bbuvl.train.all_ranks import drawn_notes, first_process, kernel_notes_once
 from bbuvl.train.caption_budget import long_caption_problem
 from bbuvl.train.caption_refit import CaptionRefitCallback, Photo, training_photos
 from bbuvl.train.callbacks import (NONFINITE, CheckpointRotation, EpochCallback, LossSum, LossWindow, NonFiniteGuard,
@@ -750,6 +750,7 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
 
     The folder is held against other processes, and the run's inputs registered as read, from the first check to the
     last write (train/run_dir.py `holding_run`): a run started from Python is refused and seen as `bbuvl train` is."""
+    kernel_notes_once()  # said by the first process, not once a rank
     # Transformers' Trainer makes training.output_dir when it is built, before the checks of its arguments
     # (`check_distributed`) that refuse the start
     with holding_run(cfg, resume if isinstance(resume, str) else None, overwrite), \
