@@ -2,7 +2,8 @@
 
 A photo larger than the frame is shown resized into it (data/coords.py), and its boxes with it: a 4-pixel screw of a
 4000x3000 photo is a quarter of a frame pixel at 252x168. Its answer box is written one unit wide
-(`round_box_with_area`), and screws a few pixels apart are written as one box: `data check` and training refuse an
+(`round_box_with_area`; Qwen2.5-VL's unit is a frame pixel, the other families' a thousandth of each side), and screws
+a few pixels apart (closer than a unit) are written as one box: `data check` and training refuse an
 object annotated twice in the photo's pixels, and the frame then taught four screws as one box written three times.
 """
 
@@ -42,7 +43,10 @@ def shrunk_note(sources: list[SampleSource], contract: CoordinateContract, key: 
     tiny, twice = sum(f[1] for f in found), sum(f[2] for f in found)
     again = (f", and {twice} answer object(s) are the same box and label as another object of their photo: the model "
              "is taught to write one object twice" if twice else "")
+    # A unit of an absolute answer is a frame pixel; a relative one writes a thousandth of each side, finer than the
+    # frame of a large photo (a 4000-pixel side shown at 256: 4 photo pixels a unit, 16 a frame pixel)
+    wide = "; their answer boxes are written one unit wide" if contract.box_format == "absolute" else ""
     return (f"{len(found)} photo(s) of {key} are shown so much smaller in the model frame that {tiny} object(s) are "
-            f"under one frame pixel (the model cannot see them; their answer boxes are written one unit wide){again}: "
+            f"under one frame pixel (the model cannot see them{wide}){again}: "
             f"{named}{more}. Raise model.max_pixels (and model.max_vision_tokens), or train on tiles of such photos "
             "(`bbuvl data tile`, docs/tiles.md)")
