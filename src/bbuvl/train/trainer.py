@@ -284,6 +284,9 @@ class BBUTrainer(Trainer):
     """
 
     def __init__(self, *args: Any, run: Run, throughput: Throughput, guard: NonFiniteGuard, **kwargs: Any):
+        # Before Trainer makes training.output_dir (docs/resume.md, "train: a refused start"): when every process of
+        # a refused launch made it, the folder above it that the first one's lock needed was left behind now and then
+        check_distributed(kwargs["args"])
         super().__init__(*args, **kwargs)
         self.run, self.throughput, self.guard = run, throughput, guard
         self._denominators: LossDenominators | None = None  # of the optimizer step being taken
@@ -751,8 +754,7 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     The folder is held against other processes, and the run's inputs registered as read, from the first check to the
     last write (train/run_dir.py `holding_run`): a run started from Python is refused and seen as `bbuvl train` is."""
     kernel_notes_once()  # said by the first process, not once a rank
-    # Transformers' Trainer makes training.output_dir when it is built, before the checks of its arguments
-    # (`check_distributed`) that refuse the start
+    # A start refused leaves no folder it made (a transformers Trainer makes training.output_dir when it is built)
     with holding_run(cfg, resume if isinstance(resume, str) else None, overwrite), \
             left_as_found(Path(cfg.training.output_dir)):
         return _fit_held(cfg, make, resume, overwrite, files, prepare, accept_code, check_checkpoint)
@@ -832,8 +834,7 @@ def _fit_held(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str, o
         check_cut_back(out, ckpt)  # and a folder of someone's that cut_back would take for a killed save
         if cfg.model.lora.enabled:
             check_lora_base(ckpt, adapters_base_of(cfg))  # a run recorded before run.json: its only check
-    trainer = make()
-    check_distributed(trainer.args)  # before --overwrite clears the folder, and before any rank writes into it
+    trainer = make()  # refused here when transformers would train its processes one by one (`check_distributed`)
     if trainer.args.should_save:
         # Only once the model is built: a LoRA target, a head size or an attention kernel it refuses must not cost
         # the run --overwrite would replace. Building writes nothing there (the writers start with the first step).
