@@ -34,12 +34,21 @@ class Terminated(BaseException):
         self.signum = signum
 
 
+def _held_for_later(signum: int) -> bool:
+    """Whether a pool's results are being taken under a lock (data/workers.py `hold_signal`): the signal is then raised
+    again once the lock is let go, where stopping cannot leave it taken and the pool's shutdown waiting for ever."""
+    workers = sys.modules.get("bbuvl.data.workers")  # not imported: no pool runs
+    return workers is not None and workers.hold_signal(signum)
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     if os.getpid() != _MAIN_PID[0]:
         # A forked worker (data synth --workers, a DataLoader's) inherits this handler; its parent ends it, and it
         # dies by the signal as before rather than printing a traceback of its own.
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
+        return
+    if _held_for_later(signum):
         return
     _stopping()
     raise Terminated(signum)
@@ -51,6 +60,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
         # there, a second Ctrl-C found the worker waiting for its next photo and multiprocessing printed its traceback
         # before our line. The command ends its workers itself (data/workers.py; torch its DataLoader's), so they leave
         # Ctrl-C to it.
+        return
+    if _held_for_later(signum):
         return
     _INTERRUPTED[0] = True
     _stopping()

@@ -19,7 +19,6 @@ import math
 import os
 import shutil
 from collections import Counter
-from concurrent.futures import as_completed
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -57,7 +56,7 @@ from bbuvl.data.split import groups_in, split_by_origin
 from bbuvl.data.text import (file_name_key, gbk_hint, name_as_text, names_apart, not_text, quote_name, shell_word,
                              show_text)
 from bbuvl.data.vendor import VendorObject, parse_vendor
-from bbuvl.data.workers import bound_workers, process_pool, stopping, worker_deaths
+from bbuvl.data.workers import bound_workers, completed, process_pool, stopping, worker_deaths
 from bbuvl.paths import real_path
 
 if TYPE_CHECKING:
@@ -653,7 +652,7 @@ def convert_pairs(pairs: list[Pair], ctx: _Context, workers: int, progress: bool
         # With fork every worker starts at the first submit, so before the progress bar's thread exists.
         futures = {pool.submit(_convert_chunk, chunk, ctx): len(chunk) for chunk in chunks}
         with _progress_bar(progress, len(pairs)) as advance:
-            for done in as_completed(futures):
+            for done in completed(list(futures)):
                 # A failed write (a full disk) is raised as it comes: the pool then drops the photos not begun and its
                 # workers stop at their next photo, where every chunk handed out was converted before it was said
                 done.result()

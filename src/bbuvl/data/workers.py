@@ -15,11 +15,12 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from queue import SimpleQueue
 from types import FrameType, TracebackType
-from typing import Iterator, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -68,18 +69,64 @@ def worker_deaths(doing: str, advice: str) -> Iterator[None]:
                                 f"out); {advice}") from None
 
 
+def completed(futures: list[Future[T]]) -> Iterator[Future[T]]:
+    """Each of `futures` as it completes, as `concurrent.futures.as_completed` gives them, but safe to stop by a signal.
+
+    `as_completed` and `wait` lock every pending future in a Python loop; SIGTERM or SIGHUP raised in the middle of
+    that loop (entry.py raises where the main thread is) left some of those locks held, so the pool's thread blocked
+    setting a result on one and the pool's shutdown waited on it for ever: a `data synth --workers 2` whose terminal
+    closed hung instead of ending with 129. Here each future hands itself to a queue as it completes, and the wait
+    is one `SimpleQueue.get`, which a signal interrupts holding nothing; a stop signal that comes while a future's
+    lock is taken is held until it is let go (`_deferring`). It also costs one step a result, where `wait` walked every pending future."""
+    arrived: SimpleQueue[Future[T]] = SimpleQueue()
+    _deferring(lambda: [future.add_done_callback(arrived.put) for future in futures])
+    for _ in futures:
+        yield arrived.get()
+
+
 def results_in_order(futures: list[Future[T]]) -> Iterator[T]:
     """Each of `futures`' results, in their order, as it comes; the first of them to fail is raised as soon as it does,
     not once those before it are done: a photo that could not be written while the first worker was still on its
     first photos went on rendering tens of others (`pool.map` raises in order), which the command then dropped."""
-    pending = set(futures)
+    arriving = completed(futures)
     for future in futures:
-        while not future.done():
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for finished in done:
-                if finished.exception() is not None:
-                    finished.result()  # raised with its own traceback
-        yield future.result()
+        while not _deferring(future.done):
+            finished = next(arriving)
+            if _deferring(finished.exception) is not None:
+                _deferring(finished.result)  # raised with its own traceback
+        yield _deferring(future.result)
+
+
+class _Held:
+    """The main thread's calls that take a future's lock under way (`_deferring`), and the stop signal that came
+    meanwhile."""
+
+    depth = 0
+    signum: int | None = None
+
+
+def hold_signal(signum: int) -> bool:
+    """For a stop signal's handler (entry.py): True, the signal kept and raised again once the main thread holds no
+    future's lock, while it may hold one; False when the handler may stop the command where it stands."""
+    if _Held.depth == 0 or threading.current_thread() is not threading.main_thread():
+        return False
+    _Held.signum = _Held.signum or signum
+    return True
+
+
+def _deferring(call: Callable[[], T]) -> T:
+    """`call()`, a stop signal coming meanwhile held until it returns (`hold_signal`): a `with lock:` in Python code is
+    no safe place for a signal's exception, which can leave the lock taken."""
+    if threading.current_thread() is not threading.main_thread():
+        return call()
+    _Held.depth += 1
+    try:
+        return call()
+    finally:
+        _Held.depth -= 1
+        if _Held.depth == 0 and _Held.signum is not None:
+            signum, _Held.signum = _Held.signum, None
+            signal.raise_signal(signum)
 
 
 _stop: multiprocessing.synchronize.Event | None = None  # in a pool's worker: its pool's stop event (`stopping`)
