@@ -17,8 +17,8 @@ import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
-from queue import SimpleQueue
+from contextlib import contextmanager, suppress
+from queue import Empty, SimpleQueue
 from types import FrameType, TracebackType
 from typing import Callable, Iterator, TypeVar
 
@@ -81,7 +81,16 @@ def completed(futures: list[Future[T]]) -> Iterator[Future[T]]:
     arrived: SimpleQueue[Future[T]] = SimpleQueue()
     _deferring(lambda: [future.add_done_callback(arrived.put) for future in futures])
     for _ in futures:
-        yield arrived.get()
+        finished: Future[T] | None = None
+        while finished is None:
+            # Woken every so often: a signal the OS hands to another of the process's threads (the pool's own) runs
+            # its handler only once the main thread runs Python again, and a wait for a long task would hold it back.
+            with suppress(Empty):
+                finished = arrived.get(timeout=_WAKE_S)
+        yield finished
+
+
+_WAKE_S = 0.1
 
 
 def results_in_order(futures: list[Future[T]]) -> Iterator[T]:
